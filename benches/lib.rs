@@ -1,0 +1,1 @@
+//! Shared helpers for dialhound's criterion benchmarks.

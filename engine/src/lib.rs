@@ -1,0 +1,1 @@
+//! dialhound's daemon: config, customer store, import, control socket, metrics.

@@ -1,0 +1,1 @@
+//! dialhound-line-pool

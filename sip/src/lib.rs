@@ -1,0 +1,1 @@
+//! dialhound-sip
