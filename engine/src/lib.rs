@@ -1,1 +1,17 @@
-//! dialhound's daemon: config, customer store, import, control socket, metrics.
+//! dialhound's daemon: configuration, the encrypted customer store, import, the
+//! control socket and metrics. The `dialhound` binary is a thin shell around it.
+
+pub mod client;
+pub mod config;
+pub mod control;
+pub mod customer;
+pub mod daemon;
+pub mod directory;
+pub mod import;
+pub mod metrics;
+pub mod phone;
+pub mod protocol;
+pub mod redact;
+pub mod socket;
+pub mod store;
+pub mod vault;

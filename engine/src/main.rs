@@ -1,8 +1,359 @@
+//! The `dialhound` command: `serve` runs the daemon; every other command talks to a
+//! running daemon over its control socket.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use mimalloc::MiMalloc;
+use serde_json::Value;
+
+use dialhound::config::{ColumnMapping, Config};
+use dialhound::protocol::{Event, Request, Response};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-fn main() {
-    println!("dialhound");
+/// Automatic follow-up calling engine.
+#[derive(Parser)]
+#[command(name = "dialhound", version, about)]
+struct Cli {
+    /// Log format for `serve`.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// The daemon's control socket [default: from --config, $DIALHOUND_SOCKET, or var/dialhound.sock].
+    #[arg(long, global = true, env = "DIALHOUND_SOCKET")]
+    socket: Option<PathBuf>,
+    /// Configuration file; other commands read the socket path from it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Print the daemon's answer as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (needs --config).
+    Serve,
+    /// The daemon's version, uptime and customer count.
+    Status,
+    /// Import customers from a CSV or XLSX file.
+    Import(ImportArgs),
+    /// Look customers up.
+    #[command(subcommand)]
+    Customer(CustomerCommand),
+    /// The do-not-call list.
+    #[command(subcommand)]
+    Dnc(DncCommand),
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    file: PathBuf,
+    /// Column of the customer id.
+    #[arg(long)]
+    id_column: Option<String>,
+    /// Column of the phone number.
+    #[arg(long)]
+    phone_column: Option<String>,
+    /// Column of the name.
+    #[arg(long)]
+    name_column: Option<String>,
+    /// Column of an attribute, as ATTRIBUTE=COLUMN (repeatable).
+    #[arg(long = "map", value_parser = parse_pair)]
+    attribute_columns: Vec<(String, String)>,
+    /// Where rejected rows go [default: FILE.rejects.csv beside the input].
+    #[arg(long)]
+    rejects: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum CustomerCommand {
+    /// Show one customer by id.
+    Show { id: String },
+    /// Find a customer by phone number, written any usual way.
+    Find {
+        #[arg(long)]
+        phone: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DncCommand {
+    /// Never call this number again.
+    Add {
+        phone: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Take a number off the list.
+    Remove { phone: String },
+    /// Every listed number.
+    List,
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(a, b)| (a.trim().to_owned(), b.trim().to_owned()))
+        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+        .ok_or_else(|| format!("expected ATTRIBUTE=COLUMN, got `{text}`"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Serve = cli.command {
+        init_logging(cli.log_format);
+        let path = cli
+            .config
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("`dialhound serve` needs --config FILE"))?;
+        let config = Config::load(path)?;
+        dialhound::daemon::serve(config).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let socket = socket_path(&cli)?;
+    let request = match &cli.command {
+        Command::Serve => unreachable!("handled above"),
+        Command::Status => Request::Status,
+        Command::Import(args) => import_request(args, &cli)?,
+        Command::Customer(CustomerCommand::Show { id }) => Request::CustomerShow { id: id.clone() },
+        Command::Customer(CustomerCommand::Find { phone }) => Request::CustomerFind {
+            phone: phone.clone(),
+        },
+        Command::Dnc(DncCommand::Add { phone, reason }) => Request::DncAdd {
+            phone: phone.clone(),
+            reason: reason.clone(),
+        },
+        Command::Dnc(DncCommand::Remove { phone }) => Request::DncRemove {
+            phone: phone.clone(),
+        },
+        Command::Dnc(DncCommand::List) => Request::DncList,
+    };
+    let bar = progress_bar(&request, cli.json);
+    let response = dialhound::client::call(&socket, &request, |event| {
+        if let (Some(bar), Event::Progress { rows, fraction }) = (&bar, event) {
+            bar.set_position((fraction * 1000.0) as u64);
+            bar.set_message(format!("{rows} rows"));
+        }
+    })
+    .await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(print_response(&cli, &response))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn socket_path(cli: &Cli) -> anyhow::Result<PathBuf> {
+    if let Some(socket) = &cli.socket {
+        return Ok(socket.clone());
+    }
+    if let Some(config) = &cli.config {
+        return Ok(Config::load(config)?.daemon.socket);
+    }
+    Ok(PathBuf::from("var/dialhound.sock"))
+}
+
+fn import_request(args: &ImportArgs, cli: &Cli) -> anyhow::Result<Request> {
+    let path = std::path::absolute(&args.file)?;
+    let overridden = args.id_column.is_some()
+        || args.phone_column.is_some()
+        || args.name_column.is_some()
+        || !args.attribute_columns.is_empty();
+    let mapping = if overridden {
+        let mut mapping = match &cli.config {
+            Some(config) => Config::load(config)?.import.columns,
+            None => ColumnMapping::default(),
+        };
+        if let Some(column) = &args.id_column {
+            mapping.id = Some(column.clone());
+        }
+        if let Some(column) = &args.phone_column {
+            mapping.phone = column.clone();
+        }
+        if let Some(column) = &args.name_column {
+            mapping.name = Some(column.clone());
+        }
+        mapping
+            .attributes
+            .extend(args.attribute_columns.iter().cloned());
+        Some(mapping)
+    } else {
+        None
+    };
+    Ok(Request::Import {
+        path,
+        mapping,
+        rejects: args
+            .rejects
+            .as_deref()
+            .map(std::path::absolute)
+            .transpose()?,
+        progress: !cli.json && std::io::stderr().is_terminal(),
+    })
+}
+
+/// A bar on a terminal for files large enough to take a moment.
+fn progress_bar(request: &Request, json: bool) -> Option<indicatif::ProgressBar> {
+    let Request::Import {
+        path,
+        progress: true,
+        ..
+    } = request
+    else {
+        return None;
+    };
+    let large = std::fs::metadata(path)
+        .map(|m| m.len() > 1 << 20)
+        .unwrap_or(false);
+    if json || !large {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(1000);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {percent:>3}% {msg}") {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+fn print_response(cli: &Cli, response: &Response) -> ExitCode {
+    if cli.json {
+        println!("{}", serde_json::to_string(response).unwrap_or_default());
+        return if response.ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    if let Some(error) = &response.error {
+        eprintln!("error [{}]: {}", error.code, error.message);
+        return ExitCode::FAILURE;
+    }
+    let result = response.result.clone().unwrap_or(Value::Null);
+    match &cli.command {
+        Command::Status => println!(
+            "dialhound {} up {}s, {} customers, data in {}",
+            text(&result["version"]),
+            text(&result["uptime_seconds"]),
+            text(&result["customers"]),
+            text(&result["data_dir"]),
+        ),
+        Command::Import(_) => print_import(&result),
+        Command::Customer(_) => print_customer(&result),
+        Command::Dnc(DncCommand::List) => {
+            let entries = result.as_array().cloned().unwrap_or_default();
+            for entry in &entries {
+                println!(
+                    "{}  {}  {}",
+                    text(&entry["phone"]),
+                    text(&entry["added_at"]),
+                    text(&entry["reason"])
+                );
+            }
+            println!("{} numbers on the do-not-call list", entries.len());
+        }
+        Command::Dnc(DncCommand::Add { .. }) => {
+            let verb = if result["added"] == Value::Bool(true) {
+                "added to"
+            } else {
+                "already on"
+            };
+            println!("{} {verb} the do-not-call list", text(&result["phone"]));
+        }
+        Command::Dnc(DncCommand::Remove { .. }) => {
+            let verb = if result["removed"] == Value::Bool(true) {
+                "removed from"
+            } else {
+                "was not on"
+            };
+            println!("{} {verb} the do-not-call list", text(&result["phone"]));
+        }
+        Command::Serve => {}
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_import(result: &Value) {
+    println!(
+        "{} rows: {} imported, {} updated, {} unchanged, {} rejected ({:.1}% valid)",
+        text(&result["rows"]),
+        text(&result["imported"]),
+        text(&result["updated"]),
+        text(&result["unchanged"]),
+        result["rejected"]
+            .as_object()
+            .map_or(0, |r| r.values().filter_map(Value::as_u64).sum::<u64>()),
+        result["valid_ratio"].as_f64().unwrap_or(0.0) * 100.0,
+    );
+    if let Some(reasons) = result["rejected"].as_object() {
+        for (reason, count) in reasons {
+            println!("  {reason}: {}", text(count));
+        }
+    }
+    if let Some(path) = result["rejects_file"].as_str() {
+        println!("rejected rows are listed in {}", Path::new(path).display());
+    }
+}
+
+fn print_customer(result: &Value) {
+    println!("id      {}", text(&result["id"]));
+    println!("phone   {}", text(&result["phone"]));
+    if !result["name"].is_null() {
+        println!("name    {}", text(&result["name"]));
+    }
+    if let Some(attributes) = result["attributes"].as_object() {
+        for (name, value) in attributes {
+            println!("{name:<7} {}", text(value));
+        }
+    }
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    }
 }

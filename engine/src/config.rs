@@ -1,0 +1,341 @@
+//! The daemon's TOML configuration.
+//!
+//! Every section refuses unknown keys, so a typo is an error that names the key and
+//! its line instead of a setting that silently does nothing.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::customer::AttributeSchema;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    #[serde(default)]
+    pub sip: SipConfig,
+    #[serde(default)]
+    pub media: MediaConfig,
+    #[serde(default)]
+    pub import: ImportConfig,
+    /// Typed customer attributes that import fills from extra columns.
+    #[serde(default)]
+    pub schema: AttributeSchema,
+    #[serde(default, rename = "trunk")]
+    pub trunks: Vec<TrunkConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// The sled database, recordings and prompt cache live here.
+    pub data_dir: PathBuf,
+    /// The control socket (a Unix socket, mode 0600).
+    pub socket: PathBuf,
+    /// Where `GET /metrics` is served; absent means no metrics listener.
+    pub metrics: Option<SocketAddr>,
+    /// The AES-256-GCM key file, created with mode 0600 when absent.
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    /// An inclusive range such as `"20000-29999"`.
+    pub rtp_ports: String,
+    pub prompts: PathBuf,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            rtp_ports: "20000-29999".to_owned(),
+            prompts: PathBuf::from("examples/prompts"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportConfig {
+    /// ISO 3166 region used for numbers written without a country code.
+    #[serde(default = "default_region")]
+    pub default_region: String,
+    /// IANA zone for times written without an offset.
+    #[serde(default = "default_zone")]
+    pub default_zone: String,
+    /// Which spreadsheet column feeds each customer field.
+    #[serde(default)]
+    pub columns: ColumnMapping,
+}
+
+impl Default for ImportConfig {
+    fn default() -> Self {
+        Self {
+            default_region: default_region(),
+            default_zone: default_zone(),
+            columns: ColumnMapping::default(),
+        }
+    }
+}
+
+fn default_region() -> String {
+    "CN".to_owned()
+}
+
+fn default_zone() -> String {
+    "Asia/Shanghai".to_owned()
+}
+
+/// Spreadsheet header names for the built-in fields; attributes map by their own name
+/// unless `attributes` says otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnMapping {
+    /// Absent: the customer id is derived from the phone number.
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default = "default_phone_column")]
+    pub phone: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Attribute name → column header, where they differ.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Default for ColumnMapping {
+    fn default() -> Self {
+        Self {
+            id: None,
+            phone: default_phone_column(),
+            name: None,
+            attributes: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_phone_column() -> String {
+    "phone".to_owned()
+}
+
+/// One `[[trunk]]` table. The line pool owns trunk behaviour; the daemon only
+/// validates and carries the settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    pub name: String,
+    pub proxy: SocketAddr,
+    pub tier: String,
+    pub channels: u32,
+    pub cps: u32,
+    #[serde(default)]
+    pub from_domain: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub cost_per_minute: Option<f64>,
+    #[serde(default)]
+    pub caller_ids: Vec<String>,
+    #[serde(default)]
+    pub codecs: Vec<String>,
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config `{path}`: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and checks a configuration file. Relative paths inside it are taken
+    /// relative to the directory the daemon was started in, as operators expect.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses configuration text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|error| {
+            let offset = error.span().map(|span| span.start).unwrap_or(0);
+            let (line, column) = line_and_column(text, offset);
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                message: error.message().trim().to_owned(),
+            }
+        })?;
+        config.check(text, path)?;
+        Ok(config)
+    }
+
+    /// Checks that serde cannot express: value ranges and cross-references.
+    /// The import settings this configuration describes.
+    pub fn import_settings(&self) -> crate::import::ImportSettings {
+        crate::import::ImportSettings {
+            schema: self.schema.clone(),
+            region: crate::phone::Region::parse(&self.import.default_region)
+                .expect("checked when the config was loaded"),
+            civil_zone: jiff::tz::TimeZone::get(&self.import.default_zone)
+                .expect("checked when the config was loaded"),
+        }
+    }
+
+    fn check(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |needle: &str, message: String| {
+            let offset = text.find(needle).unwrap_or(0);
+            let (line, column) = line_and_column(text, offset);
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                message,
+            }
+        };
+        if crate::phone::Region::parse(&self.import.default_region).is_none() {
+            return Err(invalid(
+                "default_region",
+                format!(
+                    "`{}` is not a known region code; use an ISO 3166 code such as `CN`",
+                    self.import.default_region
+                ),
+            ));
+        }
+        if jiff::tz::TimeZone::get(&self.import.default_zone).is_err() {
+            return Err(invalid(
+                "default_zone",
+                format!(
+                    "`{}` is not a known time zone; use an IANA name such as `Asia/Shanghai`",
+                    self.import.default_zone
+                ),
+            ));
+        }
+        for (name, column) in &self.import.columns.attributes {
+            if !self.schema.attributes.contains_key(name) {
+                return Err(invalid(
+                    column,
+                    format!(
+                        "column mapping names attribute `{name}`, which the `[schema]` does not declare"
+                    ),
+                ));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for trunk in &self.trunks {
+            if !names.insert(trunk.name.as_str()) {
+                return Err(invalid(
+                    &trunk.name,
+                    format!("trunk `{}` is declared twice", trunk.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |s| s.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[daemon]
+data_dir = "var/data"
+socket = "var/dialhound.sock"
+key_file = "var/dialhound.key"
+"#;
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let config = Config::parse(MINIMAL, Path::new("t.toml")).unwrap();
+        assert_eq!(config.import.default_region, "CN");
+        assert_eq!(config.import.columns.phone, "phone");
+        assert!(config.trunks.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_and_line() {
+        let text = format!("{MINIMAL}metrix = \"127.0.0.1:1\"\n");
+        let error = Config::parse(&text, Path::new("t.toml")).unwrap_err();
+        let shown = error.to_string();
+        assert!(shown.starts_with("t.toml:6:"), "{shown}");
+        assert!(shown.contains("unknown field `metrix`"), "{shown}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_line() {
+        let text = MINIMAL.replace("\"var/data\"", "42");
+        let shown = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(shown.starts_with("t.toml:3:"), "{shown}");
+        assert!(shown.contains("invalid type"), "{shown}");
+    }
+
+    #[test]
+    fn unknown_region_is_refused() {
+        let text = format!("{MINIMAL}[import]\ndefault_region = \"XX\"\n");
+        let shown = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(shown.contains("`XX` is not a known region code"), "{shown}");
+        assert!(shown.starts_with("t.toml:7:"), "{shown}");
+    }
+
+    #[test]
+    fn shipped_example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/dialhound.toml");
+        let config = Config::load(&path).unwrap();
+        assert!(!config.trunks.is_empty());
+        assert!(config.schema.attributes.contains_key("cart_value"));
+    }
+}

@@ -1,0 +1,206 @@
+//! What each control-socket command does.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::config::ColumnMapping;
+use crate::customer::CustomerId;
+use crate::directory::Directory;
+use crate::import::{ImportJob, ImportSummary};
+use crate::metrics::Metrics;
+use crate::phone::E164;
+use crate::protocol::{ErrorBody, Event, Request, Response};
+
+/// Everything a command may touch, shared by all connections.
+pub struct Control {
+    pub directory: Directory,
+    pub metrics: Arc<Metrics>,
+    pub data_dir: PathBuf,
+    pub default_mapping: ColumnMapping,
+}
+
+#[derive(Serialize)]
+struct Status<'a> {
+    version: &'a str,
+    uptime_seconds: u64,
+    customers: u64,
+    data_dir: &'a str,
+}
+
+impl Control {
+    /// Handles one request; `events` receives progress lines for long commands.
+    pub async fn handle(
+        self: &Arc<Self>,
+        request: Request,
+        events: mpsc::Sender<Event>,
+    ) -> Response {
+        let command = request.command();
+        let response = match self.dispatch(request, events).await {
+            Ok(response) => response,
+            Err(error) => Response::failure(error),
+        };
+        let result = response.error.as_ref().map_or("ok", |e| e.code.as_str());
+        self.metrics
+            .socket_requests
+            .with_label_values(&[command, result])
+            .inc();
+        response
+    }
+
+    async fn dispatch(
+        self: &Arc<Self>,
+        request: Request,
+        events: mpsc::Sender<Event>,
+    ) -> Result<Response, ErrorBody> {
+        match request {
+            Request::Status => Ok(Response::success(Status {
+                version: env!("CARGO_PKG_VERSION"),
+                uptime_seconds: self.metrics.uptime().as_secs(),
+                customers: self.directory.store().customer_count(),
+                data_dir: &self.data_dir.display().to_string(),
+            })),
+            Request::Import {
+                path,
+                mapping,
+                rejects,
+                progress,
+            } => {
+                if !path.is_absolute() {
+                    return Err(ErrorBody::new(
+                        "invalid_request",
+                        format!(
+                            "import path `{}` must be absolute: the daemon may run in another directory",
+                            path.display()
+                        ),
+                    ));
+                }
+                let job = ImportJob {
+                    path,
+                    mapping: mapping.unwrap_or_else(|| self.default_mapping.clone()),
+                    rejects,
+                };
+                let summary = self
+                    .blocking(move |control| {
+                        let mut report = |p: crate::import::ImportProgress| {
+                            if progress {
+                                let _ = events.try_send(Event::Progress {
+                                    rows: p.rows,
+                                    fraction: p.fraction,
+                                });
+                            }
+                        };
+                        control
+                            .directory
+                            .import(&job, &mut report)
+                            .map_err(|error| ErrorBody::new(error.code(), error.to_string()))
+                    })
+                    .await?;
+                self.count_import(&summary);
+                Ok(Response::success(summary))
+            }
+            Request::CustomerShow { id } => {
+                let id = CustomerId::parse(&id).ok_or_else(|| {
+                    ErrorBody::new(
+                        "invalid_request",
+                        "a customer id is 1 to 64 characters without spaces",
+                    )
+                })?;
+                let shown = id.to_string();
+                let customer = self
+                    .blocking(move |control| control.directory.customer(&id).map_err(internal))
+                    .await?;
+                customer.map(Response::success).ok_or_else(|| {
+                    ErrorBody::new("not_found", format!("no customer with id `{shown}`"))
+                })
+            }
+            Request::CustomerFind { phone } => {
+                let phone = self.parse_phone(&phone)?;
+                let customer = self
+                    .blocking(move |control| {
+                        control
+                            .directory
+                            .customer_by_phone(&phone)
+                            .map_err(internal)
+                    })
+                    .await?;
+                customer
+                    .map(Response::success)
+                    .ok_or_else(|| ErrorBody::new("not_found", "no customer has this number"))
+            }
+            Request::DncAdd { phone, reason } => {
+                let phone = self.parse_phone(&phone)?;
+                let reason = reason.unwrap_or_else(|| "operator".to_owned());
+                let shown = phone.as_str().to_owned();
+                let added = self
+                    .blocking(move |control| {
+                        control
+                            .directory
+                            .dnc_add(&phone, &reason, jiff::Timestamp::now())
+                            .map_err(internal)
+                    })
+                    .await?;
+                Ok(Response::success(json!({ "phone": shown, "added": added })))
+            }
+            Request::DncRemove { phone } => {
+                let phone = self.parse_phone(&phone)?;
+                let shown = phone.as_str().to_owned();
+                let removed = self
+                    .blocking(move |control| control.directory.dnc_remove(&phone).map_err(internal))
+                    .await?;
+                Ok(Response::success(
+                    json!({ "phone": shown, "removed": removed }),
+                ))
+            }
+            Request::DncList => {
+                let listings = self
+                    .blocking(|control| control.directory.dnc_list().map_err(internal))
+                    .await?;
+                Ok(Response::success(listings))
+            }
+        }
+    }
+
+    fn parse_phone(&self, written: &str) -> Result<E164, ErrorBody> {
+        E164::parse(written, self.directory.settings().region)
+            .map_err(|error| ErrorBody::new("invalid_phone", format!("`{written}`: {error}")))
+    }
+
+    fn count_import(&self, summary: &ImportSummary) {
+        let rows = &self.metrics.import_rows;
+        rows.with_label_values(&["imported"])
+            .inc_by(summary.imported);
+        rows.with_label_values(&["updated"]).inc_by(summary.updated);
+        rows.with_label_values(&["unchanged"])
+            .inc_by(summary.unchanged);
+        rows.with_label_values(&["rejected"])
+            .inc_by(summary.rejected_total());
+        for (reason, count) in &summary.rejected {
+            self.metrics
+                .import_rejected_rows
+                .with_label_values(&[reason])
+                .inc_by(*count);
+        }
+        self.metrics
+            .customers
+            .set(self.directory.store().customer_count() as i64);
+    }
+
+    /// Runs store work off the reactor.
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Control) -> Result<T, ErrorBody> + Send + 'static,
+    ) -> Result<T, ErrorBody> {
+        let control = Arc::clone(self);
+        tokio::task::spawn_blocking(move || work(&control))
+            .await
+            .map_err(|error| ErrorBody::new("internal", format!("the request failed: {error}")))?
+    }
+}
+
+fn internal(error: impl std::fmt::Display) -> ErrorBody {
+    ErrorBody::new("store", error.to_string())
+}

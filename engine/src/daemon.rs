@@ -1,0 +1,79 @@
+//! `dialhound serve`: the daemon's start-up, run and shutdown.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::control::Control;
+use crate::directory::Directory;
+use crate::metrics::Metrics;
+use crate::store::{SledStore, Store};
+use crate::vault::Vault;
+
+/// Runs the daemon until SIGTERM or SIGINT, then stops accepting work, flushes the
+/// store and removes the socket.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let vault = Vault::open_or_create(&config.daemon.key_file)?;
+    let data_dir = config.daemon.data_dir.clone();
+    let store: Arc<dyn Store> = {
+        let vault = vault.clone();
+        let dir = data_dir.clone();
+        Arc::new(tokio::task::spawn_blocking(move || SledStore::open(&dir, &vault)).await??)
+    };
+    let metrics = Arc::new(Metrics::new());
+    metrics.customers.set(store.customer_count() as i64);
+    let directory = Directory::new(vault, Arc::clone(&store), config.import_settings());
+    let control = Arc::new(Control {
+        directory,
+        metrics: Arc::clone(&metrics),
+        data_dir: data_dir.clone(),
+        default_mapping: config.import.columns.clone(),
+    });
+
+    let metrics_task = match config.daemon.metrics {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot serve metrics on {address}"))?;
+            tracing::info!(%address, "serving metrics");
+            let metrics = Arc::clone(&metrics);
+            Some(tokio::spawn(crate::metrics::serve(listener, move || {
+                metrics.render()
+            })))
+        }
+        None => None,
+    };
+
+    let socket_path = config.daemon.socket.clone();
+    let listener = crate::socket::bind(&socket_path).await?;
+    let socket_task = tokio::spawn(crate::socket::serve(listener, control));
+    tracing::info!(
+        socket = %socket_path.display(),
+        data_dir = %data_dir.display(),
+        customers = store.customer_count(),
+        "dialhound ready"
+    );
+
+    shutdown_signal().await?;
+    tracing::info!("shutting down: no new requests, flushing the store");
+    socket_task.abort();
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
+    let _ = std::fs::remove_file(&socket_path);
+    tokio::task::spawn_blocking(move || store.flush()).await??;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! The customer directory: what operators ask of customers and the DNC list, with
+//! personal data unsealed only on the way out.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::customer::{Customer, CustomerId};
+use crate::import::{self, ImportError, ImportJob, ImportProgress, ImportSettings, ImportSummary};
+use crate::phone::E164;
+use crate::store::{self, DncEntry, SealedCustomer, Store, StoreError};
+use crate::vault::{Vault, VaultError};
+
+/// Customers and the DNC list, over any [`Store`].
+#[derive(Clone)]
+pub struct Directory {
+    vault: Vault,
+    store: Arc<dyn Store>,
+    settings: Arc<ImportSettings>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error("stored personal fields are damaged: {0}")]
+    Damaged(#[from] store::DecodeError),
+}
+
+/// A DNC entry as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DncListing {
+    pub phone: String,
+    pub added_at: jiff::Timestamp,
+    pub reason: String,
+}
+
+impl Directory {
+    pub fn new(vault: Vault, store: Arc<dyn Store>, settings: ImportSettings) -> Directory {
+        Directory {
+            vault,
+            store,
+            settings: Arc::new(settings),
+        }
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    pub fn settings(&self) -> &ImportSettings {
+        &self.settings
+    }
+
+    /// Imports a spreadsheet. Blocking: run it off the async reactor.
+    pub fn import(
+        &self,
+        job: &ImportJob,
+        progress: &mut dyn FnMut(ImportProgress),
+    ) -> Result<ImportSummary, ImportError> {
+        import::run(
+            job,
+            &self.settings,
+            &self.vault,
+            self.store.as_ref(),
+            progress,
+        )
+    }
+
+    pub fn customer(&self, id: &CustomerId) -> Result<Option<Customer>, DirectoryError> {
+        self.store
+            .customer(id)?
+            .map(|sealed| self.unseal(sealed))
+            .transpose()
+    }
+
+    pub fn customer_by_phone(&self, phone: &E164) -> Result<Option<Customer>, DirectoryError> {
+        let key = self.vault.phone_key(phone.as_str());
+        match self.store.customer_by_phone(&key)? {
+            Some(id) => self.customer(&id),
+            None => Ok(None),
+        }
+    }
+
+    /// Puts a number on the DNC list, durably; true when it was not listed before.
+    pub fn dnc_add(
+        &self,
+        phone: &E164,
+        reason: &str,
+        now: jiff::Timestamp,
+    ) -> Result<bool, DirectoryError> {
+        let phone_key = self.vault.phone_key(phone.as_str());
+        let entry = DncEntry {
+            phone_key,
+            sealed_phone: self.vault.seal(phone.as_str().as_bytes(), &phone_key.0),
+            added_at: now,
+            reason: reason.to_owned(),
+        };
+        let added = self.store.dnc_add(&entry)?;
+        self.store.flush()?;
+        Ok(added)
+    }
+
+    /// Takes a number off the DNC list, durably; true when it was listed.
+    pub fn dnc_remove(&self, phone: &E164) -> Result<bool, DirectoryError> {
+        let removed = self
+            .store
+            .dnc_remove(&self.vault.phone_key(phone.as_str()))?;
+        self.store.flush()?;
+        Ok(removed)
+    }
+
+    pub fn dnc_list(&self) -> Result<Vec<DncListing>, DirectoryError> {
+        let mut listings = self
+            .store
+            .dnc_list()?
+            .into_iter()
+            .map(|entry| {
+                let phone = self.vault.unseal(&entry.sealed_phone, &entry.phone_key.0)?;
+                Ok(DncListing {
+                    phone: String::from_utf8(phone).map_err(|_| store::DecodeError::NotUtf8)?,
+                    added_at: entry.added_at,
+                    reason: entry.reason,
+                })
+            })
+            .collect::<Result<Vec<_>, DirectoryError>>()?;
+        listings.sort_by(|a, b| a.phone.cmp(&b.phone));
+        Ok(listings)
+    }
+
+    fn unseal(&self, sealed: SealedCustomer) -> Result<Customer, DirectoryError> {
+        let personal = self
+            .vault
+            .unseal(&sealed.sealed_personal, sealed.id.as_str().as_bytes())?;
+        let (phone, name) = store::decode_personal(&personal)?;
+        Ok(Customer {
+            id: sealed.id,
+            phone,
+            name,
+            attributes: sealed.attributes,
+        })
+    }
+}

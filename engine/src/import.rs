@@ -1,0 +1,736 @@
+//! Import of customer spreadsheets (CSV, XLSX, XLS, ODS).
+//!
+//! Every row either lands or goes to a rejects file with its row number, column and
+//! reason; a bad row never stops the import. Rows are read in chunks, checked on all
+//! cores, resolved against the file so far and the store, written, and flushed once
+//! before the summary is returned.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::ColumnMapping;
+use crate::customer::{AttributeSchema, CustomerId};
+use crate::phone::{E164, PhoneError, Region};
+use crate::store::{CustomerWrite, SealedCustomer, Store, StoreError};
+use crate::vault::{PhoneKey, Vault};
+
+const CHUNK_ROWS: usize = 16_384;
+const MAX_NAME_CHARS: usize = 200;
+
+/// How cells become customers; fixed for the daemon's lifetime.
+#[derive(Debug, Clone)]
+pub struct ImportSettings {
+    pub schema: AttributeSchema,
+    pub region: Region,
+    /// The zone for civil times written without an offset.
+    pub civil_zone: jiff::tz::TimeZone,
+}
+
+/// One import: which file, how its columns map, and where rejected rows go.
+#[derive(Debug, Clone)]
+pub struct ImportJob {
+    pub path: PathBuf,
+    pub mapping: ColumnMapping,
+    /// Defaults to `NAME.rejects.csv` beside the input.
+    pub rejects: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ImportSummary {
+    /// Data rows read (the header is not counted).
+    pub rows: u64,
+    /// New customers.
+    pub imported: u64,
+    /// Known customers whose record changed.
+    pub updated: u64,
+    /// Known customers whose record was already the same.
+    pub unchanged: u64,
+    /// Rejected rows by reason code.
+    pub rejected: BTreeMap<String, u64>,
+    /// Share of rows that were valid, from 0 to 1.
+    pub valid_ratio: f64,
+    pub rejects_file: Option<PathBuf>,
+}
+
+impl ImportSummary {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+/// How far an import has got, for progress bars.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ImportProgress {
+    pub rows: u64,
+    /// Fraction of the input consumed, from 0 to 1.
+    pub fraction: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot open `{path}`: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("`{path}` is not a spreadsheet dialhound reads; use .csv, .xlsx, .xls or .ods")]
+    UnknownFormat { path: PathBuf },
+    #[error("`{path}` has no header row")]
+    NoHeader { path: PathBuf },
+    #[error("`{path}` has no column `{column}` for the customer's {field}; columns are: {found}")]
+    MissingColumn {
+        path: PathBuf,
+        column: String,
+        field: String,
+        found: String,
+    },
+    #[error("reading `{path}` failed after {rows} rows: {message}")]
+    Read {
+        path: PathBuf,
+        rows: u64,
+        message: String,
+    },
+    #[error("cannot write rejects file `{path}`: {message}")]
+    Rejects { path: PathBuf, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ImportError {
+    /// Stable code for the socket protocol.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ImportError::Open { .. } => "import_open",
+            ImportError::UnknownFormat { .. } => "import_format",
+            ImportError::NoHeader { .. } | ImportError::MissingColumn { .. } => "import_columns",
+            ImportError::Read { .. } => "import_read",
+            ImportError::Rejects { .. } => "import_rejects",
+            ImportError::Store(_) => "store",
+        }
+    }
+}
+
+/// Runs one import against the store. Blocking: call it off the async reactor.
+pub fn run(
+    job: &ImportJob,
+    settings: &ImportSettings,
+    vault: &Vault,
+    store: &dyn Store,
+    progress: &mut dyn FnMut(ImportProgress),
+) -> Result<ImportSummary, ImportError> {
+    let mut source = RowSource::open(&job.path)?;
+    let header = source.header()?;
+    let columns = Columns::resolve(&header, &job.mapping, settings, &job.path)?;
+    let mut resolver = Resolver::new(&columns);
+    let mut rejects: Vec<Reject> = Vec::new();
+    let mut summary = ImportSummary::default();
+
+    loop {
+        let chunk = source.next_chunk(CHUNK_ROWS, summary.rows)?;
+        if chunk.is_empty() {
+            break;
+        }
+        summary.rows += chunk.len() as u64;
+        let checked = check_rows(&chunk, &columns, settings, vault);
+        let mut writes = Vec::with_capacity(checked.len());
+        for row in checked {
+            match row.and_then(|valid| resolver.resolve(valid, store)) {
+                Ok(Resolved::Write(write)) => {
+                    if write.previous_phone.is_some() {
+                        summary.updated += 1;
+                    } else {
+                        summary.imported += 1;
+                    }
+                    writes.push(write);
+                }
+                Ok(Resolved::Unchanged) => summary.unchanged += 1,
+                Err(reject) => {
+                    *summary
+                        .rejected
+                        .entry(reject.reason.to_owned())
+                        .or_default() += 1;
+                    rejects.push(reject);
+                }
+            }
+        }
+        store.write_customers(&writes)?;
+        progress(ImportProgress {
+            rows: summary.rows,
+            fraction: source.fraction(),
+        });
+    }
+    store.flush()?;
+
+    if !rejects.is_empty() {
+        let path = job
+            .rejects
+            .clone()
+            .unwrap_or_else(|| default_rejects_path(&job.path));
+        write_rejects(&path, &rejects).map_err(|message| ImportError::Rejects {
+            path: path.clone(),
+            message,
+        })?;
+        summary.rejects_file = Some(path);
+    }
+    let valid = summary.rows - summary.rejected_total();
+    summary.valid_ratio = if summary.rows == 0 {
+        1.0
+    } else {
+        valid as f64 / summary.rows as f64
+    };
+    Ok(summary)
+}
+
+/// `customers.csv` → `customers.rejects.csv`.
+pub fn default_rejects_path(input: &Path) -> PathBuf {
+    let stem = input
+        .file_stem()
+        .map_or_else(|| "import".into(), |s| s.to_string_lossy().into_owned());
+    input.with_file_name(format!("{stem}.rejects.csv"))
+}
+
+/// A data row: its number as a spreadsheet shows it (the header is row 1) and cells.
+struct Row {
+    number: u64,
+    cells: Result<Vec<String>, String>,
+}
+
+/// A rejected row.
+#[derive(Debug, Clone)]
+struct Reject {
+    row: u64,
+    column: String,
+    reason: &'static str,
+    message: String,
+}
+
+/// A row that passed the checks that need only the row itself.
+struct ValidRow {
+    row: u64,
+    customer: SealedCustomer,
+    explicit_id: bool,
+}
+
+enum Resolved {
+    Write(CustomerWrite),
+    Unchanged,
+}
+
+/// Column positions, resolved once from the header.
+struct Columns {
+    phone: (usize, String),
+    id: Option<(usize, String)>,
+    name: Option<(usize, String)>,
+    attributes: Vec<(String, Option<(usize, String)>)>,
+}
+
+impl Columns {
+    fn resolve(
+        header: &[String],
+        mapping: &ColumnMapping,
+        settings: &ImportSettings,
+        path: &Path,
+    ) -> Result<Columns, ImportError> {
+        let find = |column: &str| {
+            header
+                .iter()
+                .position(|h| h.trim().eq_ignore_ascii_case(column))
+        };
+        let missing = |column: &str, field: &str| ImportError::MissingColumn {
+            path: path.to_owned(),
+            column: column.to_owned(),
+            field: field.to_owned(),
+            found: header
+                .iter()
+                .map(|h| format!("`{h}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let required = |column: &str, field: &str| {
+            find(column)
+                .map(|at| (at, header[at].clone()))
+                .ok_or_else(|| missing(column, field))
+        };
+        let phone = required(&mapping.phone, "phone number")?;
+        let id = mapping
+            .id
+            .as_deref()
+            .map(|c| required(c, "id"))
+            .transpose()?;
+        let name = match mapping.name.as_deref() {
+            Some(column) => Some(required(column, "name")?),
+            None => find("name").map(|at| (at, header[at].clone())),
+        };
+        let mut attributes = Vec::new();
+        for (attribute, kind) in &settings.schema.attributes {
+            let column = mapping.attributes.get(attribute).unwrap_or(attribute);
+            let position = find(column).map(|at| (at, header[at].clone()));
+            if position.is_none() && !kind.optional {
+                return Err(missing(column, &format!("attribute `{attribute}`")));
+            }
+            attributes.push((attribute.clone(), position));
+        }
+        Ok(Columns {
+            phone,
+            id,
+            name,
+            attributes,
+        })
+    }
+}
+
+/// The checks that need only the row, spread over the machine's cores.
+fn check_rows(
+    rows: &[Row],
+    columns: &Columns,
+    settings: &ImportSettings,
+    vault: &Vault,
+) -> Vec<Result<ValidRow, Reject>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if workers == 1 || rows.len() < 1024 {
+        return rows
+            .iter()
+            .map(|row| check_row(row, columns, settings, vault))
+            .collect();
+    }
+    let per_worker = rows.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = rows
+            .chunks(per_worker)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|row| check_row(row, columns, settings, vault))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().expect("row checks do not panic on any input"))
+            .collect()
+    })
+}
+
+fn check_row(
+    row: &Row,
+    columns: &Columns,
+    settings: &ImportSettings,
+    vault: &Vault,
+) -> Result<ValidRow, Reject> {
+    let reject = |column: &str, reason: &'static str, message: String| Reject {
+        row: row.number,
+        column: column.to_owned(),
+        reason,
+        message,
+    };
+    let cells = row
+        .cells
+        .as_ref()
+        .map_err(|message| reject("", "unreadable_row", message.clone()))?;
+    let cell = |at: usize| cells.get(at).map_or("", |c| c.as_str());
+
+    let (phone_at, phone_column) = &columns.phone;
+    let phone = E164::parse(cell(*phone_at), settings.region).map_err(|error: PhoneError| {
+        reject(phone_column, error.code(), error.describe().to_owned())
+    })?;
+    let phone_key = vault.phone_key(phone.as_str());
+
+    let (id, explicit_id) = match &columns.id {
+        Some((at, column)) => {
+            let id = CustomerId::parse(cell(*at)).ok_or_else(|| {
+                reject(
+                    column,
+                    "invalid_id",
+                    "the id must be 1 to 64 characters without spaces".into(),
+                )
+            })?;
+            (id, true)
+        }
+        None => (derived_id(&phone_key), false),
+    };
+
+    let name = match &columns.name {
+        Some((at, column)) => {
+            let name = cell(*at).trim();
+            if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+                return Err(reject(
+                    column,
+                    "invalid_name",
+                    format!(
+                        "a name is at most {MAX_NAME_CHARS} characters without control characters"
+                    ),
+                ));
+            }
+            (!name.is_empty()).then(|| name.to_owned())
+        }
+        None => None,
+    };
+
+    let mut attributes = BTreeMap::new();
+    for (attribute, position) in &columns.attributes {
+        let Some(kind) = settings.schema.attributes.get(attribute) else {
+            continue;
+        };
+        let (text, column) = match position {
+            Some((at, column)) => (cell(*at), column.as_str()),
+            None => ("", attribute.as_str()),
+        };
+        match kind.read_cell(text, &settings.civil_zone) {
+            Ok(Some(value)) => {
+                attributes.insert(attribute.clone(), value);
+            }
+            Ok(None) => {}
+            Err(error) => return Err(reject(column, "invalid_attribute", error.0)),
+        }
+    }
+
+    let personal = crate::store::encode_personal(phone.as_str(), name.as_deref());
+    let fingerprint = vault.fingerprint([
+        id.as_str().as_bytes(),
+        personal.as_slice(),
+        crate::store::encode_attributes(&attributes).as_slice(),
+    ]);
+    let sealed_personal = vault.seal(&personal, id.as_str().as_bytes());
+    Ok(ValidRow {
+        row: row.number,
+        customer: SealedCustomer {
+            id,
+            phone_key,
+            fingerprint,
+            sealed_personal,
+            attributes,
+        },
+        explicit_id,
+    })
+}
+
+/// Without an id column, a customer is known by a keyed hash of the number.
+fn derived_id(phone: &PhoneKey) -> CustomerId {
+    let hex: String = phone.0[..8].iter().map(|b| format!("{b:02x}")).collect();
+    CustomerId::parse(&format!("p{hex}")).expect("a 17-character hex id is a valid customer id")
+}
+
+/// Decisions that need the rest of the file and the store, taken in row order.
+struct Resolver {
+    phone_column: String,
+    id_column: String,
+    phones: HashMap<PhoneKey, u64>,
+    ids: HashMap<CustomerId, u64>,
+}
+
+impl Resolver {
+    fn new(columns: &Columns) -> Resolver {
+        Resolver {
+            phone_column: columns.phone.1.clone(),
+            id_column: columns
+                .id
+                .as_ref()
+                .map_or_else(String::new, |(_, c)| c.clone()),
+            phones: HashMap::new(),
+            ids: HashMap::new(),
+        }
+    }
+
+    fn resolve(&mut self, valid: ValidRow, store: &dyn Store) -> Result<Resolved, Reject> {
+        let customer = valid.customer;
+        let reject = |column: &str, reason: &'static str, message: String| Reject {
+            row: valid.row,
+            column: column.to_owned(),
+            reason,
+            message,
+        };
+        let store_failed = |error: StoreError| reject("", "store_error", error.to_string());
+        if let Some(first) = self.phones.get(&customer.phone_key) {
+            return Err(reject(
+                &self.phone_column,
+                "duplicate",
+                format!("same number as row {first}"),
+            ));
+        }
+        if let Some(first) = self.ids.get(&customer.id).filter(|_| valid.explicit_id) {
+            return Err(reject(
+                &self.id_column,
+                "duplicate",
+                format!("same id as row {first}"),
+            ));
+        }
+        if store
+            .dnc_contains(&customer.phone_key)
+            .map_err(store_failed)?
+        {
+            return Err(reject(
+                &self.phone_column,
+                "do_not_call",
+                "the number is on the do-not-call list".into(),
+            ));
+        }
+        let owner = store
+            .customer_by_phone(&customer.phone_key)
+            .map_err(store_failed)?;
+        if let Some(owner) = owner.filter(|owner| *owner != customer.id) {
+            return Err(reject(
+                &self.phone_column,
+                "duplicate",
+                format!("the number already belongs to customer `{owner}`"),
+            ));
+        }
+        self.phones.insert(customer.phone_key, valid.row);
+        self.ids.insert(customer.id.clone(), valid.row);
+        match store.customer(&customer.id).map_err(store_failed)? {
+            Some(existing) if existing.fingerprint == customer.fingerprint => {
+                Ok(Resolved::Unchanged)
+            }
+            Some(existing) => Ok(Resolved::Write(CustomerWrite {
+                previous_phone: Some(existing.phone_key),
+                customer,
+            })),
+            None => Ok(Resolved::Write(CustomerWrite {
+                customer,
+                previous_phone: None,
+            })),
+        }
+    }
+}
+
+/// Reads rows from a CSV stream or a workbook's first sheet.
+struct RowSource {
+    path: PathBuf,
+    rows: Rows,
+}
+
+enum Rows {
+    Csv {
+        reader: csv::Reader<File>,
+        size: u64,
+    },
+    Sheet {
+        rows: std::vec::IntoIter<Vec<String>>,
+        total: usize,
+        next_number: u64,
+    },
+}
+
+impl RowSource {
+    fn open(path: &Path) -> Result<RowSource, ImportError> {
+        Ok(RowSource {
+            path: path.to_owned(),
+            rows: Rows::open(path)?,
+        })
+    }
+
+    fn header(&mut self) -> Result<Vec<String>, ImportError> {
+        self.rows.header().ok_or_else(|| ImportError::NoHeader {
+            path: self.path.clone(),
+        })
+    }
+
+    fn next_chunk(&mut self, limit: usize, rows_so_far: u64) -> Result<Vec<Row>, ImportError> {
+        self.rows
+            .next_chunk(limit)
+            .map_err(|(read, message)| ImportError::Read {
+                path: self.path.clone(),
+                rows: rows_so_far + read,
+                message,
+            })
+    }
+
+    fn fraction(&self) -> f64 {
+        self.rows.fraction()
+    }
+}
+
+impl Rows {
+    fn open(path: &Path) -> Result<Rows, ImportError> {
+        let extension = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        let open_failed = |message: String| ImportError::Open {
+            path: path.to_owned(),
+            message,
+        };
+        match extension.as_str() {
+            "csv" | "txt" => {
+                let file = File::open(path).map_err(|e| open_failed(e.to_string()))?;
+                let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                let reader = csv::ReaderBuilder::new()
+                    .flexible(true)
+                    .has_headers(false)
+                    .from_reader(file);
+                Ok(Rows::Csv { reader, size })
+            }
+            "xlsx" | "xlsm" | "xls" | "xlsb" | "ods" => {
+                use calamine::Reader;
+                let mut workbook =
+                    calamine::open_workbook_auto(path).map_err(|e| open_failed(e.to_string()))?;
+                let range = workbook
+                    .worksheet_range_at(0)
+                    .ok_or_else(|| open_failed("the workbook has no sheets".into()))?
+                    .map_err(|e| open_failed(e.to_string()))?;
+                let rows: Vec<Vec<String>> = range
+                    .rows()
+                    .map(|row| row.iter().map(cell_text).collect())
+                    .collect();
+                Ok(Rows::Sheet {
+                    total: rows.len(),
+                    rows: rows.into_iter(),
+                    next_number: 1,
+                })
+            }
+            _ => Err(ImportError::UnknownFormat {
+                path: path.to_owned(),
+            }),
+        }
+    }
+
+    fn header(&mut self) -> Option<Vec<String>> {
+        match self {
+            Rows::Csv { reader, .. } => {
+                let mut record = csv::ByteRecord::new();
+                if !reader.read_byte_record(&mut record).ok()? {
+                    return None;
+                }
+                Some(
+                    record
+                        .iter()
+                        .map(|field| {
+                            String::from_utf8_lossy(field)
+                                .trim_start_matches('\u{feff}')
+                                .trim()
+                                .to_owned()
+                        })
+                        .collect(),
+                )
+            }
+            Rows::Sheet {
+                rows, next_number, ..
+            } => {
+                *next_number += 1;
+                rows.next()
+            }
+        }
+    }
+
+    /// The next rows; on a read error, how many rows of this chunk were read and why.
+    fn next_chunk(&mut self, limit: usize) -> Result<Vec<Row>, (u64, String)> {
+        let mut chunk = Vec::with_capacity(limit.min(4096));
+        match self {
+            Rows::Csv { reader, .. } => {
+                let mut record = csv::ByteRecord::new();
+                while chunk.len() < limit {
+                    match reader.read_byte_record(&mut record) {
+                        Ok(false) => break,
+                        Ok(true) => {
+                            let number = record.position().map_or(0, |p| p.line());
+                            if record
+                                .iter()
+                                .all(|field| field.iter().all(u8::is_ascii_whitespace))
+                            {
+                                continue;
+                            }
+                            let cells = record
+                                .iter()
+                                .map(|field| String::from_utf8(field.to_vec()))
+                                .collect::<Result<Vec<_>, _>>()
+                                .map_err(|_| {
+                                    "the row is not UTF-8 text; save the file as UTF-8".to_owned()
+                                });
+                            chunk.push(Row { number, cells });
+                        }
+                        Err(error) => return Err((chunk.len() as u64, error.to_string())),
+                    }
+                }
+            }
+            Rows::Sheet {
+                rows, next_number, ..
+            } => {
+                for cells in rows.by_ref() {
+                    let number = *next_number;
+                    *next_number += 1;
+                    if cells.iter().all(|c| c.trim().is_empty()) {
+                        continue;
+                    }
+                    chunk.push(Row {
+                        number,
+                        cells: Ok(cells),
+                    });
+                    if chunk.len() == limit {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(chunk)
+    }
+
+    fn fraction(&self) -> f64 {
+        match self {
+            Rows::Csv { reader, size } => {
+                if *size == 0 {
+                    1.0
+                } else {
+                    (reader.position().byte() as f64 / *size as f64).min(1.0)
+                }
+            }
+            Rows::Sheet { rows, total, .. } => {
+                if *total == 0 {
+                    1.0
+                } else {
+                    1.0 - rows.len() as f64 / *total as f64
+                }
+            }
+        }
+    }
+}
+
+/// A workbook cell as text. Numbers that are whole print without a fraction, so a
+/// phone number typed into a numeric cell reads as the digits the user sees.
+fn cell_text(cell: &calamine::Data) -> String {
+    use calamine::Data;
+    match cell {
+        Data::Empty => String::new(),
+        Data::String(text) | Data::DateTimeIso(text) | Data::DurationIso(text) => text.clone(),
+        Data::Int(int) => int.to_string(),
+        Data::Float(float) if float.fract() == 0.0 && float.abs() < 1e15 => {
+            format!("{}", *float as i64)
+        }
+        Data::Float(float) => float.to_string(),
+        Data::Bool(flag) => flag.to_string(),
+        Data::DateTime(serial) => excel_serial_to_civil(serial.as_f64()),
+        Data::Error(error) => format!("#{error:?}"),
+    }
+}
+
+/// Excel's day count (days since 1899-12-30, fraction = time of day) as civil text.
+fn excel_serial_to_civil(serial: f64) -> String {
+    let epoch = jiff::civil::date(1899, 12, 30).at(0, 0, 0, 0);
+    let millis = (serial * 86_400_000.0).round() as i64;
+    match jiff::SignedDuration::from_millis(millis).try_into() {
+        Ok(span) => epoch
+            .checked_add::<jiff::Span>(span)
+            .map(|dt| dt.to_string())
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<(), String> {
+    let mut writer = csv::Writer::from_path(path).map_err(|e| e.to_string())?;
+    writer
+        .write_record(["row", "column", "reason", "message"])
+        .map_err(|e| e.to_string())?;
+    for reject in rejects {
+        writer
+            .write_record([
+                reject.row.to_string().as_str(),
+                reject.column.as_str(),
+                reject.reason,
+                reject.message.as_str(),
+            ])
+            .map_err(|e| e.to_string())?;
+    }
+    writer.flush().map_err(|e| e.to_string())
+}

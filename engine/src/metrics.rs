@@ -1,0 +1,164 @@
+//! Prometheus metrics and the `GET /metrics` listener.
+
+use std::time::Instant;
+
+use prometheus::{Encoder, Gauge, GaugeVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// The daemon's metrics, registered once.
+pub struct Metrics {
+    registry: Registry,
+    started: Instant,
+    uptime: Gauge,
+    pub customers: IntGauge,
+    pub import_rows: IntCounterVec,
+    pub import_rejected_rows: IntCounterVec,
+    pub socket_requests: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let build_info = GaugeVec::new(
+            Opts::new(
+                "dialhound_build_info",
+                "Build of the running daemon; the value is always 1.",
+            ),
+            &["version"],
+        )
+        .expect("static metric definition is valid");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1.0);
+        let uptime = Gauge::new(
+            "dialhound_uptime_seconds",
+            "Seconds since the daemon started.",
+        )
+        .expect("static metric definition is valid");
+        let customers = IntGauge::new("dialhound_customers", "Customers in the store.")
+            .expect("static metric definition is valid");
+        let import_rows = IntCounterVec::new(
+            Opts::new(
+                "dialhound_import_rows_total",
+                "Spreadsheet rows imported, by result (imported, updated, unchanged, rejected).",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition is valid");
+        let import_rejected_rows = IntCounterVec::new(
+            Opts::new(
+                "dialhound_import_rejected_rows_total",
+                "Spreadsheet rows rejected, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("static metric definition is valid");
+        let socket_requests = IntCounterVec::new(
+            Opts::new(
+                "dialhound_socket_requests_total",
+                "Control socket requests, by command and result (ok or an error code).",
+            ),
+            &["command", "result"],
+        )
+        .expect("static metric definition is valid");
+        for collector in [
+            Box::new(build_info) as Box<dyn prometheus::core::Collector>,
+            Box::new(uptime.clone()),
+            Box::new(customers.clone()),
+            Box::new(import_rows.clone()),
+            Box::new(import_rejected_rows.clone()),
+            Box::new(socket_requests.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("each metric is registered once");
+        }
+        Metrics {
+            registry,
+            started: Instant::now(),
+            uptime,
+            customers,
+            import_rows,
+            import_rejected_rows,
+            socket_requests,
+        }
+    }
+
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// The exposition text, in Prometheus text format 0.0.4.
+    pub fn render(&self) -> String {
+        self.uptime.set(self.started.elapsed().as_secs_f64());
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding of gathered metrics does not fail");
+        String::from_utf8(out).expect("the text encoder writes UTF-8")
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Serves `GET /metrics` until the task is dropped. This is a scrape endpoint only:
+/// one small request per connection, answered and closed.
+pub async fn serve(
+    listener: TcpListener,
+    render: impl Fn() -> String + Send + Sync + Clone + 'static,
+) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let render = render.clone();
+        tokio::spawn(async move {
+            let mut request = [0u8; 2048];
+            let mut read = 0;
+            // Read until the end of the request head, a full buffer, or EOF.
+            while read < request.len() {
+                match stream.read(&mut request[read..]).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => read += n,
+                }
+                if request[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            let head = String::from_utf8_lossy(&request[..read]);
+            let (status, content_type, body) =
+                match head.split_whitespace().take(2).collect::<Vec<_>>()[..] {
+                    ["GET", "/metrics"] => (
+                        "200 OK",
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        render(),
+                    ),
+                    ["GET", _] => (
+                        "404 Not Found",
+                        "text/plain",
+                        "only /metrics is served here\n".to_owned(),
+                    ),
+                    _ => (
+                        "400 Bad Request",
+                        "text/plain",
+                        "expected GET /metrics\n".to_owned(),
+                    ),
+                };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}

@@ -1,0 +1,94 @@
+//! The customer store: a [`Store`] trait the rest of the daemon talks to, with an
+//! embedded sled implementation.
+//!
+//! The store only ever sees sealed personal data: phone numbers and names are
+//! encrypted by the [`Vault`](crate::vault::Vault) before they reach it, and the
+//! phone index and DNC list are keyed by a keyed hash of the number. A larger
+//! deployment can put the same records in a shared database behind this trait.
+
+mod encoding;
+mod sled_store;
+
+use std::collections::BTreeMap;
+
+pub use encoding::{
+    DecodeError, SCHEMA_VERSION, decode_personal, encode_attributes, encode_personal,
+};
+pub use sled_store::SledStore;
+
+use crate::customer::{AttributeValue, CustomerId};
+use crate::vault::{Fingerprint, PhoneKey};
+
+/// A customer record with its personal fields sealed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SealedCustomer {
+    pub id: CustomerId,
+    pub phone_key: PhoneKey,
+    /// Keyed hash of the plain record, to tell an unchanged re-import.
+    pub fingerprint: Fingerprint,
+    /// Phone and name, sealed with the customer id as context.
+    pub sealed_personal: Vec<u8>,
+    pub attributes: BTreeMap<String, AttributeValue>,
+}
+
+/// One entry of the do-not-call list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DncEntry {
+    pub phone_key: PhoneKey,
+    /// The number, sealed with its phone key as context, so `dnc list` can show it.
+    pub sealed_phone: Vec<u8>,
+    pub added_at: jiff::Timestamp,
+    pub reason: String,
+}
+
+/// A write of one customer; `previous_phone` is the index entry to drop when an
+/// update changed the number.
+#[derive(Debug, Clone)]
+pub struct CustomerWrite {
+    pub customer: SealedCustomer,
+    pub previous_phone: Option<PhoneKey>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database in `{path}`: {source}")]
+    Open { path: String, source: sled::Error },
+    #[error(
+        "the database in `{path}` was written by a newer dialhound (format {found}, this build reads up to {supported}); upgrade dialhound or point `data_dir` elsewhere"
+    )]
+    NewerFormat {
+        path: String,
+        found: u32,
+        supported: u32,
+    },
+    #[error(
+        "the database in `{path}` was written with another key file; start with the key file it was created with"
+    )]
+    WrongKey { path: String },
+    #[error("database error: {0}")]
+    Database(#[from] sled::Error),
+    #[error("stored record `{key}` is damaged: {error}")]
+    Damaged { key: String, error: DecodeError },
+}
+
+/// Where customers, the DNC list and (later) history, ledger and CDRs live.
+///
+/// Writes are durable only after [`Store::flush`] returns; nothing is acknowledged
+/// to a client before that.
+pub trait Store: Send + Sync + 'static {
+    fn customer(&self, id: &CustomerId) -> Result<Option<SealedCustomer>, StoreError>;
+    fn customer_by_phone(&self, phone: &PhoneKey) -> Result<Option<CustomerId>, StoreError>;
+    /// Customers stored, kept as a running count (no scan).
+    fn customer_count(&self) -> u64;
+    /// Applies writes in order; the phone index is written before the records it
+    /// points at, so a crash never leaves a record that cannot be found by number.
+    fn write_customers(&self, writes: &[CustomerWrite]) -> Result<(), StoreError>;
+    fn dnc_contains(&self, phone: &PhoneKey) -> Result<bool, StoreError>;
+    /// Adds or replaces an entry; true when the number was not listed before.
+    fn dnc_add(&self, entry: &DncEntry) -> Result<bool, StoreError>;
+    /// True when the number was listed.
+    fn dnc_remove(&self, phone: &PhoneKey) -> Result<bool, StoreError>;
+    fn dnc_list(&self) -> Result<Vec<DncEntry>, StoreError>;
+    /// Makes every write so far durable.
+    fn flush(&self) -> Result<(), StoreError>;
+}
