@@ -131,10 +131,10 @@ pub fn run(
             break;
         }
         summary.rows += chunk.len() as u64;
-        let checked = check_rows(&chunk, &columns, settings, vault);
+        let checked = check_rows(&chunk, &columns, settings, vault, store);
         let mut writes = Vec::with_capacity(checked.len());
         for row in checked {
-            match row.and_then(|valid| resolver.resolve(valid, store)) {
+            match row.and_then(|valid| resolver.resolve(valid)) {
                 Ok(Resolved::Write(write)) => {
                     if write.previous_phone.is_some() {
                         summary.updated += 1;
@@ -204,11 +204,16 @@ struct Reject {
     message: String,
 }
 
-/// A row that passed the checks that need only the row itself.
+/// A row that passed the checks that need only the row itself, with what the store
+/// already holds for its number and id (looked up in parallel, before any write of
+/// this chunk).
 struct ValidRow {
     row: u64,
     customer: SealedCustomer,
     explicit_id: bool,
+    on_dnc: bool,
+    phone_owner: Option<CustomerId>,
+    stored: Option<SealedCustomer>,
 }
 
 enum Resolved {
@@ -279,12 +284,14 @@ impl Columns {
     }
 }
 
-/// The checks that need only the row, spread over the machine's cores.
+/// The checks that need only the row and the store as it was before this chunk,
+/// spread over the machine's cores.
 fn check_rows(
     rows: &[Row],
     columns: &Columns,
     settings: &ImportSettings,
     vault: &Vault,
+    store: &dyn Store,
 ) -> Vec<Result<ValidRow, Reject>> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -292,7 +299,7 @@ fn check_rows(
     if workers == 1 || rows.len() < 1024 {
         return rows
             .iter()
-            .map(|row| check_row(row, columns, settings, vault))
+            .map(|row| check_row(row, columns, settings, vault, store))
             .collect();
     }
     let per_worker = rows.len().div_ceil(workers);
@@ -302,7 +309,7 @@ fn check_rows(
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|row| check_row(row, columns, settings, vault))
+                        .map(|row| check_row(row, columns, settings, vault, store))
                         .collect::<Vec<_>>()
                 })
             })
@@ -319,6 +326,7 @@ fn check_row(
     columns: &Columns,
     settings: &ImportSettings,
     vault: &Vault,
+    store: &dyn Store,
 ) -> Result<ValidRow, Reject> {
     let reject = |column: &str, reason: &'static str, message: String| Reject {
         row: row.number,
@@ -394,6 +402,10 @@ fn check_row(
         crate::store::encode_attributes(&attributes).as_slice(),
     ]);
     let sealed_personal = vault.seal(&personal, id.as_str().as_bytes());
+    let store_failed = |error: StoreError| reject("", "store_error", error.to_string());
+    let on_dnc = store.dnc_contains(&phone_key).map_err(store_failed)?;
+    let phone_owner = store.customer_by_phone(&phone_key).map_err(store_failed)?;
+    let stored = store.customer(&id).map_err(store_failed)?;
     Ok(ValidRow {
         row: row.number,
         customer: SealedCustomer {
@@ -404,6 +416,9 @@ fn check_row(
             attributes,
         },
         explicit_id,
+        on_dnc,
+        phone_owner,
+        stored,
     })
 }
 
@@ -434,7 +449,7 @@ impl Resolver {
         }
     }
 
-    fn resolve(&mut self, valid: ValidRow, store: &dyn Store) -> Result<Resolved, Reject> {
+    fn resolve(&mut self, valid: ValidRow) -> Result<Resolved, Reject> {
         let customer = valid.customer;
         let reject = |column: &str, reason: &'static str, message: String| Reject {
             row: valid.row,
@@ -442,7 +457,6 @@ impl Resolver {
             reason,
             message,
         };
-        let store_failed = |error: StoreError| reject("", "store_error", error.to_string());
         if let Some(first) = self.phones.get(&customer.phone_key) {
             return Err(reject(
                 &self.phone_column,
@@ -457,20 +471,14 @@ impl Resolver {
                 format!("same id as row {first}"),
             ));
         }
-        if store
-            .dnc_contains(&customer.phone_key)
-            .map_err(store_failed)?
-        {
+        if valid.on_dnc {
             return Err(reject(
                 &self.phone_column,
                 "do_not_call",
                 "the number is on the do-not-call list".into(),
             ));
         }
-        let owner = store
-            .customer_by_phone(&customer.phone_key)
-            .map_err(store_failed)?;
-        if let Some(owner) = owner.filter(|owner| *owner != customer.id) {
+        if let Some(owner) = valid.phone_owner.filter(|owner| *owner != customer.id) {
             return Err(reject(
                 &self.phone_column,
                 "duplicate",
@@ -479,12 +487,10 @@ impl Resolver {
         }
         self.phones.insert(customer.phone_key, valid.row);
         self.ids.insert(customer.id.clone(), valid.row);
-        match store.customer(&customer.id).map_err(store_failed)? {
-            Some(existing) if existing.fingerprint == customer.fingerprint => {
-                Ok(Resolved::Unchanged)
-            }
-            Some(existing) => Ok(Resolved::Write(CustomerWrite {
-                previous_phone: Some(existing.phone_key),
+        match valid.stored {
+            Some(stored) if stored.fingerprint == customer.fingerprint => Ok(Resolved::Unchanged),
+            Some(stored) => Ok(Resolved::Write(CustomerWrite {
+                previous_phone: Some(stored.phone_key),
                 customer,
             })),
             None => Ok(Resolved::Write(CustomerWrite {

@@ -41,11 +41,12 @@ pub struct DncEntry {
     pub reason: String,
 }
 
-/// A write of one customer; `previous_phone` is the index entry to drop when an
-/// update changed the number.
+/// A write of one customer.
 #[derive(Debug, Clone)]
 pub struct CustomerWrite {
     pub customer: SealedCustomer,
+    /// `None` for a new customer; for an update, the number it had, whose index
+    /// entry goes when the number changed.
     pub previous_phone: Option<PhoneKey>,
 }
 

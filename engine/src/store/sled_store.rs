@@ -116,7 +116,7 @@ impl Store for SledStore {
                 customer.id.as_str().as_bytes(),
                 encoding::encode_customer(customer),
             );
-            if !self.customers.contains_key(customer.id.as_str())? {
+            if write.previous_phone.is_none() {
                 added += 1;
             }
         }
