@@ -7,6 +7,7 @@
 //! deployment can put the same records in a shared database behind this trait.
 
 mod encoding;
+mod memory;
 mod sled_store;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use std::collections::BTreeMap;
 pub use encoding::{
     DecodeError, SCHEMA_VERSION, decode_personal, encode_attributes, encode_personal,
 };
+pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 
 use crate::customer::{AttributeValue, CustomerId};

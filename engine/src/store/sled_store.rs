@@ -289,3 +289,94 @@ mod tests {
         assert!(!store.dnc_contains(&PhoneKey([3; 32])).unwrap());
     }
 }
+
+/// The sled store against the in-memory model, with restarts in the sequence.
+#[cfg(test)]
+mod model {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::store::MemoryStore;
+    use crate::vault::Fingerprint;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Write { id: u8, phone: u8, tag: u8 },
+        DncAdd(u8),
+        DncRemove(u8),
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..6u8, 0..6u8, any::<u8>()).prop_map(|(id, phone, tag)| Op::Write { id, phone, tag }),
+            1 => (0..6u8).prop_map(Op::DncAdd),
+            1 => (0..6u8).prop_map(Op::DncRemove),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    fn sealed(id: u8, phone: u8, tag: u8) -> SealedCustomer {
+        SealedCustomer {
+            id: CustomerId::parse(&format!("c{id}")).unwrap(),
+            phone_key: PhoneKey([phone; 32]),
+            fingerprint: Fingerprint([tag; 16]),
+            sealed_personal: vec![tag; 20],
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn sled_store_behaves_like_the_model(ops in proptest::collection::vec(op(), 1..30)) {
+            let dir = tempfile::tempdir().unwrap();
+            let vault = Vault::from_master_key(&[5; 32]);
+            let mut store = SledStore::open(dir.path(), &vault).unwrap();
+            let model = MemoryStore::new();
+            for op in ops {
+                match op {
+                    Op::Write { id, phone, tag } => {
+                        let customer = sealed(id, phone, tag);
+                        // The importer never gives one number to two customers.
+                        if model.customer_by_phone(&customer.phone_key).unwrap().is_some_and(|owner| owner != customer.id) {
+                            continue;
+                        }
+                        let previous_phone = model.customer(&customer.id).unwrap().map(|c| c.phone_key);
+                        let write = CustomerWrite { customer, previous_phone };
+                        store.write_customers(std::slice::from_ref(&write)).unwrap();
+                        model.write_customers(&[write]).unwrap();
+                    }
+                    Op::DncAdd(phone) => {
+                        let entry = DncEntry {
+                            phone_key: PhoneKey([phone; 32]),
+                            sealed_phone: vec![phone; 28],
+                            added_at: jiff::Timestamp::UNIX_EPOCH,
+                            reason: "r".into(),
+                        };
+                        prop_assert_eq!(store.dnc_add(&entry).unwrap(), model.dnc_add(&entry).unwrap());
+                    }
+                    Op::DncRemove(phone) => {
+                        let key = PhoneKey([phone; 32]);
+                        prop_assert_eq!(store.dnc_remove(&key).unwrap(), model.dnc_remove(&key).unwrap());
+                    }
+                    Op::Reopen => {
+                        store.flush().unwrap();
+                        drop(store);
+                        store = SledStore::open(dir.path(), &vault).unwrap();
+                    }
+                }
+                prop_assert_eq!(store.customer_count(), model.customer_count());
+                for n in 0..6u8 {
+                    let id = CustomerId::parse(&format!("c{n}")).unwrap();
+                    prop_assert_eq!(store.customer(&id).unwrap(), model.customer(&id).unwrap());
+                    let key = PhoneKey([n; 32]);
+                    prop_assert_eq!(store.customer_by_phone(&key).unwrap(), model.customer_by_phone(&key).unwrap());
+                    prop_assert_eq!(store.dnc_contains(&key).unwrap(), model.dnc_contains(&key).unwrap());
+                }
+            }
+        }
+    }
+}
