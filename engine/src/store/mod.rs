@@ -70,6 +70,8 @@ pub enum StoreError {
     WrongKey { path: String },
     #[error("database error: {0}")]
     Database(#[from] sled::Error),
+    #[error("a store writer thread panicked")]
+    Panicked,
     #[error("stored record `{key}` is damaged: {error}")]
     Damaged { key: String, error: DecodeError },
 }
@@ -83,8 +85,8 @@ pub trait Store: Send + Sync + 'static {
     fn customer_by_phone(&self, phone: &PhoneKey) -> Result<Option<CustomerId>, StoreError>;
     /// Customers stored, kept as a running count (no scan).
     fn customer_count(&self) -> u64;
-    /// Applies writes in order; the phone index is written before the records it
-    /// points at, so a crash never leaves a record that cannot be found by number.
+    /// Applies writes. Until [`Store::flush`] returns, a crash may keep any part of
+    /// them; the importer is idempotent, so importing the file again completes it.
     fn write_customers(&self, writes: &[CustomerWrite]) -> Result<(), StoreError>;
     fn dnc_contains(&self, phone: &PhoneKey) -> Result<bool, StoreError>;
     /// Adds or replaces an entry; true when the number was not listed before.

@@ -103,26 +103,39 @@ impl Store for SledStore {
     }
 
     fn write_customers(&self, writes: &[CustomerWrite]) -> Result<(), StoreError> {
-        let mut index = sled::Batch::default();
-        let mut records = sled::Batch::default();
-        let mut added = 0u64;
-        for write in writes {
-            let customer = &write.customer;
-            if let Some(previous) = write.previous_phone.filter(|p| *p != customer.phone_key) {
-                index.remove(&previous.0);
+        // The index and the records are separate trees: write them on two threads.
+        // Durability comes from the caller's flush, so neither side needs a batch.
+        let index = || -> Result<(), StoreError> {
+            for write in writes {
+                let customer = &write.customer;
+                if let Some(previous) = write.previous_phone.filter(|p| *p != customer.phone_key) {
+                    self.phone_index.remove(previous.0)?;
+                }
+                self.phone_index
+                    .insert(customer.phone_key.0, customer.id.as_str().as_bytes())?;
             }
-            index.insert(&customer.phone_key.0, customer.id.as_str().as_bytes());
-            records.insert(
-                customer.id.as_str().as_bytes(),
-                encoding::encode_customer(customer),
-            );
-            if write.previous_phone.is_none() {
-                added += 1;
+            Ok(())
+        };
+        let records = || -> Result<(), StoreError> {
+            for write in writes {
+                let customer = &write.customer;
+                self.customers.insert(
+                    customer.id.as_str().as_bytes(),
+                    encoding::encode_customer(customer),
+                )?;
             }
-        }
-        self.phone_index.apply_batch(index)?;
-        self.customers.apply_batch(records)?;
-        self.customer_count.fetch_add(added, Ordering::Relaxed);
+            Ok(())
+        };
+        let (indexed, recorded) = std::thread::scope(|scope| {
+            let indexing = scope.spawn(index);
+            let recorded = records();
+            (indexing.join(), recorded)
+        });
+        indexed.map_err(|_| StoreError::Panicked)??;
+        recorded?;
+        let added = writes.iter().filter(|w| w.previous_phone.is_none()).count();
+        self.customer_count
+            .fetch_add(added as u64, Ordering::Relaxed);
         Ok(())
     }
 
