@@ -125,40 +125,63 @@ pub fn run(
     let mut rejects: Vec<Reject> = Vec::new();
     let mut summary = ImportSummary::default();
 
-    loop {
-        let chunk = source.next_chunk(CHUNK_ROWS, summary.rows)?;
-        if chunk.is_empty() {
-            break;
-        }
-        summary.rows += chunk.len() as u64;
-        let checked = check_rows(&chunk, &columns, settings, vault, store);
-        let mut writes = Vec::with_capacity(checked.len());
-        for row in checked {
-            match row.and_then(|valid| resolver.resolve(valid)) {
-                Ok(Resolved::Write(write)) => {
-                    if write.previous_phone.is_some() {
-                        summary.updated += 1;
-                    } else {
-                        summary.imported += 1;
-                    }
-                    writes.push(write);
-                }
-                Ok(Resolved::Unchanged) => summary.unchanged += 1,
-                Err(reject) => {
-                    *summary
-                        .rejected
-                        .entry(reject.reason.to_owned())
-                        .or_default() += 1;
-                    rejects.push(reject);
-                }
+    // Chunk N is written while chunk N+1 is read and checked. The checks look at the
+    // store as it was before the chunks still in flight; rows those chunks touch are
+    // caught as duplicates within the file, so the only effect is that a number a
+    // customer gave up in the previous chunk is still seen as taken.
+    let (to_writer, from_reader) = std::sync::mpsc::sync_channel::<Vec<CustomerWrite>>(1);
+    let written = std::thread::scope(|scope| -> Result<(), ImportError> {
+        let writer = scope.spawn(move || -> Result<(), StoreError> {
+            for writes in from_reader {
+                store.write_customers(&writes)?;
             }
-        }
-        store.write_customers(&writes)?;
-        progress(ImportProgress {
-            rows: summary.rows,
-            fraction: source.fraction(),
+            Ok(())
         });
-    }
+        let read = (|| -> Result<(), ImportError> {
+            loop {
+                let chunk = source.next_chunk(CHUNK_ROWS, summary.rows)?;
+                if chunk.is_empty() {
+                    return Ok(());
+                }
+                summary.rows += chunk.len() as u64;
+                let checked = check_rows(&chunk, &columns, settings, vault, store);
+                let mut writes = Vec::with_capacity(checked.len());
+                for row in checked {
+                    match row.and_then(|valid| resolver.resolve(valid)) {
+                        Ok(Resolved::Write(write)) => {
+                            if write.previous_phone.is_some() {
+                                summary.updated += 1;
+                            } else {
+                                summary.imported += 1;
+                            }
+                            writes.push(write);
+                        }
+                        Ok(Resolved::Unchanged) => summary.unchanged += 1,
+                        Err(reject) => {
+                            *summary
+                                .rejected
+                                .entry(reject.reason.to_owned())
+                                .or_default() += 1;
+                            rejects.push(reject);
+                        }
+                    }
+                }
+                if to_writer.send(writes).is_err() {
+                    // The writer stopped on an error; joining it below reports it.
+                    return Ok(());
+                }
+                progress(ImportProgress {
+                    rows: summary.rows,
+                    fraction: source.fraction(),
+                });
+            }
+        })();
+        drop(to_writer);
+        let wrote = writer.join().map_err(|_| StoreError::Panicked)?;
+        wrote?;
+        read
+    });
+    written?;
     store.flush()?;
 
     if !rejects.is_empty() {
