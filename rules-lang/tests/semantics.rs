@@ -1,4 +1,5 @@
 //! Behaviour of the language, named for what it guarantees.
+#![allow(clippy::unwrap_used)]
 
 use dialhound_rules::{History, Outcome, Record, Value, compile};
 use jiff::Timestamp;
