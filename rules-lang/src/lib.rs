@@ -1,1 +1,566 @@
-//! dialhound-rules
+//! dialhound-rules: the `.rules` language.
+//!
+//! A one-way pipeline, one module per stage: [`parse`] (pest grammar to an
+//! AST with spans) → [`check`] (type checking against the schema, lowering
+//! to typed [`ir`]) → [`ir::optimise`] → [`vm`] (register bytecode with
+//! forward jumps only, verified once at load) → evaluation. [`eval`] holds
+//! the reference tree-walker the VM is tested against; [`wake`] computes the
+//! next moment a decision can change; [`format`] prints canonical source.
+//!
+//! ```
+//! let src = r#"
+//! schema customer {
+//!   zone timezone = "Asia/Shanghai"
+//!   paid bool
+//! }
+//! policy { calling hours 09:00-21:00 local }
+//! rule remind { when not customer.paid  priority 10  script "remind" }
+//! "#;
+//! let program = dialhound_rules::compile(src, "remind.rules").unwrap();
+//! let record = dialhound_rules::Record::from_json(
+//!     program.schema(), &serde_json::json!({"paid": false})).unwrap();
+//! let history = dialhound_rules::History::new();
+//! let now: jiff::Timestamp = "2026-03-09T02:00:00Z".parse().unwrap(); // 10:00 in Shanghai
+//! let d = program.decide(&record, &history, now);
+//! assert_eq!(d.rule_name, Some("remind"));
+//! ```
+
+pub mod ast;
+pub mod check;
+pub mod diag;
+pub mod error;
+pub mod eval;
+pub mod format;
+pub mod ir;
+pub mod parse;
+pub mod record;
+pub mod vm;
+pub mod wake;
+
+use std::fmt;
+
+use jiff::Timestamp;
+
+pub use crate::check::{Expect, TestCase};
+pub use crate::diag::{Diagnostic, Diagnostics};
+pub use crate::error::{EvalError, RecordError, VerifyError};
+pub use crate::format::format;
+pub use crate::ir::Fallback;
+pub use crate::record::{Field, FieldType, History, Outcome, Record, Schema, Value};
+pub use crate::wake::DEFAULT_HORIZON;
+
+use crate::eval::Ctx;
+use crate::ir::{Cond, RuleIr};
+use crate::record::NONE;
+use crate::vm::{Code, SegResult};
+
+/// A compiled, verified rules file.
+#[derive(Debug, Clone)]
+pub struct Program {
+    file_name: String,
+    schema: Schema,
+    texts: Vec<String>,
+    policy: Vec<Cond>,
+    /// Rules as written, for the reference evaluator and `explain`.
+    rules: Vec<RuleIr>,
+    /// Rules after optimisation, as compiled to bytecode.
+    optimised: Vec<RuleIr>,
+    code: Code,
+    tests: Vec<TestCase>,
+    zone_slot: Option<usize>,
+}
+
+/// The decision for one customer at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision<'a> {
+    /// Index of the winning rule in file order; `None` means do not call.
+    pub rule: Option<usize>,
+    pub rule_name: Option<&'a str>,
+    pub priority: i64,
+    pub script: Option<&'a str>,
+    /// The line tier, such as `premium`.
+    pub line: Option<&'a str>,
+    pub fallback: Option<&'a Fallback>,
+}
+
+impl Decision<'_> {
+    pub const NONE: Decision<'static> = Decision {
+        rule: None,
+        rule_name: None,
+        priority: 0,
+        script: None,
+        line: None,
+        fallback: None,
+    };
+
+    pub fn eligible(&self) -> bool {
+        self.rule.is_some()
+    }
+}
+
+impl fmt::Display for Decision<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.rule_name {
+            None => f.write_str("do not call"),
+            Some(name) => {
+                write!(f, "call by rule `{name}` with priority {}", self.priority)?;
+                if let Some(s) = self.script {
+                    write!(f, ", script \"{s}\"")?;
+                }
+                if let Some(l) = self.line {
+                    write!(f, ", line {l}")?;
+                }
+                if let Some(fb) = self.fallback {
+                    write!(f, ", on {} send sms \"{}\"", fb.outcome.name(), fb.template)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Parses, type checks, optimises, compiles and verifies a rules file.
+/// Every error in the file is reported at once.
+pub fn compile(source: &str, file_name: &str) -> Result<Program, Diagnostics> {
+    let file = parse::parse_file(source).map_err(|e| Diagnostics::new(file_name, e))?;
+    let checked = check::check(&file, source).map_err(|e| Diagnostics::new(file_name, e))?;
+    let mut optimised = checked.rules.clone();
+    for r in &mut optimised {
+        ir::optimise(r);
+    }
+    let mut policy = checked.policy.clone();
+    for c in &mut policy {
+        c.ir = ir::fold(std::mem::replace(&mut c.ir, ir::Ir::Const(0)));
+    }
+    let code = vm::compile(&policy, &optimised).map_err(|msg| {
+        Diagnostics::new(
+            file_name,
+            vec![Diagnostic::new(0..0, msg).with_help("split the rule into simpler `let`s")],
+        )
+    })?;
+    let mut conds = vec![policy.len()];
+    conds.extend(optimised.iter().map(|r| r.conds.len()));
+    vm::verify(&code, &checked.schema, checked.texts.len(), &conds).map_err(|e| {
+        Diagnostics::new(
+            file_name,
+            vec![Diagnostic::new(0..0, format!("internal error: {e}"))],
+        )
+    })?;
+    Ok(Program {
+        zone_slot: checked.schema.zone_slot(),
+        file_name: file_name.to_string(),
+        schema: checked.schema,
+        texts: checked.texts,
+        policy,
+        rules: checked.rules,
+        optimised,
+        code,
+        tests: checked.tests,
+    })
+}
+
+/// Seconds since the epoch, rounded down: the language's clock resolution.
+pub fn seconds(t: Timestamp) -> i64 {
+    t.as_second()
+}
+
+impl Program {
+    pub fn file_name(&self) -> &str {
+        &self.file_name
+    }
+
+    /// The customer schema declared by the file.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    pub fn rule_names(&self) -> Vec<&str> {
+        self.rules.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    /// The test cases declared in the file.
+    pub fn tests(&self) -> &[TestCase] {
+        &self.tests
+    }
+
+    pub(crate) fn ctx<'a>(&'a self, record: &'a Record, history: &'a History, now: i64) -> Ctx<'a> {
+        Ctx {
+            texts: &self.texts,
+            rec: record,
+            hist: history,
+            zone_slot: self.zone_slot,
+            now,
+        }
+    }
+
+    /// Decides for one customer at `now` with the bytecode VM. Never
+    /// allocates, never panics; rules whose evaluation fails do not fire.
+    pub fn decide<'a>(
+        &'a self,
+        record: &'a Record,
+        history: &History,
+        now: Timestamp,
+    ) -> Decision<'a> {
+        self.decide_at(record, history, now.as_second())
+    }
+
+    pub(crate) fn decide_at<'a>(
+        &'a self,
+        record: &'a Record,
+        history: &History,
+        now: i64,
+    ) -> Decision<'a> {
+        let cx = Ctx {
+            texts: &self.texts,
+            rec: record,
+            hist: history,
+            zone_slot: self.zone_slot,
+            now,
+        };
+        let mut local = None;
+        let mut regs = [0i64; vm::NREGS];
+        let mut segs = self.code.segments.iter();
+        let Some(policy) = segs.next() else {
+            return Decision::NONE;
+        };
+        if vm::run_segment(&self.code, *policy, &cx, &mut local, &mut regs) == SegResult::Failed {
+            return Decision::NONE;
+        }
+        let mut best: Option<(usize, i64, i64, i64)> = None;
+        for seg in segs {
+            if let SegResult::Fired { prio, script, line } =
+                vm::run_segment(&self.code, *seg, &cx, &mut local, &mut regs)
+                && best.is_none_or(|b| prio > b.1)
+            {
+                best = Some((usize::from(seg.rule.unwrap_or(0)), prio, script, line));
+            }
+        }
+        match best {
+            None => Decision::NONE,
+            Some((i, prio, script, line)) => self.decision(record, i, prio, script, line),
+        }
+    }
+
+    fn decision<'a>(
+        &'a self,
+        rec: &'a Record,
+        i: usize,
+        prio: i64,
+        script: i64,
+        line: i64,
+    ) -> Decision<'a> {
+        let text = |v: i64| {
+            if v == NONE {
+                None
+            } else if v >= 0 {
+                usize::try_from(v)
+                    .ok()
+                    .and_then(|i| self.texts.get(i))
+                    .map(String::as_str)
+            } else {
+                rec.text(-(v + 2))
+            }
+        };
+        let rule = self.rules.get(i);
+        Decision {
+            rule: Some(i),
+            rule_name: rule.map(|r| r.name.as_str()),
+            priority: prio,
+            script: text(script),
+            line: text(line),
+            fallback: rule.and_then(|r| r.fallback.as_ref()),
+        }
+    }
+
+    /// The same decision by the reference tree-walking evaluator over the
+    /// unoptimised IR. Slower; kept as the oracle.
+    pub fn decide_reference<'a>(
+        &'a self,
+        record: &'a Record,
+        history: &History,
+        now: Timestamp,
+    ) -> Decision<'a> {
+        let cx = Ctx {
+            texts: &self.texts,
+            rec: record,
+            hist: history,
+            zone_slot: self.zone_slot,
+            now: now.as_second(),
+        };
+        for c in &self.policy {
+            if !matches!(eval::eval(&c.ir, &cx), Ok(v) if v != 0) {
+                return Decision::NONE;
+            }
+        }
+        let mut best: Option<(usize, i64, i64, i64)> = None;
+        for (i, r) in self.rules.iter().enumerate() {
+            if let Ok((prio, script, line)) = reference_rule(r, &cx)
+                && best.is_none_or(|b| prio > b.1)
+            {
+                best = Some((i, prio, script, line));
+            }
+        }
+        match best {
+            None => Decision::NONE,
+            Some((i, prio, script, line)) => self.decision(record, i, prio, script, line),
+        }
+    }
+
+    /// The bytecode, one instruction per line.
+    pub fn disasm(&self) -> String {
+        let names: Vec<&str> = self.rules.iter().map(|r| r.name.as_str()).collect();
+        vm::disasm(&self.code, &self.schema, &self.texts, &names)
+    }
+
+    /// Why the decision is what it is: the policy line or the first
+    /// condition of each rule that failed, and the next moment the decision
+    /// can change.
+    pub fn explain(&self, record: &Record, history: &History, now: Timestamp) -> Explanation {
+        let cx = self.ctx(record, history, now.as_second());
+        let decision = self.decide(record, history, now);
+        let mut policy_failure = None;
+        for c in &self.policy {
+            match eval::eval(&c.ir, &cx) {
+                Ok(v) if v != 0 => {}
+                Ok(_) => {
+                    policy_failure = Some(format!("policy: `{}` does not hold", c.text));
+                    break;
+                }
+                Err(e) => {
+                    policy_failure =
+                        Some(format!("policy: `{}` could not be evaluated: {e}", c.text));
+                    break;
+                }
+            }
+        }
+        let mut rules = Vec::new();
+        for r in &self.rules {
+            let mut why = None;
+            for c in &r.conds {
+                match eval::eval(&c.ir, &cx) {
+                    Ok(v) if v != 0 => {}
+                    Ok(_) => {
+                        why = Some(format!("`{}` is false", c.text));
+                        break;
+                    }
+                    Err(e) => {
+                        why = Some(format!("`{}` could not be evaluated: {e}", c.text));
+                        break;
+                    }
+                }
+            }
+            if why.is_none()
+                && let Err(e) = reference_rule(r, &cx)
+            {
+                why = Some(format!("its outputs could not be evaluated: {e}"));
+            }
+            rules.push((r.name.clone(), why));
+        }
+        Explanation {
+            decision: decision.to_string(),
+            eligible: decision.eligible(),
+            policy_failure,
+            rules,
+            next_change: self.next_wake(record, history, now),
+        }
+    }
+
+    /// The earliest instant after `now`, within [`DEFAULT_HORIZON`], at
+    /// which the decision can change; `None` when it stays the same.
+    pub fn next_wake(
+        &self,
+        record: &Record,
+        history: &History,
+        now: Timestamp,
+    ) -> Option<Timestamp> {
+        wake::next_change(self, record, history, now.as_second(), DEFAULT_HORIZON)
+            .and_then(|t| Timestamp::from_second(t).ok())
+    }
+
+    /// The intervals `[start, end)` within `[from, from + horizon)` in which
+    /// the customer is eligible.
+    pub fn eligible_intervals(
+        &self,
+        record: &Record,
+        history: &History,
+        from: Timestamp,
+        horizon_secs: i64,
+    ) -> Vec<(Timestamp, Timestamp)> {
+        wake::intervals(self, record, history, from.as_second(), horizon_secs)
+            .into_iter()
+            .filter_map(|(a, b)| {
+                Some((
+                    Timestamp::from_second(a).ok()?,
+                    Timestamp::from_second(b).ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Runs the file's `test` blocks with the VM (and checks the reference
+    /// evaluator agrees).
+    pub fn run_tests(&self) -> TestReport {
+        let mut report = TestReport::default();
+        for t in &self.tests {
+            let now = Timestamp::from_second(t.now).unwrap_or(Timestamp::UNIX_EPOCH);
+            let d = self.decide(&t.record, &t.history, now);
+            let r = self.decide_reference(&t.record, &t.history, now);
+            let mut problems = Vec::new();
+            if d != r {
+                problems.push(format!(
+                    "the VM decided `{d}` but the reference evaluator `{r}`"
+                ));
+            }
+            match &t.expect {
+                Expect::None => {
+                    if d.eligible() {
+                        problems.push(format!("expected no call, got: {d}"));
+                    }
+                }
+                Expect::Rule {
+                    name,
+                    priority,
+                    script,
+                    line,
+                } => {
+                    if d.rule_name != Some(name.as_str()) {
+                        problems.push(format!("expected rule `{name}`, got: {d}"));
+                    } else {
+                        if priority.is_some_and(|p| p != d.priority) {
+                            problems.push(format!(
+                                "expected priority {}, got {}",
+                                priority.unwrap_or_default(),
+                                d.priority
+                            ));
+                        }
+                        if script.as_deref().is_some_and(|s| Some(s) != d.script) {
+                            problems.push(format!(
+                                "expected script \"{}\", got {:?}",
+                                script.as_deref().unwrap_or_default(),
+                                d.script
+                            ));
+                        }
+                        if line.as_deref().is_some_and(|s| Some(s) != d.line) {
+                            problems.push(format!(
+                                "expected line {}, got {:?}",
+                                line.as_deref().unwrap_or_default(),
+                                d.line
+                            ));
+                        }
+                    }
+                }
+            }
+            report.results.push(TestResult {
+                name: t.name.clone(),
+                line: t.line,
+                problems,
+            });
+        }
+        report
+    }
+}
+
+fn reference_rule(r: &RuleIr, cx: &Ctx) -> Result<(i64, i64, i64), EvalError> {
+    for c in &r.conds {
+        if eval::eval(&c.ir, cx)? == 0 {
+            return Err(NOT_FIRED);
+        }
+    }
+    let prio = eval::eval(&r.priority, cx)?;
+    let script = match &r.script {
+        Some(s) => eval::eval(s, cx)?,
+        None => NONE,
+    };
+    let line = match &r.line {
+        Some(l) => eval::eval(l, cx)?,
+        None => NONE,
+    };
+    Ok((prio, script, line))
+}
+
+/// Marker for "a condition was false" in `reference_rule`.
+const NOT_FIRED: EvalError = EvalError::NoneValue;
+
+/// What `explain` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    pub decision: String,
+    pub eligible: bool,
+    pub policy_failure: Option<String>,
+    /// Each rule, with why it did not fire (`None` when it fired).
+    pub rules: Vec<(String, Option<String>)>,
+    pub next_change: Option<Timestamp>,
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "decision: {}", self.decision)?;
+        if let Some(p) = &self.policy_failure {
+            writeln!(f, "blocked by {p}")?;
+        }
+        for (name, why) in &self.rules {
+            match why {
+                None => writeln!(f, "rule `{name}`: fires")?,
+                Some(w) => writeln!(f, "rule `{name}`: does not fire: {w}")?,
+            }
+        }
+        match self.next_change {
+            Some(t) => writeln!(f, "next change: {t}"),
+            None => writeln!(
+                f,
+                "next change: none within {} days",
+                DEFAULT_HORIZON / 86_400
+            ),
+        }
+    }
+}
+
+/// One test block's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestResult {
+    pub name: String,
+    pub line: usize,
+    /// Empty when the test passed.
+    pub problems: Vec<String>,
+}
+
+/// The results of `rules test`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TestReport {
+    pub results: Vec<TestResult>,
+}
+
+impl TestReport {
+    pub fn passed(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|r| r.problems.is_empty())
+            .count()
+    }
+
+    pub fn failed(&self) -> usize {
+        self.results.len() - self.passed()
+    }
+}
+
+impl fmt::Display for TestReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for r in &self.results {
+            if r.problems.is_empty() {
+                writeln!(f, "ok    {} (line {})", r.name, r.line)?;
+            } else {
+                writeln!(f, "FAIL  {} (line {})", r.name, r.line)?;
+                for p in &r.problems {
+                    writeln!(f, "      {p}")?;
+                }
+            }
+        }
+        writeln!(f, "{} passed, {} failed", self.passed(), self.failed())
+    }
+}
+
+/// Compiles a file and runs its tests; a file that does not compile is
+/// reported as diagnostics.
+pub fn run_tests(source: &str, file_name: &str) -> Result<TestReport, Diagnostics> {
+    Ok(compile(source, file_name)?.run_tests())
+}

@@ -1,0 +1,263 @@
+//! The abstract syntax tree. Every node carries the byte span it came from.
+
+use std::ops::Range;
+
+/// A byte range in the source text.
+pub type Span = Range<usize>;
+
+/// A parsed `.rules` file.
+#[derive(Debug, Clone, Default)]
+pub struct File {
+    pub items: Vec<Item>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Item {
+    Schema(SchemaDecl),
+    Policy(PolicyDecl),
+    Let(LetDecl),
+    Rule(RuleDecl),
+    Test(TestDecl),
+}
+
+impl Item {
+    pub fn span(&self) -> Span {
+        match self {
+            Item::Schema(s) => s.span.clone(),
+            Item::Policy(p) => p.span.clone(),
+            Item::Let(l) => l.span.clone(),
+            Item::Rule(r) => r.span.clone(),
+            Item::Test(t) => t.span.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Ident {
+    pub name: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct SchemaDecl {
+    pub fields: Vec<FieldDecl>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct FieldDecl {
+    pub name: Ident,
+    pub ty: TypeExpr,
+    pub default: Option<Expr>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum TypeKind {
+    Named(String),
+    Enum(Vec<Ident>),
+    Set(Ident),
+}
+
+#[derive(Debug, Clone)]
+pub struct TypeExpr {
+    pub kind: TypeKind,
+    pub optional: bool,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct PolicyDecl {
+    pub items: Vec<PolicyItem>,
+    pub span: Span,
+}
+
+/// A window of local time, in seconds since local midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: i64,
+    pub end: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapPeriod {
+    Day,
+    Rolling24h,
+}
+
+#[derive(Debug, Clone)]
+pub enum PolicyKind {
+    CallingHours(Vec<Window>),
+    Avoid(Vec<Window>),
+    Cap {
+        max: i64,
+        period: CapPeriod,
+        gap: Option<i64>,
+    },
+    Quiet {
+        outcome: Ident,
+        duration: i64,
+    },
+    Never {
+        outcome: Ident,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct PolicyItem {
+    pub kind: PolicyKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct LetDecl {
+    pub name: Ident,
+    pub value: Expr,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct RuleDecl {
+    pub name: Ident,
+    pub clauses: Vec<Clause>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum ClauseKind {
+    When(Expr),
+    Priority(Expr),
+    Script(Expr),
+    Line(Expr),
+    Fallback {
+        outcome: Ident,
+        template: String,
+        within: Option<i64>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Clause {
+    pub kind: ClauseKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct TestDecl {
+    pub name: String,
+    pub at: Option<(i64, Span)>,
+    pub customer: Vec<TestField>,
+    pub history: Vec<TestField>,
+    pub expect: Option<Expectation>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct TestField {
+    pub name: Ident,
+    pub value: TestValue,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum TestValue {
+    Literal(Expr),
+    Symbol(Ident),
+    None,
+    List(Vec<Expr>),
+}
+
+#[derive(Debug, Clone)]
+pub enum Expectation {
+    None,
+    Rule {
+        name: Ident,
+        priority: Option<i64>,
+        script: Option<String>,
+        line: Option<Ident>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinOp {
+    Or,
+    And,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    In,
+    Add,
+    Sub,
+    Mul,
+    Default,
+}
+
+impl BinOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Or => "or",
+            BinOp::And => "and",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+            BinOp::In => "in",
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Default => "??",
+        }
+    }
+
+    /// Binding strength; higher binds tighter.
+    pub fn precedence(self) -> u8 {
+        match self {
+            BinOp::Or => 1,
+            BinOp::And => 2,
+            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::In => 4,
+            BinOp::Default => 5,
+            BinOp::Add | BinOp::Sub => 6,
+            BinOp::Mul => 7,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    Bool(bool),
+    Int(i64),
+    /// Money in hundredths (cents, fen).
+    Money(i64),
+    Text(String),
+    /// Seconds since the Unix epoch; the text is kept for printing.
+    Time(i64, String),
+    /// Seconds.
+    Duration(i64),
+    /// Seconds since local midnight.
+    TimeOfDay(i64),
+}
+
+#[derive(Debug, Clone)]
+pub enum ExprKind {
+    Lit(Literal),
+    Now,
+    /// `customer.cart_value`, `history.calls_today`, `vip`, `high`.
+    Path(Vec<Ident>),
+    Not(Box<Expr>),
+    Neg(Box<Expr>),
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+    IsSet(Box<Expr>, bool),
+    Cond(Box<Expr>, Box<Expr>, Box<Expr>),
+    Paren(Box<Expr>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}

@@ -1,0 +1,890 @@
+//! Register bytecode: the compiler from IR, the verifier run once at load,
+//! the VM, and the disassembler.
+//!
+//! Code is split into segments: the policy first, then one per rule. Every
+//! jump goes forward and stays inside its segment, so evaluation always
+//! ends, after at most one pass over the code.
+
+use std::fmt::Write as _;
+
+use crate::error::{EvalError, VerifyError};
+use crate::eval::{Ctx, DAY, arith};
+use crate::ir::{ArithOp, CmpOp, Cond, HistField, Ir, RuleIr};
+use crate::record::{FieldType, NONE, Schema};
+
+/// Registers per evaluation; register indexes are masked with `NREGS - 1`.
+pub const NREGS: usize = 32;
+const MASK: u8 = (NREGS - 1) as u8;
+
+/// One instruction. `d` is the destination register; `a`, `b` are sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Const {
+        d: u8,
+        v: i64,
+    },
+    Load {
+        d: u8,
+        slot: u16,
+    },
+    LoadText {
+        d: u8,
+        slot: u16,
+    },
+    Now {
+        d: u8,
+    },
+    LocalTime {
+        d: u8,
+    },
+    Weekday {
+        d: u8,
+    },
+    Hist {
+        d: u8,
+        f: HistField,
+    },
+    Not {
+        d: u8,
+        a: u8,
+    },
+    Neg {
+        d: u8,
+        a: u8,
+    },
+    Arith {
+        op: ArithOp,
+        d: u8,
+        a: u8,
+        b: u8,
+    },
+    Cmp {
+        op: CmpOp,
+        d: u8,
+        a: u8,
+        b: u8,
+    },
+    TextEq {
+        eq: bool,
+        d: u8,
+        a: u8,
+        b: u8,
+    },
+    InSet {
+        d: u8,
+        a: u8,
+        slot: u16,
+    },
+    IsNone {
+        d: u8,
+        a: u8,
+    },
+    Unwrap {
+        d: u8,
+        a: u8,
+    },
+    JumpIfFalse {
+        c: u8,
+        to: u32,
+    },
+    JumpIfTrue {
+        c: u8,
+        to: u32,
+    },
+    JumpIfSet {
+        c: u8,
+        to: u32,
+    },
+    Jump {
+        to: u32,
+    },
+    /// Ends the segment unsuccessfully when register `c` is false.
+    Require {
+        c: u8,
+        cond: u16,
+    },
+    /// Fused `const` + compare: `d = a OP v`.
+    CmpConst {
+        op: CmpOp,
+        d: u8,
+        a: u8,
+        v: i64,
+    },
+    /// Fused load + compare + require: fail unless `slot OP v`.
+    RequireFieldCmp {
+        op: CmpOp,
+        slot: u16,
+        v: i64,
+        cond: u16,
+    },
+    /// Fused `not` + require: fail unless register `c` is false.
+    RequireNot {
+        c: u8,
+        cond: u16,
+    },
+    /// Fused compare of a field with a constant: `d = slot OP v`.
+    CmpField {
+        op: CmpOp,
+        d: u8,
+        slot: u16,
+        v: i64,
+    },
+    /// Fused `now - slot`: fails when the field is none or on overflow.
+    Since {
+        d: u8,
+        slot: u16,
+    },
+    /// Fused `require (now - slot) OP v`.
+    RequireSince {
+        op: CmpOp,
+        slot: u16,
+        v: i64,
+        cond: u16,
+    },
+    /// Ends a rule segment successfully; `NO_REG` marks an absent output.
+    Emit {
+        prio: u8,
+        script: u8,
+        line: u8,
+    },
+}
+
+pub const NO_REG: u8 = u8::MAX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub start: u32,
+    pub end: u32,
+    /// The rule this segment decides, or `None` for the policy.
+    pub rule: Option<u16>,
+}
+
+/// Compiled, verified bytecode.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Code {
+    pub ops: Vec<Op>,
+    pub segments: Vec<Segment>,
+    pub uses_local: bool,
+}
+
+/// The outcome of running one rule segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SegResult {
+    Fired { prio: i64, script: i64, line: i64 },
+    Failed,
+}
+
+/// Compiles the policy and the rules. Fails when an expression needs more
+/// registers than the VM has.
+pub fn compile(policy: &[Cond], rules: &[RuleIr]) -> Result<Code, String> {
+    let mut c = Compiler { ops: Vec::new() };
+    let mut segments = Vec::new();
+    let start = c.ops.len() as u32;
+    for (i, cond) in policy.iter().enumerate() {
+        c.expr(&cond.ir, 0)?;
+        c.ops.push(Op::Require {
+            c: 0,
+            cond: i as u16,
+        });
+    }
+    segments.push(Segment {
+        start,
+        end: c.ops.len() as u32,
+        rule: None,
+    });
+    for (ri, r) in rules.iter().enumerate() {
+        let start = c.ops.len() as u32;
+        for (i, cond) in r.conds.iter().enumerate() {
+            c.expr(&cond.ir, 0)?;
+            c.ops.push(Op::Require {
+                c: 0,
+                cond: i as u16,
+            });
+        }
+        c.expr(&r.priority, 0)?;
+        let script = match &r.script {
+            Some(s) => {
+                c.expr(s, 1)?;
+                1
+            }
+            None => NO_REG,
+        };
+        let line = match &r.line {
+            Some(l) => {
+                c.expr(l, 2)?;
+                2
+            }
+            None => NO_REG,
+        };
+        c.ops.push(Op::Emit {
+            prio: 0,
+            script,
+            line,
+        });
+        segments.push(Segment {
+            start,
+            end: c.ops.len() as u32,
+            rule: Some(ri as u16),
+        });
+    }
+    let (ops, segments) = peephole(c.ops, segments);
+    let c = Compiler { ops };
+    let uses_local = c.ops.iter().any(|o| {
+        matches!(
+            o,
+            Op::LocalTime { .. }
+                | Op::Weekday { .. }
+                | Op::Hist {
+                    f: HistField::CallsToday,
+                    ..
+                }
+        )
+    });
+    Ok(Code {
+        ops: c.ops,
+        segments,
+        uses_local,
+    })
+}
+
+struct Compiler {
+    ops: Vec<Op>,
+}
+
+fn jump_target(op: &Op) -> Option<u32> {
+    match op {
+        Op::JumpIfFalse { to, .. }
+        | Op::JumpIfTrue { to, .. }
+        | Op::JumpIfSet { to, .. }
+        | Op::Jump { to } => Some(*to),
+        _ => None,
+    }
+}
+
+/// The superinstruction that replaces the last `n` instructions of `tail`.
+fn fuse_tail(tail: &[Op]) -> Option<(Op, usize)> {
+    let get = |back: usize| {
+        if tail.len() >= back {
+            Some(tail[tail.len() - back])
+        } else {
+            None
+        }
+    };
+    let (p3, p2, p1) = (get(4), get(3), get(2));
+    let last = get(1)?;
+    if let (
+        Some(Op::Now { d: n }),
+        Some(Op::Load { d: l, slot }),
+        Some(Op::Unwrap { d: u, a }),
+        Op::Arith {
+            op: ArithOp::Sub,
+            d,
+            a: x,
+            b: y,
+        },
+    ) = (p3, p2, p1, last)
+        && a == l
+        && u == l
+        && x == n
+        && y == u
+        && d == n
+    {
+        return Some((Op::Since { d, slot }, 4));
+    }
+    if let (
+        Some(Op::Since { d, slot }),
+        Some(Op::CmpConst { op, d: d2, a, v }),
+        Op::Require { c, cond },
+    ) = (p2, p1, last)
+        && a == d
+        && c == d2
+    {
+        return Some((Op::RequireSince { op, slot, v, cond }, 3));
+    }
+    Some(match (p1, last) {
+        (Some(Op::Const { d: k, v }), Op::Cmp { op, d, a, b }) if b == k && a != k => {
+            (Op::CmpConst { op, d, a, v }, 2)
+        }
+        (Some(Op::Load { d: l, slot }), Op::CmpConst { op, d, a, v }) if a == l => {
+            (Op::CmpField { op, d, slot, v }, 2)
+        }
+        (Some(Op::Load { d: l, slot }), Op::IsNone { d, a }) if a == l => (
+            Op::CmpField {
+                op: CmpOp::Eq,
+                d,
+                slot,
+                v: NONE,
+            },
+            2,
+        ),
+        (Some(Op::CmpField { op, d, slot, v }), Op::Require { c, cond }) if c == d => {
+            (Op::RequireFieldCmp { op, slot, v, cond }, 2)
+        }
+        (Some(Op::CmpField { op, d, slot, v }), Op::RequireNot { c, cond }) if c == d => (
+            Op::RequireFieldCmp {
+                op: op.negate(),
+                slot,
+                v,
+                cond,
+            },
+            2,
+        ),
+        (Some(Op::Load { d: l, slot }), Op::Require { c, cond }) if c == l => (
+            Op::RequireFieldCmp {
+                op: CmpOp::Ne,
+                slot,
+                v: 0,
+                cond,
+            },
+            2,
+        ),
+        (Some(Op::Load { d: l, slot }), Op::RequireNot { c, cond }) if c == l => (
+            Op::RequireFieldCmp {
+                op: CmpOp::Eq,
+                slot,
+                v: 0,
+                cond,
+            },
+            2,
+        ),
+        (Some(Op::Not { d, a }), Op::Require { c, cond }) if c == d => {
+            (Op::RequireNot { c: a, cond }, 2)
+        }
+        _ => return None,
+    })
+}
+
+/// Fuses common instruction sequences into superinstructions. A sequence
+/// is fused only when no jump lands inside it; jump targets are remapped.
+fn peephole(ops: Vec<Op>, segments: Vec<Segment>) -> (Vec<Op>, Vec<Segment>) {
+    let mut targets = vec![false; ops.len() + 1];
+    for op in &ops {
+        if let Some(t) = jump_target(op) {
+            targets[t as usize] = true;
+        }
+    }
+    let mut seg_ends = vec![false; ops.len() + 1];
+    for s in &segments {
+        seg_ends[s.start as usize] = true;
+    }
+    let mut out: Vec<Op> = Vec::with_capacity(ops.len());
+    // map[i] = index in `out` of old instruction i (or of what it fused into)
+    let mut map = vec![0u32; ops.len() + 1];
+    // Index in `out` from which the last instruction may still be fused.
+    let mut fusable_from = 0usize;
+    for (i, op) in ops.iter().enumerate() {
+        if targets[i] || seg_ends[i] {
+            fusable_from = out.len();
+        }
+        map[i] = out.len() as u32;
+        map[i] = out.len() as u32;
+        out.push(*op);
+        // Fuse the tail of `out` as long as a pattern applies.
+        while let Some((f, n)) = fuse_tail(&out[fusable_from..]) {
+            out.truncate(out.len() - n);
+            map[i] = out.len() as u32;
+            out.push(f);
+        }
+    }
+    map[ops.len()] = out.len() as u32;
+    for op in &mut out {
+        match op {
+            Op::JumpIfFalse { to, .. }
+            | Op::JumpIfTrue { to, .. }
+            | Op::JumpIfSet { to, .. }
+            | Op::Jump { to } => *to = map[*to as usize],
+            _ => {}
+        }
+    }
+    let segments = segments
+        .into_iter()
+        .map(|s| Segment {
+            start: map[s.start as usize],
+            end: map[s.end as usize],
+            rule: s.rule,
+        })
+        .collect();
+    (out, segments)
+}
+
+impl Compiler {
+    fn reg(d: usize) -> Result<u8, String> {
+        if d >= NREGS - 1 {
+            Err("expression is too deeply nested for the VM".to_string())
+        } else {
+            Ok(d as u8)
+        }
+    }
+
+    fn here(&self) -> u32 {
+        self.ops.len() as u32
+    }
+
+    fn patch(&mut self, at: usize) {
+        let to = self.here();
+        match &mut self.ops[at] {
+            Op::JumpIfFalse { to: t, .. }
+            | Op::JumpIfTrue { to: t, .. }
+            | Op::JumpIfSet { to: t, .. }
+            | Op::Jump { to: t } => *t = to,
+            _ => {}
+        }
+    }
+
+    fn expr(&mut self, ir: &Ir, d: usize) -> Result<(), String> {
+        let r = Self::reg(d)?;
+        match ir {
+            Ir::Const(v) => self.ops.push(Op::Const { d: r, v: *v }),
+            Ir::Field(s) => self.ops.push(Op::Load { d: r, slot: *s }),
+            Ir::TextField(s) => self.ops.push(Op::LoadText { d: r, slot: *s }),
+            Ir::Now => self.ops.push(Op::Now { d: r }),
+            Ir::LocalTime => self.ops.push(Op::LocalTime { d: r }),
+            Ir::Weekday => self.ops.push(Op::Weekday { d: r }),
+            Ir::Hist(f) => self.ops.push(Op::Hist { d: r, f: *f }),
+            Ir::Not(a) | Ir::Neg(a) | Ir::IsNone(a) | Ir::Unwrap(a) => {
+                self.expr(a, d)?;
+                self.ops.push(match ir {
+                    Ir::Not(_) => Op::Not { d: r, a: r },
+                    Ir::Neg(_) => Op::Neg { d: r, a: r },
+                    Ir::IsNone(_) => Op::IsNone { d: r, a: r },
+                    _ => Op::Unwrap { d: r, a: r },
+                });
+            }
+            Ir::InSet(a, s) => {
+                self.expr(a, d)?;
+                self.ops.push(Op::InSet {
+                    d: r,
+                    a: r,
+                    slot: *s,
+                });
+            }
+            Ir::Arith(_, a, b) | Ir::Cmp(_, a, b) | Ir::TextEq(_, a, b) => {
+                self.expr(a, d)?;
+                self.expr(b, d + 1)?;
+                let b = Self::reg(d + 1)?;
+                self.ops.push(match ir {
+                    Ir::Arith(op, ..) => Op::Arith {
+                        op: *op,
+                        d: r,
+                        a: r,
+                        b,
+                    },
+                    Ir::Cmp(op, ..) => Op::Cmp {
+                        op: *op,
+                        d: r,
+                        a: r,
+                        b,
+                    },
+                    _ => Op::TextEq {
+                        eq: matches!(ir, Ir::TextEq(true, ..)),
+                        d: r,
+                        a: r,
+                        b,
+                    },
+                });
+            }
+            Ir::And(a, b) | Ir::Or(a, b) => {
+                self.expr(a, d)?;
+                let j = self.ops.len();
+                self.ops.push(if matches!(ir, Ir::And(..)) {
+                    Op::JumpIfFalse { c: r, to: 0 }
+                } else {
+                    Op::JumpIfTrue { c: r, to: 0 }
+                });
+                self.expr(b, d)?;
+                self.patch(j);
+            }
+            Ir::Default(a, b) => {
+                self.expr(a, d)?;
+                let j = self.ops.len();
+                self.ops.push(Op::JumpIfSet { c: r, to: 0 });
+                self.expr(b, d)?;
+                self.patch(j);
+            }
+            Ir::Cond(c, a, b) => {
+                self.expr(c, d)?;
+                let j = self.ops.len();
+                self.ops.push(Op::JumpIfFalse { c: r, to: 0 });
+                self.expr(a, d)?;
+                let k = self.ops.len();
+                self.ops.push(Op::Jump { to: 0 });
+                self.patch(j);
+                self.expr(b, d)?;
+                self.patch(k);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks, once at load, everything the VM relies on: registers in range,
+/// jumps forward and inside their segment, slots of the right kind,
+/// conditions that exist, and every rule segment ending in `Emit`.
+pub fn verify(
+    code: &Code,
+    schema: &Schema,
+    texts: usize,
+    conds: &[usize],
+) -> Result<(), VerifyError> {
+    let fail = |pc: usize, reason: &str| {
+        Err(VerifyError {
+            pc,
+            reason: reason.to_string(),
+        })
+    };
+    let nslots = schema.fields.len();
+    let mut expected_start = 0u32;
+    for (si, seg) in code.segments.iter().enumerate() {
+        if seg.start != expected_start || seg.end < seg.start || seg.end as usize > code.ops.len() {
+            return fail(seg.start as usize, "segments do not tile the code");
+        }
+        expected_start = seg.end;
+        if seg.rule.is_some()
+            && (seg.end == seg.start || !matches!(code.ops[seg.end as usize - 1], Op::Emit { .. }))
+        {
+            return fail(seg.end as usize, "rule segment does not end in emit");
+        }
+        let nconds = conds.get(si).copied().unwrap_or(0);
+        for pc in seg.start as usize..seg.end as usize {
+            let op = code.ops[pc];
+            let regs_ok = |rs: &[u8]| rs.iter().all(|r| usize::from(*r) < NREGS);
+            let slot_kind = |s: u16| schema.fields.get(usize::from(s)).map(|f| &f.ty);
+            let ok = match op {
+                Op::Const { d, .. }
+                | Op::Now { d }
+                | Op::LocalTime { d }
+                | Op::Weekday { d }
+                | Op::Hist { d, .. } => regs_ok(&[d]),
+                Op::Load { d, slot } => regs_ok(&[d]) && usize::from(slot) < nslots,
+                Op::LoadText { d, slot } => {
+                    regs_ok(&[d])
+                        && matches!(slot_kind(slot), Some(FieldType::Text | FieldType::Phone))
+                }
+                Op::InSet { d, a, slot } => {
+                    regs_ok(&[d, a]) && matches!(slot_kind(slot), Some(FieldType::TextSet))
+                }
+                Op::Not { d, a } | Op::Neg { d, a } | Op::IsNone { d, a } | Op::Unwrap { d, a } => {
+                    regs_ok(&[d, a])
+                }
+                Op::Arith { d, a, b, .. }
+                | Op::Cmp { d, a, b, .. }
+                | Op::TextEq { d, a, b, .. } => regs_ok(&[d, a, b]),
+                Op::JumpIfFalse { c, to } | Op::JumpIfTrue { c, to } | Op::JumpIfSet { c, to } => {
+                    regs_ok(&[c]) && to as usize > pc && to < seg.end
+                }
+                Op::Jump { to } => to as usize > pc && to < seg.end,
+                Op::Require { c, cond } | Op::RequireNot { c, cond } => {
+                    regs_ok(&[c]) && usize::from(cond) < nconds
+                }
+                Op::CmpConst { d, a, .. } => regs_ok(&[d, a]),
+                Op::CmpField { d, slot, .. } | Op::Since { d, slot } => {
+                    regs_ok(&[d]) && usize::from(slot) < nslots
+                }
+                Op::RequireSince { slot, cond, .. } => {
+                    usize::from(slot) < nslots && usize::from(cond) < nconds
+                }
+                Op::RequireFieldCmp { slot, cond, .. } => {
+                    usize::from(slot) < nslots && usize::from(cond) < nconds
+                }
+                Op::Emit { prio, script, line } => {
+                    seg.rule.is_some()
+                        && pc + 1 == seg.end as usize
+                        && regs_ok(&[prio])
+                        && (script == NO_REG || regs_ok(&[script]))
+                        && (line == NO_REG || regs_ok(&[line]))
+                }
+            };
+            if !ok {
+                return fail(pc, &format!("invalid instruction {op:?}"));
+            }
+        }
+    }
+    if expected_start as usize != code.ops.len() {
+        return fail(expected_start as usize, "code after the last segment");
+    }
+    let _ = texts;
+    Ok(())
+}
+
+/// Runs one segment. Never allocates; every jump is forward, so this loop
+/// runs at most `end - start` times.
+#[inline]
+pub(crate) fn run_segment(
+    code: &Code,
+    seg: Segment,
+    cx: &Ctx,
+    local: &mut Option<Result<i64, EvalError>>,
+    r: &mut [i64; NREGS],
+) -> SegResult {
+    let ops = &code.ops[seg.start as usize..seg.end as usize];
+    let base = seg.start as usize;
+    let mut pc = 0usize;
+    macro_rules! reg {
+        ($x:expr) => {
+            r[usize::from($x & MASK)]
+        };
+    }
+    macro_rules! tryv {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(_) => return SegResult::Failed,
+            }
+        };
+    }
+    while let Some(op) = ops.get(pc) {
+        pc += 1;
+        match *op {
+            Op::Const { d, v } => reg!(d) = v,
+            Op::Load { d, slot } => {
+                reg!(d) = cx.rec.words.get(usize::from(slot)).copied().unwrap_or(NONE)
+            }
+            Op::LoadText { d, slot } => {
+                reg!(d) = match cx.rec.words.get(usize::from(slot)).copied().unwrap_or(NONE) {
+                    NONE => NONE,
+                    w => -(w + 2),
+                }
+            }
+            Op::Now { d } => reg!(d) = cx.now,
+            Op::LocalTime { d } => {
+                let l = *local.get_or_insert_with(|| cx.local_at(cx.now));
+                reg!(d) = tryv!(l).rem_euclid(DAY);
+            }
+            Op::Weekday { d } => {
+                let l = *local.get_or_insert_with(|| cx.local_at(cx.now));
+                reg!(d) = (tryv!(l).div_euclid(DAY) + 3).rem_euclid(7);
+            }
+            Op::Hist { d, f } => reg!(d) = tryv!(cx.hist(f)),
+            Op::Not { d, a } => reg!(d) = i64::from(reg!(a) == 0),
+            Op::Neg { d, a } => reg!(d) = tryv!(reg!(a).checked_neg().ok_or(EvalError::Overflow)),
+            Op::Arith { op, d, a, b } => reg!(d) = tryv!(arith(op, reg!(a), reg!(b))),
+            Op::Cmp { op, d, a, b } => reg!(d) = i64::from(op.apply(reg!(a), reg!(b))),
+            Op::TextEq { eq, d, a, b } => {
+                let x = tryv!(cx.text(reg!(a)));
+                let y = tryv!(cx.text(reg!(b)));
+                reg!(d) = i64::from((x == y) == eq);
+            }
+            Op::InSet { d, a, slot } => {
+                let t = tryv!(cx.text(reg!(a)));
+                let w = cx.rec.words.get(usize::from(slot)).copied().unwrap_or(NONE);
+                if w == NONE {
+                    return SegResult::Failed;
+                }
+                reg!(d) = i64::from(cx.rec.set(w).iter().any(|x| x == t));
+            }
+            Op::IsNone { d, a } => reg!(d) = i64::from(reg!(a) == NONE),
+            Op::Unwrap { d, a } => {
+                if reg!(a) == NONE {
+                    return SegResult::Failed;
+                }
+                reg!(d) = reg!(a);
+            }
+            Op::JumpIfFalse { c, to } => {
+                if reg!(c) == 0 {
+                    pc = to as usize - base;
+                }
+            }
+            Op::JumpIfTrue { c, to } => {
+                if reg!(c) != 0 {
+                    pc = to as usize - base;
+                }
+            }
+            Op::JumpIfSet { c, to } => {
+                if reg!(c) != NONE {
+                    pc = to as usize - base;
+                }
+            }
+            Op::Jump { to } => pc = to as usize - base,
+            Op::Require { c, .. } => {
+                if reg!(c) == 0 {
+                    return SegResult::Failed;
+                }
+            }
+            Op::RequireNot { c, .. } => {
+                if reg!(c) != 0 {
+                    return SegResult::Failed;
+                }
+            }
+            Op::CmpConst { op, d, a, v } => reg!(d) = i64::from(op.apply(reg!(a), v)),
+            Op::CmpField { op, d, slot, v } => {
+                reg!(d) = i64::from(op.apply(
+                    cx.rec.words.get(usize::from(slot)).copied().unwrap_or(NONE),
+                    v,
+                ))
+            }
+            Op::Since { d, slot } => {
+                let w = cx.rec.words.get(usize::from(slot)).copied().unwrap_or(NONE);
+                if w == NONE {
+                    return SegResult::Failed;
+                }
+                reg!(d) = tryv!(arith(ArithOp::Sub, cx.now, w));
+            }
+            Op::RequireSince { op, slot, v, .. } => {
+                let w = cx.rec.words.get(usize::from(slot)).copied().unwrap_or(NONE);
+                if w == NONE {
+                    return SegResult::Failed;
+                }
+                if !op.apply(tryv!(arith(ArithOp::Sub, cx.now, w)), v) {
+                    return SegResult::Failed;
+                }
+            }
+            Op::RequireFieldCmp { op, slot, v, .. } => {
+                if !op.apply(
+                    cx.rec.words.get(usize::from(slot)).copied().unwrap_or(NONE),
+                    v,
+                ) {
+                    return SegResult::Failed;
+                }
+            }
+            Op::Emit { prio, script, line } => {
+                let get = |x: u8| {
+                    if x == NO_REG {
+                        NONE
+                    } else {
+                        r[usize::from(x & MASK)]
+                    }
+                };
+                return SegResult::Fired {
+                    prio: reg!(prio),
+                    script: get(script),
+                    line: get(line),
+                };
+            }
+        }
+    }
+    // The policy segment has no `Emit`: reaching its end means it passed.
+    SegResult::Fired {
+        prio: 0,
+        script: NONE,
+        line: NONE,
+    }
+}
+
+/// Human-readable bytecode, as pinned by the golden tests.
+pub fn disasm(code: &Code, schema: &Schema, texts: &[String], rule_names: &[&str]) -> String {
+    let mut out = String::new();
+    let slot = |s: u16| {
+        schema
+            .fields
+            .get(usize::from(s))
+            .map_or_else(|| format!("slot{s}"), |f| format!("customer.{}", f.name))
+    };
+    let targets: Vec<u32> = code
+        .ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::JumpIfFalse { to, .. }
+            | Op::JumpIfTrue { to, .. }
+            | Op::JumpIfSet { to, .. }
+            | Op::Jump { to } => Some(*to),
+            _ => None,
+        })
+        .collect();
+    let shown = |v: i64| {
+        if v == NONE {
+            "none".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    for seg in &code.segments {
+        match seg.rule {
+            None => out.push_str("policy:\n"),
+            Some(i) => {
+                let _ = writeln!(
+                    out,
+                    "rule {}:",
+                    rule_names.get(usize::from(i)).copied().unwrap_or("?")
+                );
+            }
+        }
+        for pc in seg.start..seg.end {
+            let op = code.ops[pc as usize];
+            let mark = if targets.contains(&pc) { ">" } else { " " };
+            let text = match op {
+                Op::Const { d, v } => {
+                    let shown = if v == NONE {
+                        "none".to_string()
+                    } else {
+                        v.to_string()
+                    };
+                    let hint = usize::try_from(v)
+                        .ok()
+                        .and_then(|i| texts.get(i))
+                        .map(|t| format!("  ; or \"{t}\""))
+                        .unwrap_or_default();
+                    format!("const     r{d}, {shown}{hint}")
+                }
+                Op::Load { d, slot: s } => format!("load      r{d}, {}", slot(s)),
+                Op::LoadText { d, slot: s } => format!("loadtext  r{d}, {}", slot(s)),
+                Op::Now { d } => format!("now       r{d}"),
+                Op::LocalTime { d } => format!("localtime r{d}"),
+                Op::Weekday { d } => format!("weekday   r{d}"),
+                Op::Hist { d, f } => format!("hist      r{d}, history.{}", f.name()),
+                Op::Not { d, a } => format!("not       r{d}, r{a}"),
+                Op::Neg { d, a } => format!("neg       r{d}, r{a}"),
+                Op::Arith { op, d, a, b } => {
+                    let n = match op {
+                        ArithOp::Add => "add",
+                        ArithOp::Sub => "sub",
+                        ArithOp::Mul => "mul",
+                    };
+                    format!("{n:<9} r{d}, r{a}, r{b}")
+                }
+                Op::Cmp { op, d, a, b } => format!("{:<9} r{d}, r{a}, r{b}", op.name()),
+                Op::TextEq { eq, d, a, b } => format!(
+                    "{:<9} r{d}, r{a}, r{b}",
+                    if eq { "texteq" } else { "textne" }
+                ),
+                Op::InSet { d, a, slot: s } => format!("inset     r{d}, r{a}, {}", slot(s)),
+                Op::IsNone { d, a } => format!("isnone    r{d}, r{a}"),
+                Op::Unwrap { d, a } => format!("unwrap    r{d}, r{a}"),
+                Op::JumpIfFalse { c, to } => format!("jfalse    r{c}, {to}"),
+                Op::JumpIfTrue { c, to } => format!("jtrue     r{c}, {to}"),
+                Op::JumpIfSet { c, to } => format!("jset      r{c}, {to}"),
+                Op::Jump { to } => format!("jump      {to}"),
+                Op::Require { c, cond } => format!("require   r{c}, #{cond}"),
+                Op::RequireNot { c, cond } => format!("requirenot r{c}, #{cond}"),
+                Op::CmpField { op, d, slot: s, v } => format!(
+                    "{:<9} r{d}, {}, {}",
+                    format!("{}f", op.name()),
+                    slot(s),
+                    shown(v)
+                ),
+                Op::Since { d, slot: s } => format!("since     r{d}, {}", slot(s)),
+                Op::RequireSince {
+                    op,
+                    slot: s,
+                    v,
+                    cond,
+                } => format!("require   now - {} {} {v}, #{cond}", slot(s), op.name()),
+                Op::CmpConst { op, d, a, v } => {
+                    format!("{:<9} r{d}, r{a}, {v}", format!("{}k", op.name()))
+                }
+                Op::RequireFieldCmp {
+                    op,
+                    slot: s,
+                    v,
+                    cond,
+                } => format!("require   {} {} {}, #{cond}", slot(s), op.name(), shown(v)),
+                Op::Emit { prio, script, line } => {
+                    let o = |x: u8| {
+                        if x == NO_REG {
+                            "-".to_string()
+                        } else {
+                            format!("r{x}")
+                        }
+                    };
+                    format!(
+                        "emit      prio={}, script={}, line={}",
+                        o(prio),
+                        o(script),
+                        o(line)
+                    )
+                }
+            };
+            let _ = writeln!(out, "{mark}{pc:>4}: {text}");
+        }
+    }
+    out
+}

@@ -1,0 +1,107 @@
+//! Next-wake analysis: the time residual of a program.
+//!
+//! With `now` left free, every condition is a step function of time whose
+//! steps sit at instants computable from the record: a comparison of a
+//! time expression crosses at a solvable instant, local time of day wraps at
+//! local midnight and jumps at a daylight-saving transition, and call counts
+//! change when a call leaves the day or the rolling 24 hours. Between two
+//! consecutive such instants the decision is constant. The analysis walks
+//! from one instant to the next, re-deciding only there.
+
+use crate::eval::{self, Ctx};
+use crate::{History, Program, Record};
+
+/// How far ahead the analysis looks: 14 days, in seconds.
+pub const DEFAULT_HORIZON: i64 = 14 * 86_400;
+
+/// The earliest instant after every change point in (now, limit] that the
+/// program's conditions can step at, or `None`.
+fn next_breakpoint(
+    p: &Program,
+    record: &Record,
+    history: &History,
+    now: i64,
+    limit: i64,
+    bps: &mut Vec<i64>,
+) -> Option<i64> {
+    bps.clear();
+    let cx: Ctx = p.ctx(record, history, now);
+    for c in &p.policy {
+        let _ = eval::breakpoints(&c.ir, &cx, bps);
+    }
+    for r in &p.optimised {
+        for c in &r.conds {
+            let _ = eval::breakpoints(&c.ir, &cx, bps);
+        }
+        let _ = eval::breakpoints(&r.priority, &cx, bps);
+        if let Some(s) = &r.script {
+            let _ = eval::breakpoints(s, &cx, bps);
+        }
+        if let Some(l) = &r.line {
+            let _ = eval::breakpoints(l, &cx, bps);
+        }
+    }
+    bps.iter().copied().filter(|&t| t > now && t <= limit).min()
+}
+
+/// The first instant in `(now, now + horizon]` at which the decision
+/// differs from the decision at `now`.
+pub fn next_change(
+    p: &Program,
+    record: &Record,
+    history: &History,
+    now: i64,
+    horizon: i64,
+) -> Option<i64> {
+    let first = p.decide_at(record, history, now);
+    let limit = now.saturating_add(horizon);
+    let mut t = now;
+    let mut bps = Vec::new();
+    // Each step moves strictly forward to a breakpoint; bound the walk so
+    // a pathological record cannot spin for long.
+    for _ in 0..4096 {
+        let next = next_breakpoint(p, record, history, t, limit, &mut bps)?;
+        if p.decide_at(record, history, next) != first {
+            return Some(next);
+        }
+        t = next;
+    }
+    None
+}
+
+/// Eligible intervals `[start, end)` within `[from, from + horizon)`.
+pub fn intervals(
+    p: &Program,
+    record: &Record,
+    history: &History,
+    from: i64,
+    horizon: i64,
+) -> Vec<(i64, i64)> {
+    let limit = from.saturating_add(horizon);
+    let mut out = Vec::new();
+    let mut t = from;
+    let mut open = p
+        .decide_at(record, history, from)
+        .eligible()
+        .then_some(from);
+    let mut bps = Vec::new();
+    for _ in 0..100_000 {
+        let Some(next) = next_breakpoint(p, record, history, t, limit, &mut bps) else {
+            break;
+        };
+        let eligible = p.decide_at(record, history, next).eligible();
+        match (open, eligible) {
+            (Some(s), false) => {
+                out.push((s, next));
+                open = None;
+            }
+            (None, true) => open = Some(next),
+            _ => {}
+        }
+        t = next;
+    }
+    if let Some(s) = open {
+        out.push((s, limit));
+    }
+    out
+}
