@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod phone;
 pub mod protocol;
 pub mod redact;
+pub mod rules_cli;
 pub mod socket;
 pub mod store;
 pub mod vault;

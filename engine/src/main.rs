@@ -55,6 +55,36 @@ enum Command {
     /// The do-not-call list.
     #[command(subcommand)]
     Dnc(DncCommand),
+    /// The `.rules` tooling, run on a file (no daemon needed).
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Report every error in a rules file, each as FILE:LINE:COL.
+    Check { file: PathBuf },
+    /// Print the file in canonical form.
+    Fmt {
+        file: PathBuf,
+        /// Only check that the file is formatted; exit non-zero when it is not.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Run the file's test table; prints `N passed, N failed`.
+    Test { file: PathBuf },
+    /// Print the compiled bytecode.
+    Disasm { file: PathBuf },
+    /// Explain the decision for one customer.
+    Explain {
+        file: PathBuf,
+        /// The customer's fields as JSON, or a JSON file.
+        #[arg(long)]
+        customer: String,
+        /// The instant to decide at (RFC 3339) [default: now].
+        #[arg(long)]
+        at: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -141,9 +171,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         dialhound::daemon::serve(config).await?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Rules(command) = &cli.command {
+        use dialhound::rules_cli;
+        let outcome = match command {
+            RulesCommand::Check { file } => rules_cli::check(file),
+            RulesCommand::Fmt { file, check } => rules_cli::fmt(file, *check),
+            RulesCommand::Test { file } => rules_cli::test(file),
+            RulesCommand::Disasm { file } => rules_cli::disasm(file),
+            RulesCommand::Explain { file, customer, at } => {
+                rules_cli::explain(file, customer, at.as_deref())
+            }
+        };
+        print!("{}", outcome.stdout);
+        eprint!("{}", outcome.stderr);
+        return Ok(if outcome.success {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     let socket = socket_path(&cli)?;
     let request = match &cli.command {
-        Command::Serve => unreachable!("handled above"),
+        Command::Serve | Command::Rules(_) => unreachable!("handled above"),
         Command::Status => Request::Status,
         Command::Import(args) => import_request(args, &cli)?,
         Command::Customer(CustomerCommand::Show { id }) => Request::CustomerShow { id: id.clone() },
@@ -309,7 +358,7 @@ fn print_response(cli: &Cli, response: &Response) -> ExitCode {
             };
             println!("{} {verb} the do-not-call list", text(&result["phone"]));
         }
-        Command::Serve => {}
+        Command::Serve | Command::Rules(_) => {}
     }
     ExitCode::SUCCESS
 }
