@@ -9,7 +9,7 @@ use crate::protocol::{Event, Request, Response};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the daemon at `{path}`: {source} (is `dialhound serve` running?)")]
+    #[error("cannot reach the daemon at `{path}` (is `dialhound serve` running?)")]
     Connect {
         path: String,
         source: std::io::Error,

@@ -22,9 +22,6 @@ pub struct Config {
     pub media: MediaConfig,
     #[serde(default)]
     pub import: ImportConfig,
-    /// Typed customer attributes that import fills from extra columns.
-    #[serde(default)]
-    pub schema: AttributeSchema,
     #[serde(default, rename = "trunk")]
     pub trunks: Vec<TrunkConfig>,
 }
@@ -82,9 +79,16 @@ pub struct ImportConfig {
     /// IANA zone for times written without an offset.
     #[serde(default = "default_zone")]
     pub default_zone: String,
+    /// The rules file whose `schema customer { .. }` block types the attributes
+    /// that import fills from extra columns. Absent: no attributes.
+    #[serde(default)]
+    pub schema: Option<PathBuf>,
     /// Which spreadsheet column feeds each customer field.
     #[serde(default)]
     pub columns: ColumnMapping,
+    /// Loaded from `schema` when the file is read.
+    #[serde(skip)]
+    pub attributes: AttributeSchema,
 }
 
 impl Default for ImportConfig {
@@ -92,6 +96,8 @@ impl Default for ImportConfig {
         Self {
             default_region: default_region(),
             default_zone: default_zone(),
+            schema: None,
+            attributes: AttributeSchema::default(),
             columns: ColumnMapping::default(),
         }
     }
@@ -186,17 +192,24 @@ pub enum ConfigError {
 
 impl Config {
     /// Reads and checks a configuration file. Relative paths inside it are taken
-    /// relative to the directory the daemon was started in, as operators expect.
+    /// relative to the file's own directory, so the daemon and the `dialhound`
+    /// command agree on them from any working directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, path)
+        let base = path.parent().unwrap_or(Path::new(""));
+        Self::parse_in(&text, path, base)
     }
 
-    /// Parses configuration text; `path` is only used in error messages.
+    /// Parses configuration text; `path` is only used in error messages, and
+    /// relative paths stay as written.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Self::parse_in(text, path, Path::new(""))
+    }
+
+    fn parse_in(text: &str, path: &Path, base: &Path) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|error| {
             let offset = error.span().map(|span| span.start).unwrap_or(0);
             let (line, column) = line_and_column(text, offset);
@@ -207,15 +220,68 @@ impl Config {
                 message: error.message().trim().to_owned(),
             }
         })?;
+        let mut config = config;
+        for relative in [
+            &mut config.daemon.data_dir,
+            &mut config.daemon.socket,
+            &mut config.daemon.key_file,
+            &mut config.media.prompts,
+        ] {
+            *relative = base.join(&*relative);
+        }
+        if let Some(schema) = &mut config.import.schema {
+            *schema = base.join(&*schema);
+        }
         config.check(text, path)?;
+        config.import.attributes = config.load_schema(text, path)?;
         Ok(config)
+    }
+
+    /// Compiles the schema's rules file and takes its customer fields.
+    fn load_schema(&self, text: &str, path: &Path) -> Result<AttributeSchema, ConfigError> {
+        let Some(rules) = &self.import.schema else {
+            return Ok(AttributeSchema::default());
+        };
+        let (line, column) = line_and_column(text, text.find("schema").unwrap_or(0));
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            line,
+            column,
+            message,
+        };
+        let source = std::fs::read_to_string(rules).map_err(|error| {
+            invalid(format!(
+                "cannot read schema rules file `{}`: {error}",
+                rules.display()
+            ))
+        })?;
+        let program = dialhound_rules::compile(&source, &rules.display().to_string()).map_err(
+            |diagnostics| {
+                invalid(format!(
+                    "schema rules file `{}` has errors (run `dialhound rules check` on it):\n{}",
+                    rules.display(),
+                    diagnostics.render_short(&source)
+                ))
+            },
+        )?;
+        let schema = AttributeSchema::from_rules(program.schema())
+            .map_err(|message| invalid(format!("schema in `{}`: {message}", rules.display())))?;
+        for name in self.import.columns.attributes.keys() {
+            if !schema.attributes.contains_key(name) {
+                return Err(invalid(format!(
+                    "column mapping names attribute `{name}`, which the schema in `{}` does not declare",
+                    rules.display()
+                )));
+            }
+        }
+        Ok(schema)
     }
 
     /// Checks that serde cannot express: value ranges and cross-references.
     /// The import settings this configuration describes.
     pub fn import_settings(&self) -> crate::import::ImportSettings {
         crate::import::ImportSettings {
-            schema: self.schema.clone(),
+            schema: self.import.attributes.clone(),
             region: crate::phone::Region::parse(&self.import.default_region)
                 .expect("checked when the config was loaded"),
             civil_zone: jiff::tz::TimeZone::get(&self.import.default_zone)
@@ -251,16 +317,6 @@ impl Config {
                     self.import.default_zone
                 ),
             ));
-        }
-        for (name, column) in &self.import.columns.attributes {
-            if !self.schema.attributes.contains_key(name) {
-                return Err(invalid(
-                    column,
-                    format!(
-                        "column mapping names attribute `{name}`, which the `[schema]` does not declare"
-                    ),
-                ));
-            }
         }
         let mut names = std::collections::BTreeSet::new();
         for trunk in &self.trunks {
@@ -336,6 +392,14 @@ key_file = "var/dialhound.key"
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/dialhound.toml");
         let config = Config::load(&path).unwrap();
         assert!(!config.trunks.is_empty());
-        assert!(config.schema.attributes.contains_key("cart_value"));
+        assert!(
+            config
+                .import
+                .attributes
+                .attributes
+                .contains_key("cart_value")
+        );
+        // Relative paths are taken from the config file's directory.
+        assert!(config.daemon.data_dir.starts_with(path.parent().unwrap()));
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// A customer's id, as the CRM or spreadsheet gave it: 1 to 64 printable characters
 /// without spaces.
@@ -36,13 +36,10 @@ impl fmt::Display for CustomerId {
 
 /// The typed attributes a customer carries beyond id, phone and name.
 ///
-/// Declared once, in the `[schema]` table of the configuration, as
-/// `name = "type"`; the type is written as the rules language writes it:
-/// `text`, `int`, `money`, `bool`, `time`, `timezone`, `set<text>`,
-/// `enum { high, medium, low }`, each optionally followed by `?` when the
-/// value may be missing.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+/// There is one schema: the `schema customer { ... }` block of the rules file that
+/// the configuration names in `import.schema`. Its `phone` and `name` fields are the
+/// built-in ones (sealed at rest); every other field is an attribute.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AttributeSchema {
     pub attributes: BTreeMap<String, AttributeType>,
 }
@@ -50,7 +47,44 @@ pub struct AttributeSchema {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttributeType {
     pub kind: AttributeKind,
+    /// An empty cell is allowed: the field is optional (`time?`) or has a default.
     pub optional: bool,
+}
+
+impl AttributeSchema {
+    /// The attributes of a rules file's customer schema.
+    pub fn from_rules(schema: &dialhound_rules::Schema) -> Result<AttributeSchema, String> {
+        use dialhound_rules::FieldType;
+        let mut attributes = BTreeMap::new();
+        for field in &schema.fields {
+            let kind = match (&field.ty, field.name.as_str()) {
+                (FieldType::Phone, "phone") | (FieldType::Text, "name") => continue,
+                (FieldType::Phone, other) => {
+                    return Err(format!(
+                        "field `{other}` has type `phone`; only the `phone` field can hold a number, which is encrypted at rest"
+                    ));
+                }
+                (_, "phone") => return Err("field `phone` must have type `phone`".into()),
+                (FieldType::Text, _) => AttributeKind::Text,
+                (FieldType::Int, _) => AttributeKind::Int,
+                (FieldType::Money, _) => AttributeKind::Money,
+                (FieldType::Bool, _) => AttributeKind::Bool,
+                (FieldType::Time, _) => AttributeKind::Time,
+                (FieldType::TimeZone, _) => AttributeKind::TimeZone,
+                (FieldType::TextSet, _) => AttributeKind::TextSet,
+                (FieldType::Enum(variants), _) => AttributeKind::Enum(variants.clone()),
+                (other, name) => {
+                    return Err(format!(
+                        "field `{name}` has type `{other}`, which spreadsheets cannot fill yet; use `text`, `int`, `money`, `bool`, `time`, `timezone`, `set<text>` or an enum"
+                    ));
+                }
+            };
+            let optional =
+                field.optional || field.default.is_some() || kind == AttributeKind::TextSet;
+            attributes.insert(field.name.clone(), AttributeType { kind, optional });
+        }
+        Ok(AttributeSchema { attributes })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,55 +138,7 @@ impl fmt::Display for Money {
 #[error("{0}")]
 pub struct AttributeError(pub String);
 
-impl<'de> Deserialize<'de> for AttributeType {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        AttributeType::parse(&text).map_err(serde::de::Error::custom)
-    }
-}
-
 impl AttributeType {
-    pub fn parse(text: &str) -> Result<AttributeType, String> {
-        let text = text.trim();
-        let (body, optional) = match text.strip_suffix('?') {
-            Some(body) => (body.trim_end(), true),
-            None => (text, false),
-        };
-        let kind = match body {
-            "text" => AttributeKind::Text,
-            "int" => AttributeKind::Int,
-            "money" => AttributeKind::Money,
-            "bool" => AttributeKind::Bool,
-            "time" => AttributeKind::Time,
-            "timezone" => AttributeKind::TimeZone,
-            "set<text>" => AttributeKind::TextSet,
-            _ => {
-                let variants = body
-                    .strip_prefix("enum")
-                    .map(str::trim_start)
-                    .and_then(|rest| rest.strip_prefix('{'))
-                    .and_then(|rest| rest.strip_suffix('}'))
-                    .ok_or_else(|| {
-                        format!(
-                            "unknown attribute type `{body}`; expected one of `text`, `int`, `money`, `bool`, `time`, `timezone`, `set<text>` or `enum {{ a, b }}`"
-                        )
-                    })?;
-                let variants: Vec<String> = variants
-                    .split(',')
-                    .map(|v| v.trim().to_owned())
-                    .filter(|v| !v.is_empty())
-                    .collect();
-                if variants.is_empty() {
-                    return Err(
-                        "an enum needs at least one variant, as in `enum { high, low }`".into(),
-                    );
-                }
-                AttributeKind::Enum(variants)
-            }
-        };
-        Ok(AttributeType { kind, optional })
-    }
-
     /// Reads a spreadsheet cell. `None` means an empty cell on an optional attribute.
     pub fn read_cell(
         &self,
@@ -160,6 +146,9 @@ impl AttributeType {
         civil_zone: &jiff::tz::TimeZone,
     ) -> Result<Option<AttributeValue>, AttributeError> {
         let cell = cell.trim();
+        if cell.is_empty() && self.kind == AttributeKind::TextSet {
+            return Ok(Some(AttributeValue::TextSet(Vec::new())));
+        }
         if cell.is_empty() {
             return if self.optional {
                 Ok(None)
@@ -269,25 +258,41 @@ mod tests {
         jiff::tz::TimeZone::get("Asia/Shanghai").unwrap()
     }
 
+    fn kind(kind: AttributeKind, optional: bool) -> AttributeType {
+        AttributeType { kind, optional }
+    }
+
     #[test]
-    fn types_parse_as_the_rules_language_writes_them() {
+    fn schema_comes_from_a_rules_file() {
+        let source = "schema customer {\n  phone phone\n  name text\n  zone timezone = \"Asia/Shanghai\"\n  intent enum { high, low }\n  cart_value money\n  cart_added time?\n  tags set<text>\n}\n";
+        let program = dialhound_rules::compile(source, "s.rules").unwrap();
+        let schema = AttributeSchema::from_rules(program.schema()).unwrap();
+        let names: Vec<&str> = schema.attributes.keys().map(String::as_str).collect();
         assert_eq!(
-            AttributeType::parse("money").unwrap().kind,
-            AttributeKind::Money
+            names,
+            ["cart_added", "cart_value", "intent", "tags", "zone"]
         );
-        assert!(AttributeType::parse("time?").unwrap().optional);
         assert_eq!(
-            AttributeType::parse("enum { high, medium, low }")
-                .unwrap()
-                .kind,
-            AttributeKind::Enum(vec!["high".into(), "medium".into(), "low".into()])
+            schema.attributes["cart_value"],
+            kind(AttributeKind::Money, false)
         );
+        assert!(schema.attributes["cart_added"].optional);
         assert!(
-            AttributeType::parse("float")
-                .unwrap_err()
-                .contains("unknown attribute type `float`")
+            schema.attributes["zone"].optional,
+            "a default makes a cell optional"
         );
-        assert!(AttributeType::parse("enum {}").is_err());
+        assert_eq!(
+            schema.attributes["intent"].kind,
+            AttributeKind::Enum(vec!["high".into(), "low".into()])
+        );
+    }
+
+    #[test]
+    fn schema_fields_spreadsheets_cannot_fill_are_refused() {
+        let source = "schema customer {\n  phone phone\n  backup phone\n}\n";
+        let program = dialhound_rules::compile(source, "s.rules").unwrap();
+        let error = AttributeSchema::from_rules(program.schema()).unwrap_err();
+        assert!(error.contains("field `backup` has type `phone`"), "{error}");
     }
 
     #[test]
@@ -304,7 +309,7 @@ mod tests {
 
     #[test]
     fn civil_times_are_read_in_the_import_zone() {
-        let kind = AttributeType::parse("time").unwrap();
+        let kind = kind(AttributeKind::Time, false);
         let value = kind
             .read_cell("2026-11-23 14:30", &shanghai())
             .unwrap()
@@ -327,12 +332,11 @@ mod tests {
     fn empty_cells_follow_optionality() {
         let zone = shanghai();
         assert_eq!(
-            AttributeType::parse("int?").unwrap().read_cell(" ", &zone),
+            kind(AttributeKind::Int, true).read_cell(" ", &zone),
             Ok(None)
         );
         assert!(
-            AttributeType::parse("int")
-                .unwrap()
+            kind(AttributeKind::Int, false)
                 .read_cell("", &zone)
                 .is_err()
         );
@@ -341,14 +345,21 @@ mod tests {
     #[test]
     fn enum_and_set_cells() {
         let zone = shanghai();
-        let intent = AttributeType::parse("enum { high, low }").unwrap();
+        let intent = kind(
+            AttributeKind::Enum(vec!["high".into(), "low".into()]),
+            false,
+        );
         assert_eq!(
             intent.read_cell("HIGH", &zone).unwrap(),
             Some(AttributeValue::Enum("high".into()))
         );
         let error = intent.read_cell("maybe", &zone).unwrap_err();
         assert_eq!(error.0, "`maybe` is not one of `high`, `low`");
-        let tags = AttributeType::parse("set<text>").unwrap();
+        let tags = kind(AttributeKind::TextSet, true);
+        assert_eq!(
+            tags.read_cell("", &zone).unwrap(),
+            Some(AttributeValue::TextSet(vec![]))
+        );
         assert_eq!(
             tags.read_cell("vip; price_sensitive|vip", &zone).unwrap(),
             Some(AttributeValue::TextSet(vec![

@@ -88,7 +88,9 @@ pub fn explain(path: &Path, customer: &str, at: Option<&str>) -> Outcome {
         let value: serde_json::Value = match serde_json::from_str(&json) {
             Ok(value) => value,
             Err(error) => {
-                return Outcome::failed(format!("--customer is not JSON or a JSON file: {error}\n"));
+                return Outcome::failed(format!(
+                    "--customer is not JSON or a JSON file: {error}\n"
+                ));
             }
         };
         let record = match Record::from_json(program.schema(), &value) {

@@ -36,7 +36,12 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let metrics = free_port();
         let example = std::fs::read_to_string(repo().join("examples/dialhound.toml")).unwrap();
-        let body = example.split_once("[sip]").unwrap().1;
+        let schema = repo().join("examples/rules/cart.rules");
+        let body = example
+            .split_once("[sip]")
+            .unwrap()
+            .1
+            .replace("\"rules/cart.rules\"", &format!("\"{}\"", schema.display()));
         let config_text = format!(
             "[daemon]\ndata_dir = \"{data}\"\nsocket = \"{socket}\"\nmetrics = \"{metrics}\"\nkey_file = \"{key}\"\n\n[sip]{body}",
             data = dir.path().join("data").display(),
