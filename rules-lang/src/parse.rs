@@ -231,6 +231,11 @@ fn translate(e: &pest::error::Error<Rule>, chunk: &str, offset: usize) -> Diagno
             }
         }
     }
+    let digits = found.chars().take_while(char::is_ascii_digit).count();
+    if digits > 0 && found[digits..].starts_with(|c: char| c.is_ascii_alphabetic()) {
+        help =
+            Some("durations are written as a number and a unit: `30s`, `10m`, `2h`, `7d`, `1h30m`");
+    }
     if found.starts_with('"') && !rest[1..].contains('"') {
         help = Some("text must close with `\"` on the same line");
     }
