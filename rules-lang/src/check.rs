@@ -742,7 +742,11 @@ impl Checker<'_> {
                 }
             }
             ExprKind::IsSet(a, set) => {
-                let a = self.expr(a, None)?;
+                // Test the declared type, not one narrowed by an earlier `is set`.
+                let facts = std::mem::take(&mut self.facts);
+                let a = self.expr(a, None);
+                self.facts = facts;
+                let a = a?;
                 if a.ty == Base::Symbol {
                     self.unknown_name(&a);
                     return None;
@@ -866,7 +870,10 @@ impl Checker<'_> {
                 Some(T::new(ir, Base::Bool, sp))
             }
             BinOp::Default => {
-                let a = self.expr(l, hint)?;
+                let facts = std::mem::take(&mut self.facts);
+                let a = self.expr(l, hint);
+                self.facts = facts;
+                let a = a?;
                 if a.ty == Base::Symbol {
                     self.unknown_name(&a);
                     return None;

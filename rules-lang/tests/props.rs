@@ -1,0 +1,374 @@
+//! Property tests: the VM agrees with the reference evaluator; a decision is
+//! eligible exactly inside the next-wake intervals; formatting is stable.
+#![allow(clippy::unwrap_used)]
+
+use dialhound_rules::{History, Outcome, Program, Record, Value, compile, format};
+use jiff::Timestamp;
+use proptest::prelude::*;
+
+/// A small deterministic generator driven by a proptest seed.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+    fn chance(&mut self, pct: u64) -> bool {
+        self.below(100) < pct
+    }
+}
+
+const ZONES: &[&str] = &[
+    "Asia/Shanghai",
+    "America/New_York",
+    "Europe/London",
+    "UTC",
+    "Australia/Lord_Howe",
+];
+
+fn schema(g: &mut Gen) -> String {
+    format!(
+        "schema customer {{\n  zone timezone = \"{}\"\n  n int\n  m money\n  t time?\n  at time\n  d duration\n  tag text\n  tags set<text>\n  level enum {{ a, b, c }}\n  flag bool\n  day weekday?\n}}\n",
+        g.pick(ZONES)
+    )
+}
+
+fn int_expr(g: &mut Gen, depth: u32) -> String {
+    if depth == 0 || g.chance(40) {
+        return match g.below(5) {
+            0 => "customer.n".into(),
+            1 => format!("{}", g.below(200)),
+            2 => "history.attempts".into(),
+            3 => "history.calls_24h".into(),
+            _ => "history.calls_today".into(),
+        };
+    }
+    match g.below(4) {
+        0 => format!("({} + {})", int_expr(g, depth - 1), int_expr(g, depth - 1)),
+        1 => format!("({} * {})", int_expr(g, depth - 1), int_expr(g, depth - 1)),
+        2 => format!("-{}", int_expr(g, depth - 1)),
+        _ => format!(
+            "({} ? {} : {})",
+            bool_expr(g, depth - 1),
+            int_expr(g, depth - 1),
+            int_expr(g, depth - 1)
+        ),
+    }
+}
+
+fn dur_expr(g: &mut Gen, depth: u32) -> String {
+    if depth == 0 || g.chance(40) {
+        return match g.below(5) {
+            0 => "customer.d".into(),
+            1 => g.pick(&["2h", "30m", "1d", "90s", "1h30m", "7d"]).into(),
+            2 => "(now - customer.at)".into(),
+            3 => "(now - (customer.t ?? now))".into(),
+            _ => "(now - (history.last_call ?? customer.at))".into(),
+        };
+    }
+    match g.below(3) {
+        0 => format!("({} + {})", dur_expr(g, depth - 1), dur_expr(g, depth - 1)),
+        1 => format!("({} * {})", dur_expr(g, depth - 1), int_expr(g, 0)),
+        _ => format!(
+            "({} - {})",
+            time_expr(g, depth - 1),
+            time_expr(g, depth - 1)
+        ),
+    }
+}
+
+fn time_expr(g: &mut Gen, depth: u32) -> String {
+    if depth == 0 || g.chance(50) {
+        return g
+            .pick(&[
+                "now",
+                "customer.at",
+                "(customer.t ?? customer.at)",
+                "2026-03-08T10:00:00Z",
+            ])
+            .into();
+    }
+    format!("({} + {})", time_expr(g, depth - 1), dur_expr(g, depth - 1))
+}
+
+fn cmp(g: &mut Gen) -> &'static str {
+    g.pick(&["==", "!=", "<", "<=", ">", ">="])
+}
+
+fn bool_expr(g: &mut Gen, depth: u32) -> String {
+    if depth == 0 || g.chance(30) {
+        return match g.below(12) {
+            0 => "customer.flag".into(),
+            1 => "customer.t is set".into(),
+            2 => format!(
+                "customer.level {} {}",
+                g.pick(&["==", "!="]),
+                g.pick(&["a", "b", "c"])
+            ),
+            3 => format!("\"{}\" in customer.tags", g.pick(&["x", "y", "z"])),
+            4 => format!(
+                "customer.tag {} \"{}\"",
+                g.pick(&["==", "!="]),
+                g.pick(&["x", "y"])
+            ),
+            5 => format!(
+                "local_time {} {}",
+                cmp(g),
+                g.pick(&["09:00", "12:30", "00:00", "23:59", "02:30"])
+            ),
+            6 => format!(
+                "weekday {} {}",
+                g.pick(&["==", "!="]),
+                g.pick(&["mon", "sat", "sun"])
+            ),
+            7 => format!("customer.m {} {}", cmp(g), g.pick(&["12.50", "300", "0"])),
+            8 => format!("history.last_call is {}", g.pick(&["set", "none"])),
+            9 => format!("(customer.day ?? weekday) == {}", g.pick(&["tue", "fri"])),
+            10 => format!(
+                "(history.last_outcome ?? answered) {} {}",
+                g.pick(&["==", "!="]),
+                g.pick(&["no_answer", "busy"])
+            ),
+            _ => g.pick(&["true", "false"]).into(),
+        };
+    }
+    match g.below(7) {
+        0 => format!(
+            "({} and {})",
+            bool_expr(g, depth - 1),
+            bool_expr(g, depth - 1)
+        ),
+        1 => format!(
+            "({} or {})",
+            bool_expr(g, depth - 1),
+            bool_expr(g, depth - 1)
+        ),
+        2 => format!("not {}", bool_expr(g, depth - 1)),
+        3 => format!(
+            "{} {} {}",
+            int_expr(g, depth - 1),
+            cmp(g),
+            int_expr(g, depth - 1)
+        ),
+        4 => format!(
+            "{} {} {}",
+            dur_expr(g, depth - 1),
+            cmp(g),
+            dur_expr(g, depth - 1)
+        ),
+        5 => format!(
+            "{} {} {}",
+            time_expr(g, depth - 1),
+            cmp(g),
+            time_expr(g, depth - 1)
+        ),
+        _ => format!(
+            "({} ? {} : {})",
+            bool_expr(g, depth - 1),
+            bool_expr(g, depth - 1),
+            bool_expr(g, depth - 1)
+        ),
+    }
+}
+
+fn program(seed: u64) -> (String, Program) {
+    let mut g = Gen(seed | 1);
+    let mut src = schema(&mut g);
+    src.push_str("policy {\n");
+    if g.chance(70) {
+        src.push_str(g.pick(&[
+            "  calling hours 09:00-12:00, 14:00-21:00 local\n",
+            "  calling hours 22:00-06:00 local\n",
+            "  calling hours 01:30-03:30 local\n",
+            "  calling hours 00:00-24:00 local\n",
+        ]));
+    }
+    if g.chance(40) {
+        src.push_str("  avoid 11:30-13:00 local\n");
+    }
+    if g.chance(50) {
+        src.push_str(g.pick(&[
+            "  at most 2 calls per day, 6h apart\n",
+            "  at most 1 call per day\n",
+            "  at most 3 calls per 24h\n",
+        ]));
+    }
+    if g.chance(40) {
+        src.push_str("  after refused quiet 2d\n  after unsubscribed never\n");
+    }
+    src.push_str("}\n");
+    if g.chance(50) {
+        src.push_str(&format!("let l0 = {}\n", bool_expr(&mut g, 2)));
+    }
+    let lets = src.contains("let l0");
+    for i in 0..=g.below(3) {
+        let mut when = bool_expr(&mut g, 3);
+        if lets && g.chance(50) {
+            when = format!("l0 and {when}");
+        }
+        src.push_str(&format!(
+            "rule r{i} {{\n  when {when}\n  priority {}\n  script {} ? \"s1\" : \"s2\"\n  line {} ? premium : standard\n}}\n",
+            int_expr(&mut g, 2),
+            bool_expr(&mut g, 1),
+            bool_expr(&mut g, 1)
+        ));
+    }
+    match compile(&src, "gen.rules") {
+        Ok(p) => (src, p),
+        Err(d) => panic!(
+            "generated program does not compile:\n{src}\n{}",
+            d.render(&src, false)
+        ),
+    }
+}
+
+const BASE: i64 = 1_772_000_000; // early March 2026
+
+fn record(p: &Program, g: &mut Gen) -> Record {
+    let t = |g: &mut Gen| Value::Time(BASE + g.below(40 * 86_400) as i64 - 20 * 86_400);
+    let mut vals = vec![
+        (
+            "n",
+            Value::Int(if g.chance(5) {
+                i64::MAX / 3
+            } else {
+                g.below(300) as i64 - 100
+            }),
+        ),
+        ("m", Value::Money(g.below(100_000) as i64)),
+        ("at", t(g)),
+        ("d", Value::Duration(g.below(10 * 86_400) as i64)),
+        ("tag", Value::Text(g.pick(&["x", "y", "w"]).into())),
+        (
+            "tags",
+            Value::Set(
+                ["x", "y", "z"]
+                    .iter()
+                    .filter(|_| g.chance(50))
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
+        ),
+        ("level", Value::Enum(g.pick(&["a", "b", "c"]).into())),
+        ("flag", Value::Bool(g.chance(50))),
+    ];
+    if g.chance(60) {
+        vals.push(("t", t(g)));
+    }
+    if g.chance(50) {
+        vals.push(("day", Value::Weekday(g.below(7) as u8)));
+    }
+    Record::from_values(p.schema(), &vals).unwrap()
+}
+
+fn history(g: &mut Gen, now: i64) -> History {
+    let mut h = History::new();
+    for _ in 0..g.below(4) {
+        h.record_call(Timestamp::from_second(now - g.below(3 * 86_400) as i64).unwrap());
+    }
+    if g.chance(50) {
+        let o = [
+            Outcome::NoAnswer,
+            Outcome::Busy,
+            Outcome::Refused,
+            Outcome::Answered,
+            Outcome::Unsubscribed,
+        ][g.below(5) as usize];
+        h.record_outcome(
+            o,
+            Timestamp::from_second(now - g.below(4 * 86_400) as i64).unwrap(),
+        );
+    }
+    h
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn vm_agrees_with_the_reference_evaluator(seed in any::<u64>()) {
+        let (src, p) = program(seed);
+        let mut g = Gen(seed.rotate_left(17) | 1);
+        for _ in 0..20 {
+            let now = BASE + g.below(30 * 86_400) as i64;
+            let r = record(&p, &mut g);
+            let h = history(&mut g, now);
+            let at = Timestamp::from_second(now).unwrap();
+            let vm = p.decide(&r, &h, at);
+            let reference = p.decide_reference(&r, &h, at);
+            prop_assert_eq!(vm, reference, "at {} in\n{}", at, src);
+        }
+    }
+
+    #[test]
+    fn eligible_exactly_inside_the_next_wake_intervals(seed in any::<u64>()) {
+        let (src, p) = program(seed);
+        let mut g = Gen(seed.rotate_left(29) | 1);
+        let from = BASE + g.below(30 * 86_400) as i64;
+        let r = record(&p, &mut g);
+        let h = history(&mut g, from);
+        let horizon = 3 * 86_400;
+        let start = Timestamp::from_second(from).unwrap();
+        let spans = p.eligible_intervals(&r, &h, start, horizon);
+        for _ in 0..200 {
+            let t = from + g.below(horizon as u64) as i64;
+            let at = Timestamp::from_second(t).unwrap();
+            let inside = spans.iter().any(|(a, b)| *a <= at && at < *b);
+            prop_assert_eq!(p.decide(&r, &h, at).eligible(), inside, "at {} from {} in\n{}", at, start, src);
+        }
+        // The next wake is a real change, and nothing changes before it.
+        let d0 = p.decide(&r, &h, start);
+        match p.next_wake(&r, &h, start) {
+            Some(w) => {
+                prop_assert_ne!(p.decide(&r, &h, w), d0);
+                let span = w.as_second() - from;
+                for _ in 0..50 {
+                    let t = from + g.below(span as u64) as i64;
+                    prop_assert_eq!(p.decide(&r, &h, Timestamp::from_second(t).unwrap()), d0, "before wake in\n{}", src);
+                }
+            }
+            None => {
+                for _ in 0..50 {
+                    let t = from + g.below(dialhound_rules::DEFAULT_HORIZON as u64) as i64;
+                    prop_assert_eq!(p.decide(&r, &h, Timestamp::from_second(t).unwrap()), d0, "no wake in\n{}", src);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn format_is_stable_and_keeps_meaning(seed in any::<u64>()) {
+        let (src, p) = program(seed);
+        let once = format(&src).unwrap();
+        let twice = format(&once).unwrap();
+        prop_assert_eq!(&once, &twice);
+        let again = compile(&once, "gen.rules").unwrap();
+        prop_assert_eq!(again.disasm(), p.disasm());
+    }
+
+    #[test]
+    fn printing_a_parsed_expression_is_the_identity(seed in any::<u64>()) {
+        let mut g = Gen(seed | 1);
+        let e = bool_expr(&mut g, 4);
+        let src = format!("rule r {{ priority 0 ? 1 : 2  when {e} }}");
+        let file = dialhound_rules::parse::parse_file(&src).unwrap();
+        let printed = dialhound_rules::format::print_file(&file);
+        let reparsed = dialhound_rules::parse::parse_file(&printed).unwrap();
+        prop_assert_eq!(dialhound_rules::format::print_file(&reparsed), printed);
+    }
+
+    #[test]
+    fn arbitrary_text_never_panics(s in "\\PC{0,200}") {
+        let _ = compile(&s, "x.rules");
+        let _ = format(&s);
+    }
+}
