@@ -216,17 +216,18 @@ impl Program {
             now,
         };
         let mut local = None;
+        let mut regs = [0i64; vm::NREGS];
         let mut segs = self.code.segments.iter();
         let Some(policy) = segs.next() else {
             return Decision::NONE;
         };
-        if vm::run_segment(&self.code, *policy, &cx, &mut local) == SegResult::Failed {
+        if vm::run_segment(&self.code, *policy, &cx, &mut local, &mut regs) == SegResult::Failed {
             return Decision::NONE;
         }
         let mut best: Option<(usize, i64, i64, i64)> = None;
         for seg in segs {
             if let SegResult::Fired { prio, script, line } =
-                vm::run_segment(&self.code, *seg, &cx, &mut local)
+                vm::run_segment(&self.code, *seg, &cx, &mut local, &mut regs)
                 && best.is_none_or(|b| prio > b.1)
             {
                 best = Some((usize::from(seg.rule.unwrap_or(0)), prio, script, line));

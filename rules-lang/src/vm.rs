@@ -13,7 +13,7 @@ use crate::ir::{ArithOp, CmpOp, Cond, HistField, Ir, RuleIr};
 use crate::record::{FieldType, NONE, Schema};
 
 /// Registers per evaluation; register indexes are masked with `NREGS - 1`.
-pub const NREGS: usize = 64;
+pub const NREGS: usize = 32;
 const MASK: u8 = (NREGS - 1) as u8;
 
 /// One instruction. `d` is the destination register; `a`, `b` are sources.
@@ -103,6 +103,25 @@ pub enum Op {
         c: u8,
         cond: u16,
     },
+    /// Fused `const` + compare: `d = a OP v`.
+    CmpConst {
+        op: CmpOp,
+        d: u8,
+        a: u8,
+        v: i64,
+    },
+    /// Fused load + compare + require: fail unless `slot OP v`.
+    RequireFieldCmp {
+        op: CmpOp,
+        slot: u16,
+        v: i64,
+        cond: u16,
+    },
+    /// Fused `not` + require: fail unless register `c` is false.
+    RequireNot {
+        c: u8,
+        cond: u16,
+    },
     /// Ends a rule segment successfully; `NO_REG` marks an absent output.
     Emit {
         prio: u8,
@@ -189,6 +208,8 @@ pub fn compile(policy: &[Cond], rules: &[RuleIr]) -> Result<Code, String> {
             rule: Some(ri as u16),
         });
     }
+    let (ops, segments) = peephole(c.ops, segments);
+    let c = Compiler { ops };
     let uses_local = c.ops.iter().any(|o| {
         matches!(
             o,
@@ -209,6 +230,92 @@ pub fn compile(policy: &[Cond], rules: &[RuleIr]) -> Result<Code, String> {
 
 struct Compiler {
     ops: Vec<Op>,
+}
+
+fn jump_target(op: &Op) -> Option<u32> {
+    match op {
+        Op::JumpIfFalse { to, .. }
+        | Op::JumpIfTrue { to, .. }
+        | Op::JumpIfSet { to, .. }
+        | Op::Jump { to } => Some(*to),
+        _ => None,
+    }
+}
+
+/// Fuses common instruction sequences into superinstructions. A sequence
+/// is fused only when no jump lands inside it; jump targets are remapped.
+fn peephole(ops: Vec<Op>, segments: Vec<Segment>) -> (Vec<Op>, Vec<Segment>) {
+    let mut targets = vec![false; ops.len() + 1];
+    for op in &ops {
+        if let Some(t) = jump_target(op) {
+            targets[t as usize] = true;
+        }
+    }
+    let mut seg_ends = vec![false; ops.len() + 1];
+    for s in &segments {
+        seg_ends[s.start as usize] = true;
+    }
+    let mut out: Vec<Op> = Vec::with_capacity(ops.len());
+    // map[i] = index in `out` of old instruction i (or of what it fused into)
+    let mut map = vec![0u32; ops.len() + 1];
+    // Index in `out` from which the last instruction may still be fused.
+    let mut fusable_from = 0usize;
+    for (i, op) in ops.iter().enumerate() {
+        if targets[i] || seg_ends[i] {
+            fusable_from = out.len();
+        }
+        map[i] = out.len() as u32;
+        let at = |back: usize| {
+            if out.len() >= fusable_from + back {
+                out.get(out.len() - back).copied()
+            } else {
+                None
+            }
+        };
+        let fused = match (at(2), at(1), *op) {
+            (
+                Some(Op::Load { d: l, slot }),
+                Some(Op::CmpConst { op, d, a, v }),
+                Op::Require { c, cond },
+            ) if c == d && a == l => Some((Op::RequireFieldCmp { op, slot, v, cond }, 2)),
+            (_, Some(Op::Const { d: k, v }), Op::Cmp { op, d, a, b }) if b == k && a != k => {
+                Some((Op::CmpConst { op, d, a, v }, 1))
+            }
+            (_, Some(Op::Not { d, a }), Op::Require { c, cond }) if c == d => {
+                Some((Op::RequireNot { c: a, cond }, 1))
+            }
+            _ => None,
+        };
+        match fused {
+            Some((f, npop)) => {
+                for _ in 0..npop {
+                    out.pop();
+                }
+                map[i] = out.len() as u32;
+                out.push(f);
+            }
+            None => out.push(*op),
+        }
+    }
+    map[ops.len()] = out.len() as u32;
+    for op in &mut out {
+        match op {
+            Op::JumpIfFalse { to, .. }
+            | Op::JumpIfTrue { to, .. }
+            | Op::JumpIfSet { to, .. }
+            | Op::Jump { to } => *to = map[*to as usize],
+            _ => {}
+        }
+    }
+    let segments = segments
+        .into_iter()
+        .map(|s| Segment {
+            start: map[s.start as usize],
+            end: map[s.end as usize],
+            rule: s.rule,
+        })
+        .collect();
+    (out, segments)
 }
 
 impl Compiler {
@@ -377,7 +484,13 @@ pub fn verify(
                     regs_ok(&[c]) && to as usize > pc && to < seg.end
                 }
                 Op::Jump { to } => to as usize > pc && to < seg.end,
-                Op::Require { c, cond } => regs_ok(&[c]) && usize::from(cond) < nconds,
+                Op::Require { c, cond } | Op::RequireNot { c, cond } => {
+                    regs_ok(&[c]) && usize::from(cond) < nconds
+                }
+                Op::CmpConst { d, a, .. } => regs_ok(&[d, a]),
+                Op::RequireFieldCmp { slot, cond, .. } => {
+                    usize::from(slot) < nslots && usize::from(cond) < nconds
+                }
                 Op::Emit { prio, script, line } => {
                     seg.rule.is_some()
                         && pc + 1 == seg.end as usize
@@ -406,8 +519,8 @@ pub(crate) fn run_segment(
     seg: Segment,
     cx: &Ctx,
     local: &mut Option<Result<i64, EvalError>>,
+    r: &mut [i64; NREGS],
 ) -> SegResult {
-    let mut r = [0i64; NREGS];
     let ops = &code.ops[seg.start as usize..seg.end as usize];
     let base = seg.start as usize;
     let mut pc = 0usize;
@@ -489,6 +602,20 @@ pub(crate) fn run_segment(
             Op::Jump { to } => pc = to as usize - base,
             Op::Require { c, .. } => {
                 if reg!(c) == 0 {
+                    return SegResult::Failed;
+                }
+            }
+            Op::RequireNot { c, .. } => {
+                if reg!(c) != 0 {
+                    return SegResult::Failed;
+                }
+            }
+            Op::CmpConst { op, d, a, v } => reg!(d) = i64::from(op.apply(reg!(a), v)),
+            Op::RequireFieldCmp { op, slot, v, .. } => {
+                if !op.apply(
+                    cx.rec.words.get(usize::from(slot)).copied().unwrap_or(NONE),
+                    v,
+                ) {
                     return SegResult::Failed;
                 }
             }
@@ -593,6 +720,16 @@ pub fn disasm(code: &Code, schema: &Schema, texts: &[String], rule_names: &[&str
                 Op::JumpIfSet { c, to } => format!("jset      r{c}, {to}"),
                 Op::Jump { to } => format!("jump      {to}"),
                 Op::Require { c, cond } => format!("require   r{c}, #{cond}"),
+                Op::RequireNot { c, cond } => format!("requirenot r{c}, #{cond}"),
+                Op::CmpConst { op, d, a, v } => {
+                    format!("{:<9} r{d}, r{a}, {v}", format!("{}k", op.name()))
+                }
+                Op::RequireFieldCmp {
+                    op,
+                    slot: s,
+                    v,
+                    cond,
+                } => format!("require   {} {} {v}, #{cond}", slot(s), op.name()),
                 Op::Emit { prio, script, line } => {
                     let o = |x: u8| {
                         if x == NO_REG {
