@@ -67,6 +67,7 @@ pub struct Program {
     optimised: Vec<RuleIr>,
     code: Code,
     tests: Vec<TestCase>,
+    zone_slot: Option<usize>,
 }
 
 /// The decision for one customer at one instant.
@@ -146,6 +147,7 @@ pub fn compile(source: &str, file_name: &str) -> Result<Program, Diagnostics> {
         )
     })?;
     Ok(Program {
+        zone_slot: checked.schema.zone_slot(),
         file_name: file_name.to_string(),
         schema: checked.schema,
         texts: checked.texts,
@@ -186,7 +188,7 @@ impl Program {
             texts: &self.texts,
             rec: record,
             hist: history,
-            zone_slot: self.schema.zone_slot(),
+            zone_slot: self.zone_slot,
             now,
         }
     }
@@ -212,7 +214,7 @@ impl Program {
             texts: &self.texts,
             rec: record,
             hist: history,
-            zone_slot: self.schema.zone_slot(),
+            zone_slot: self.zone_slot,
             now,
         };
         let mut local = None;
@@ -282,7 +284,7 @@ impl Program {
             texts: &self.texts,
             rec: record,
             hist: history,
-            zone_slot: self.schema.zone_slot(),
+            zone_slot: self.zone_slot,
             now: now.as_second(),
         };
         for c in &self.policy {

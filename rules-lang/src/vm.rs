@@ -122,6 +122,25 @@ pub enum Op {
         c: u8,
         cond: u16,
     },
+    /// Fused compare of a field with a constant: `d = slot OP v`.
+    CmpField {
+        op: CmpOp,
+        d: u8,
+        slot: u16,
+        v: i64,
+    },
+    /// Fused `now - slot`: fails when the field is none or on overflow.
+    Since {
+        d: u8,
+        slot: u16,
+    },
+    /// Fused `require (now - slot) OP v`.
+    RequireSince {
+        op: CmpOp,
+        slot: u16,
+        v: i64,
+        cond: u16,
+    },
     /// Ends a rule segment successfully; `NO_REG` marks an absent output.
     Emit {
         prio: u8,
@@ -242,6 +261,99 @@ fn jump_target(op: &Op) -> Option<u32> {
     }
 }
 
+/// The superinstruction that replaces the last `n` instructions of `tail`.
+fn fuse_tail(tail: &[Op]) -> Option<(Op, usize)> {
+    let get = |back: usize| {
+        if tail.len() >= back {
+            Some(tail[tail.len() - back])
+        } else {
+            None
+        }
+    };
+    let (p3, p2, p1) = (get(4), get(3), get(2));
+    let last = get(1)?;
+    if let (
+        Some(Op::Now { d: n }),
+        Some(Op::Load { d: l, slot }),
+        Some(Op::Unwrap { d: u, a }),
+        Op::Arith {
+            op: ArithOp::Sub,
+            d,
+            a: x,
+            b: y,
+        },
+    ) = (p3, p2, p1, last)
+        && a == l
+        && u == l
+        && x == n
+        && y == u
+        && d == n
+    {
+        return Some((Op::Since { d, slot }, 4));
+    }
+    if let (
+        Some(Op::Since { d, slot }),
+        Some(Op::CmpConst { op, d: d2, a, v }),
+        Op::Require { c, cond },
+    ) = (p2, p1, last)
+        && a == d
+        && c == d2
+    {
+        return Some((Op::RequireSince { op, slot, v, cond }, 3));
+    }
+    Some(match (p1, last) {
+        (Some(Op::Const { d: k, v }), Op::Cmp { op, d, a, b }) if b == k && a != k => {
+            (Op::CmpConst { op, d, a, v }, 2)
+        }
+        (Some(Op::Load { d: l, slot }), Op::CmpConst { op, d, a, v }) if a == l => {
+            (Op::CmpField { op, d, slot, v }, 2)
+        }
+        (Some(Op::Load { d: l, slot }), Op::IsNone { d, a }) if a == l => (
+            Op::CmpField {
+                op: CmpOp::Eq,
+                d,
+                slot,
+                v: NONE,
+            },
+            2,
+        ),
+        (Some(Op::CmpField { op, d, slot, v }), Op::Require { c, cond }) if c == d => {
+            (Op::RequireFieldCmp { op, slot, v, cond }, 2)
+        }
+        (Some(Op::CmpField { op, d, slot, v }), Op::RequireNot { c, cond }) if c == d => (
+            Op::RequireFieldCmp {
+                op: op.negate(),
+                slot,
+                v,
+                cond,
+            },
+            2,
+        ),
+        (Some(Op::Load { d: l, slot }), Op::Require { c, cond }) if c == l => (
+            Op::RequireFieldCmp {
+                op: CmpOp::Ne,
+                slot,
+                v: 0,
+                cond,
+            },
+            2,
+        ),
+        (Some(Op::Load { d: l, slot }), Op::RequireNot { c, cond }) if c == l => (
+            Op::RequireFieldCmp {
+                op: CmpOp::Eq,
+                slot,
+                v: 0,
+                cond,
+            },
+            2,
+        ),
+        (Some(Op::Not { d, a }), Op::Require { c, cond }) if c == d => {
+            (Op::RequireNot { c: a, cond }, 2)
+        }
+        _ => return None,
+    })
+}
+
 /// Fuses common instruction sequences into superinstructions. A sequence
 /// is fused only when no jump lands inside it; jump targets are remapped.
 fn peephole(ops: Vec<Op>, segments: Vec<Segment>) -> (Vec<Op>, Vec<Segment>) {
@@ -265,36 +377,13 @@ fn peephole(ops: Vec<Op>, segments: Vec<Segment>) -> (Vec<Op>, Vec<Segment>) {
             fusable_from = out.len();
         }
         map[i] = out.len() as u32;
-        let at = |back: usize| {
-            if out.len() >= fusable_from + back {
-                out.get(out.len() - back).copied()
-            } else {
-                None
-            }
-        };
-        let fused = match (at(2), at(1), *op) {
-            (
-                Some(Op::Load { d: l, slot }),
-                Some(Op::CmpConst { op, d, a, v }),
-                Op::Require { c, cond },
-            ) if c == d && a == l => Some((Op::RequireFieldCmp { op, slot, v, cond }, 2)),
-            (_, Some(Op::Const { d: k, v }), Op::Cmp { op, d, a, b }) if b == k && a != k => {
-                Some((Op::CmpConst { op, d, a, v }, 1))
-            }
-            (_, Some(Op::Not { d, a }), Op::Require { c, cond }) if c == d => {
-                Some((Op::RequireNot { c: a, cond }, 1))
-            }
-            _ => None,
-        };
-        match fused {
-            Some((f, npop)) => {
-                for _ in 0..npop {
-                    out.pop();
-                }
-                map[i] = out.len() as u32;
-                out.push(f);
-            }
-            None => out.push(*op),
+        map[i] = out.len() as u32;
+        out.push(*op);
+        // Fuse the tail of `out` as long as a pattern applies.
+        while let Some((f, n)) = fuse_tail(&out[fusable_from..]) {
+            out.truncate(out.len() - n);
+            map[i] = out.len() as u32;
+            out.push(f);
         }
     }
     map[ops.len()] = out.len() as u32;
@@ -488,6 +577,12 @@ pub fn verify(
                     regs_ok(&[c]) && usize::from(cond) < nconds
                 }
                 Op::CmpConst { d, a, .. } => regs_ok(&[d, a]),
+                Op::CmpField { d, slot, .. } | Op::Since { d, slot } => {
+                    regs_ok(&[d]) && usize::from(slot) < nslots
+                }
+                Op::RequireSince { slot, cond, .. } => {
+                    usize::from(slot) < nslots && usize::from(cond) < nconds
+                }
                 Op::RequireFieldCmp { slot, cond, .. } => {
                     usize::from(slot) < nslots && usize::from(cond) < nconds
                 }
@@ -611,6 +706,28 @@ pub(crate) fn run_segment(
                 }
             }
             Op::CmpConst { op, d, a, v } => reg!(d) = i64::from(op.apply(reg!(a), v)),
+            Op::CmpField { op, d, slot, v } => {
+                reg!(d) = i64::from(op.apply(
+                    cx.rec.words.get(usize::from(slot)).copied().unwrap_or(NONE),
+                    v,
+                ))
+            }
+            Op::Since { d, slot } => {
+                let w = cx.rec.words.get(usize::from(slot)).copied().unwrap_or(NONE);
+                if w == NONE {
+                    return SegResult::Failed;
+                }
+                reg!(d) = tryv!(arith(ArithOp::Sub, cx.now, w));
+            }
+            Op::RequireSince { op, slot, v, .. } => {
+                let w = cx.rec.words.get(usize::from(slot)).copied().unwrap_or(NONE);
+                if w == NONE {
+                    return SegResult::Failed;
+                }
+                if !op.apply(tryv!(arith(ArithOp::Sub, cx.now, w)), v) {
+                    return SegResult::Failed;
+                }
+            }
             Op::RequireFieldCmp { op, slot, v, .. } => {
                 if !op.apply(
                     cx.rec.words.get(usize::from(slot)).copied().unwrap_or(NONE),
@@ -663,6 +780,13 @@ pub fn disasm(code: &Code, schema: &Schema, texts: &[String], rule_names: &[&str
             _ => None,
         })
         .collect();
+    let shown = |v: i64| {
+        if v == NONE {
+            "none".to_string()
+        } else {
+            v.to_string()
+        }
+    };
     for seg in &code.segments {
         match seg.rule {
             None => out.push_str("policy:\n"),
@@ -721,6 +845,19 @@ pub fn disasm(code: &Code, schema: &Schema, texts: &[String], rule_names: &[&str
                 Op::Jump { to } => format!("jump      {to}"),
                 Op::Require { c, cond } => format!("require   r{c}, #{cond}"),
                 Op::RequireNot { c, cond } => format!("requirenot r{c}, #{cond}"),
+                Op::CmpField { op, d, slot: s, v } => format!(
+                    "{:<9} r{d}, {}, {}",
+                    format!("{}f", op.name()),
+                    slot(s),
+                    shown(v)
+                ),
+                Op::Since { d, slot: s } => format!("since     r{d}, {}", slot(s)),
+                Op::RequireSince {
+                    op,
+                    slot: s,
+                    v,
+                    cond,
+                } => format!("require   now - {} {} {v}, #{cond}", slot(s), op.name()),
                 Op::CmpConst { op, d, a, v } => {
                     format!("{:<9} r{d}, r{a}, {v}", format!("{}k", op.name()))
                 }
@@ -729,7 +866,7 @@ pub fn disasm(code: &Code, schema: &Schema, texts: &[String], rule_names: &[&str
                     slot: s,
                     v,
                     cond,
-                } => format!("require   {} {} {v}, #{cond}", slot(s), op.name()),
+                } => format!("require   {} {} {}, #{cond}", slot(s), op.name(), shown(v)),
                 Op::Emit { prio, script, line } => {
                     let o = |x: u8| {
                         if x == NO_REG {
