@@ -82,6 +82,35 @@ fn bench_rules(c: &mut Criterion) {
         })
     });
 
+    // Calibration: the same six conditions written by hand in Rust.
+    struct Plain {
+        cart_added: Option<i64>,
+        paid: bool,
+        cart_value: i64,
+        intent: u8,
+        visits: i64,
+    }
+    let plain = Plain {
+        cart_added: Some(1_773_000_000 - 9),
+        paid: false,
+        cart_value: 43_300,
+        intent: 0,
+        visits: 0,
+    };
+    g.bench_function("hand_written_six_conditions", |b| {
+        b.iter(|| {
+            let p = black_box(&plain);
+            let now = black_box(1_773_010_000_i64);
+            black_box(
+                p.cart_added.is_some_and(|t| now - t >= 7200)
+                    && !p.paid
+                    && p.cart_value >= 30_000
+                    && p.intent == 0
+                    && p.visits < 5,
+            )
+        })
+    });
+
     let records: Vec<Record> = (0..100_000).map(|i| record(&six, i)).collect();
     g.throughput(Throughput::Elements(records.len() as u64));
     g.bench_function("vm_batch_100k", |b| {

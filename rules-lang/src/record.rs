@@ -380,6 +380,12 @@ impl History {
         }
     }
 
+    /// Restores a recent call time from storage without counting an
+    /// attempt (set `attempts` separately).
+    pub fn add_recent_call(&mut self, at: Timestamp) {
+        self.push_call(at.as_second());
+    }
+
     pub(crate) fn push_call(&mut self, at: i64) {
         if self.len == MAX_RECENT_CALLS {
             // Drop the oldest call time.
