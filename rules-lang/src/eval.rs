@@ -162,12 +162,43 @@ pub(crate) fn arith(op: ArithOp, x: i64, y: i64) -> Result<i64, EvalError> {
     }
 }
 
+/// The earliest breakpoint seen in `(after, limit]`; keeps no list, so
+/// collecting breakpoints never allocates.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Breaks {
+    pub after: i64,
+    pub limit: i64,
+    pub best: Option<i64>,
+}
+
+impl Breaks {
+    pub fn new(after: i64, limit: i64) -> Breaks {
+        Breaks {
+            after,
+            limit,
+            best: None,
+        }
+    }
+
+    pub fn push(&mut self, t: i64) {
+        if t > self.after && t <= self.limit && self.best.is_none_or(|b| t < b) {
+            self.best = Some(t);
+        }
+    }
+
+    pub fn extend(&mut self, ts: impl IntoIterator<Item = i64>) {
+        for t in ts {
+            self.push(t);
+        }
+    }
+}
+
 /// Evaluates with `now` as a free variable: returns the value, its rate of
 /// change with `now`, and pushes onto `bps` every instant after `now` at
 /// which this expression's value can change (a superset).
-pub(crate) fn breakpoints(ir: &Ir, cx: &Ctx, bps: &mut Vec<i64>) -> Result<(i64, i64), EvalError> {
+pub(crate) fn breakpoints(ir: &Ir, cx: &Ctx, bps: &mut Breaks) -> Result<(i64, i64), EvalError> {
     let now = cx.now;
-    let local_marks = |bps: &mut Vec<i64>| -> Result<i64, EvalError> {
+    let local_marks = |bps: &mut Breaks| -> Result<i64, EvalError> {
         let tz = cx.zone()?;
         let local = local_seconds(tz, now)?;
         bps.push(now + (DAY - local.rem_euclid(DAY)));
@@ -186,7 +217,7 @@ pub(crate) fn breakpoints(ir: &Ir, cx: &Ctx, bps: &mut Vec<i64>) -> Result<(i64,
             match f {
                 HistField::CallsToday => {
                     local_marks(bps)?;
-                    bps.extend(cx.hist.recent_calls().iter().filter(|&&c| c > now));
+                    bps.extend(cx.hist.recent_calls().iter().copied().filter(|&c| c > now));
                 }
                 HistField::Calls24h => {
                     for &c in cx.hist.recent_calls() {
@@ -216,8 +247,7 @@ pub(crate) fn breakpoints(ir: &Ir, cx: &Ctx, bps: &mut Vec<i64>) -> Result<(i64,
                 // The value hits the overflow bounds at some instant.
                 let k = i128::from(k);
                 for bound in [i128::from(i64::MAX), i128::from(i64::MIN) + 1] {
-                    let dt = (bound - i128::from(v)) / k;
-                    push_near(bps, now, dt);
+                    push_near(bps, now, bound - i128::from(v), k);
                 }
             }
             (v, k)
@@ -229,8 +259,7 @@ pub(crate) fn breakpoints(ir: &Ir, cx: &Ctx, bps: &mut Vec<i64>) -> Result<(i64,
             let dk = i128::from(kx) - i128::from(ky);
             if dk != 0 {
                 // x - y + dk * (t - now) == 0
-                let dt = (i128::from(y) - i128::from(x)) / dk;
-                push_near(bps, now, dt);
+                push_near(bps, now, i128::from(y) - i128::from(x), dk);
             }
             (i64::from(op.apply(x, y)), 0)
         }
@@ -280,8 +309,16 @@ pub(crate) fn breakpoints(ir: &Ir, cx: &Ctx, bps: &mut Vec<i64>) -> Result<(i64,
     })
 }
 
-fn push_near(bps: &mut Vec<i64>, now: i64, dt: i128) {
-    for d in [dt - 1, dt, dt + 1, dt + 2] {
+/// Pushes the instants around `now + num / den` at which a comparison of
+/// values with slope difference `den` can change: exactly the crossing and
+/// the second after it when `den` is ±1, a margin either side otherwise.
+fn push_near(bps: &mut Breaks, now: i64, num: i128, den: i128) {
+    let (dt, candidates) = if den == 1 || den == -1 {
+        (num * den, [0, 1, 1, 1])
+    } else {
+        (num / den, [-1, 0, 1, 2])
+    };
+    for d in candidates.map(|c| dt + c) {
         if d > 0
             && let Ok(t) = i64::try_from(i128::from(now) + d)
         {

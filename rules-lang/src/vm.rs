@@ -608,7 +608,7 @@ pub fn verify(
 
 /// Runs one segment. Never allocates; every jump is forward, so this loop
 /// runs at most `end - start` times.
-#[inline]
+#[inline(always)]
 pub(crate) fn run_segment(
     code: &Code,
     seg: Segment,

@@ -8,23 +8,23 @@
 //! consecutive such instants the decision is constant. The analysis walks
 //! from one instant to the next, re-deciding only there.
 
-use crate::eval::{self, Ctx};
+use crate::eval::{self, Breaks, Ctx};
 use crate::{History, Program, Record};
 
 /// How far ahead the analysis looks: 14 days, in seconds.
 pub const DEFAULT_HORIZON: i64 = 14 * 86_400;
 
-/// The earliest instant after every change point in (now, limit] that the
-/// program's conditions can step at, or `None`.
+/// The earliest instant in `(now, limit]` at which one of the program's
+/// conditions can step, or `None`.
 fn next_breakpoint(
     p: &Program,
     record: &Record,
     history: &History,
     now: i64,
     limit: i64,
-    bps: &mut Vec<i64>,
 ) -> Option<i64> {
-    bps.clear();
+    let mut found = Breaks::new(now, limit);
+    let bps = &mut found;
     let cx: Ctx = p.ctx(record, history, now);
     for c in &p.policy {
         let _ = eval::breakpoints(&c.ir, &cx, bps);
@@ -41,7 +41,7 @@ fn next_breakpoint(
             let _ = eval::breakpoints(l, &cx, bps);
         }
     }
-    bps.iter().copied().filter(|&t| t > now && t <= limit).min()
+    found.best
 }
 
 /// The first instant in `(now, now + horizon]` at which the decision
@@ -56,11 +56,10 @@ pub fn next_change(
     let first = p.decide_at(record, history, now);
     let limit = now.saturating_add(horizon);
     let mut t = now;
-    let mut bps = Vec::new();
     // Each step moves strictly forward to a breakpoint; bound the walk so
     // a pathological record cannot spin for long.
     for _ in 0..4096 {
-        let next = next_breakpoint(p, record, history, t, limit, &mut bps)?;
+        let next = next_breakpoint(p, record, history, t, limit)?;
         if p.decide_at(record, history, next) != first {
             return Some(next);
         }
@@ -84,9 +83,8 @@ pub fn intervals(
         .decide_at(record, history, from)
         .eligible()
         .then_some(from);
-    let mut bps = Vec::new();
     for _ in 0..100_000 {
-        let Some(next) = next_breakpoint(p, record, history, t, limit, &mut bps) else {
+        let Some(next) = next_breakpoint(p, record, history, t, limit) else {
             break;
         };
         let eligible = p.decide_at(record, history, next).eligible();
