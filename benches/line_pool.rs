@@ -37,14 +37,15 @@ fn select_and_reserve(c: &mut Criterion) {
     let t0 = Instant::now();
     let pool =
         Arc::new(LinePool::new(&trunks(), HealthConfig::default(), t0).expect("valid trunks"));
-    let clock = Arc::new(AtomicU64::new(0));
+    let clocks = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
     c.bench_function("line_pool/select_and_reserve_2_threads_16_trunks", |b| {
         b.iter_custom(|iters| {
             let barrier = Arc::new(Barrier::new(2));
             let threads: Vec<_> = (0..2)
                 .map(|thread| {
-                    let (pool, clock, barrier) =
-                        (Arc::clone(&pool), Arc::clone(&clock), Arc::clone(&barrier));
+                    let (pool, barrier) = (Arc::clone(&pool), Arc::clone(&barrier));
+                    // Each thread has its own tier, so each keeps its own clock.
+                    let clock = Arc::clone(&clocks[thread]);
                     std::thread::spawn(move || {
                         let tier = if thread == 0 { "premium" } else { "standard" };
                         barrier.wait();

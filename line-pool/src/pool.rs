@@ -109,6 +109,8 @@ pub struct LinePool {
     epoch: Instant,
     tiers: Vec<String>,
     trunks: Vec<Arc<Trunk>>,
+    /// Trunk indexes of each tier, in tier order.
+    by_tier: Vec<Vec<usize>>,
 }
 
 const ENABLED: u8 = 0;
@@ -174,10 +176,20 @@ impl LinePool {
                 next_caller_id: AtomicUsize::new(0),
             }));
         }
+        let by_tier = (0..tiers.len())
+            .map(|tier| {
+                trunks
+                    .iter()
+                    .filter(|t| t.tier == tier)
+                    .map(|t| t.id.0 as usize)
+                    .collect()
+            })
+            .collect();
         Ok(LinePool {
             epoch: now,
             tiers,
             trunks,
+            by_tier,
         })
     }
 
@@ -349,21 +361,31 @@ impl LinePool {
     /// The best untried trunk of a tier: a half-open trunk first, so it gets its trial
     /// calls and can close again, then the lowest load, then the lowest cost.
     fn best_candidate(&self, tier: usize, tried: u64) -> Option<&Arc<Trunk>> {
-        self.trunks
-            .iter()
-            .filter(|t| t.tier == tier && tried & (1u64 << t.id.0) == 0 && self.admits(t))
-            .min_by(|a, b| {
-                let rank = |t: &Trunk| {
-                    let load = f64::from(t.channels.active()) / f64::from(t.channels.limit());
-                    let half_open =
-                        t.breaker.load(Ordering::Relaxed) == breaker_code(BreakerState::HalfOpen);
-                    (u8::from(!half_open), load, t.config.cost_per_minute)
-                };
-                let (ra, rb) = (rank(a), rank(b));
-                ra.0.cmp(&rb.0)
-                    .then(ra.1.total_cmp(&rb.1))
-                    .then(ra.2.total_cmp(&rb.2))
-            })
+        let mut best: Option<(&Arc<Trunk>, bool, u32)> = None;
+        for &index in &self.by_tier[tier] {
+            let trunk = &self.trunks[index];
+            if tried & (1u64 << index) != 0 || !self.admits(trunk) {
+                continue;
+            }
+            let half_open =
+                trunk.breaker.load(Ordering::Relaxed) == breaker_code(BreakerState::HalfOpen);
+            let active = trunk.channels.active();
+            let better = match best {
+                None => true,
+                Some((current, current_half_open, current_active)) => {
+                    // Loads compared as active/limit without dividing.
+                    let load = u64::from(active) * u64::from(current.channels.limit());
+                    let current_load =
+                        u64::from(current_active) * u64::from(trunk.channels.limit());
+                    (half_open, current_load, current.config.cost_per_minute)
+                        > (current_half_open, load, trunk.config.cost_per_minute)
+                }
+            };
+            if better {
+                best = Some((trunk, half_open, active));
+            }
+        }
+        best.map(|(trunk, _, _)| trunk)
     }
 
     fn try_reserve(&self, trunk: &Arc<Trunk>, now_nanos: u64) -> Option<Reservation> {
