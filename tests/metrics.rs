@@ -47,6 +47,11 @@ fn metrics_page_passes_promtool_and_counts_the_work() {
         "dialhound_import_rejected_rows_total{reason=\"wrong_length\"} 4",
         "dialhound_socket_requests_total{command=\"import\",result=\"ok\"} 1",
         "dialhound_socket_requests_total{command=\"unknown\",result=\"unknown_command\"} 1",
+        "dialhound_trunk_channels{trunk=\"carrier-a\"} 200",
+        "dialhound_trunk_state{state=\"closed\",trunk=\"carrier-b\"} 1",
+        "dialhound_trunk_state{state=\"open\",trunk=\"carrier-b\"} 0",
+        "dialhound_trunk_active_calls{trunk=\"carrier-a\"} 0",
+        "dialhound_trunk_attempts_total{result=\"answered\",trunk=\"carrier-a\"} 0",
     ] {
         assert!(
             page.lines().any(|l| l == line),

@@ -23,7 +23,7 @@ pub struct Config {
     #[serde(default)]
     pub import: ImportConfig,
     #[serde(default, rename = "trunk")]
-    pub trunks: Vec<TrunkConfig>,
+    pub trunks: Vec<dialhound_line_pool::TrunkConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -141,36 +141,6 @@ impl Default for ColumnMapping {
 
 fn default_phone_column() -> String {
     "phone".to_owned()
-}
-
-/// One `[[trunk]]` table. The line pool owns trunk behaviour; the daemon only
-/// validates and carries the settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrunkConfig {
-    pub name: String,
-    pub proxy: SocketAddr,
-    pub tier: String,
-    pub channels: u32,
-    pub cps: u32,
-    #[serde(default)]
-    pub from_domain: Option<String>,
-    #[serde(default)]
-    pub username: Option<String>,
-    #[serde(default)]
-    pub password: Option<String>,
-    #[serde(default)]
-    pub cost_per_minute: Option<f64>,
-    #[serde(default)]
-    pub caller_ids: Vec<String>,
-    #[serde(default)]
-    pub codecs: Vec<String>,
-    #[serde(default = "enabled_by_default")]
-    pub enabled: bool,
-}
-
-fn enabled_by_default() -> bool {
-    true
 }
 
 /// A configuration file that could not be used.

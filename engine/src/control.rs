@@ -18,6 +18,7 @@ use crate::protocol::{ErrorBody, Event, Request, Response};
 /// Everything a command may touch, shared by all connections.
 pub struct Control {
     pub directory: Directory,
+    pub trunks: Arc<dialhound_line_pool::LinePool>,
     pub metrics: Arc<Metrics>,
     pub data_dir: PathBuf,
     pub default_mapping: ColumnMapping,
@@ -155,12 +156,38 @@ impl Control {
                     json!({ "phone": shown, "removed": removed }),
                 ))
             }
+            Request::TrunkList => Ok(Response::success(
+                self.trunks.snapshot(std::time::Instant::now()),
+            )),
+            Request::TrunkDrain { name } => {
+                self.trunk_admin(&name, |pool| pool.drain(&name), "drained")
+            }
+            Request::TrunkEnable { name } => {
+                self.trunk_admin(&name, |pool| pool.enable(&name), "enabled")
+            }
             Request::DncList => {
                 let listings = self
                     .blocking(|control| control.directory.dnc_list().map_err(internal))
                     .await?;
                 Ok(Response::success(listings))
             }
+        }
+    }
+
+    fn trunk_admin(
+        &self,
+        name: &str,
+        change: impl FnOnce(&dialhound_line_pool::LinePool) -> bool,
+        done: &str,
+    ) -> Result<Response, ErrorBody> {
+        if change(&self.trunks) {
+            tracing::info!(trunk = name, "trunk {done} by an operator");
+            Ok(Response::success(json!({ "trunk": name, "admin": done })))
+        } else {
+            Err(ErrorBody::new(
+                "not_found",
+                format!("no trunk named `{name}`"),
+            ))
         }
     }
 

@@ -21,11 +21,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let dir = data_dir.clone();
         Arc::new(tokio::task::spawn_blocking(move || SledStore::open(&dir, &vault)).await??)
     };
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
     metrics.customers.set(store.customer_count() as i64);
     let directory = Directory::new(vault, Arc::clone(&store), config.import_settings());
+    let trunks = Arc::new(
+        dialhound_line_pool::LinePool::new(
+            &config.trunks,
+            dialhound_line_pool::HealthConfig::default(),
+            std::time::Instant::now(),
+        )
+        .context("the [[trunk]] tables cannot be used")?,
+    );
+    metrics.watch_trunks(Arc::clone(&trunks));
+    let metrics = Arc::new(metrics);
     let control = Arc::new(Control {
         directory,
+        trunks,
         metrics: Arc::clone(&metrics),
         data_dir: data_dir.clone(),
         default_mapping: config.import.columns.clone(),

@@ -55,9 +55,22 @@ enum Command {
     /// The do-not-call list.
     #[command(subcommand)]
     Dnc(DncCommand),
+    /// Trunks: their state, load and health window.
+    #[command(subcommand)]
+    Trunk(TrunkCommand),
     /// The `.rules` tooling, run on a file (no daemon needed).
     #[command(subcommand)]
     Rules(RulesCommand),
+}
+
+#[derive(Subcommand)]
+enum TrunkCommand {
+    /// Every trunk with its state, load and window figures.
+    List,
+    /// No new calls on this trunk; calls in progress finish.
+    Drain { name: String },
+    /// Let a drained trunk take calls again.
+    Enable { name: String },
 }
 
 #[derive(Subcommand)]
@@ -207,6 +220,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             phone: phone.clone(),
         },
         Command::Dnc(DncCommand::List) => Request::DncList,
+        Command::Trunk(TrunkCommand::List) => Request::TrunkList,
+        Command::Trunk(TrunkCommand::Drain { name }) => Request::TrunkDrain { name: name.clone() },
+        Command::Trunk(TrunkCommand::Enable { name }) => {
+            Request::TrunkEnable { name: name.clone() }
+        }
     };
     let bar = progress_bar(&request, cli.json);
     let response = dialhound::client::call(&socket, &request, |event| {
@@ -359,6 +377,33 @@ fn print_response(cli: &Cli, response: &Response) -> ExitCode {
             };
             println!("{} {verb} the do-not-call list", text(&result["phone"]));
         }
+        Command::Trunk(TrunkCommand::List) => {
+            println!(
+                "{:<16} {:<10} {:<9} {:<9} {:>11} {:>9} {:>8}",
+                "trunk", "tier", "admin", "state", "calls", "attempts", "failed"
+            );
+            for trunk in result.as_array().cloned().unwrap_or_default() {
+                println!(
+                    "{:<16} {:<10} {:<9} {:<9} {:>11} {:>9} {:>7.1}%",
+                    text(&trunk["name"]),
+                    text(&trunk["tier"]),
+                    text(&trunk["admin"]),
+                    text(&trunk["state"]),
+                    format!(
+                        "{}/{}",
+                        text(&trunk["active_calls"]),
+                        text(&trunk["channels"])
+                    ),
+                    text(&trunk["window"]["attempts"]),
+                    trunk["window"]["failure_rate"].as_f64().unwrap_or(0.0) * 100.0,
+                );
+            }
+        }
+        Command::Trunk(_) => println!(
+            "trunk `{}` {}",
+            text(&result["trunk"]),
+            text(&result["admin"])
+        ),
         Command::Serve | Command::Rules(_) => {}
     }
     ExitCode::SUCCESS

@@ -1,6 +1,10 @@
 //! Prometheus metrics and the `GET /metrics` listener.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use dialhound_line_pool::{BreakerState, LinePool};
 
 use prometheus::{Encoder, Gauge, GaugeVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,6 +19,20 @@ pub struct Metrics {
     pub import_rows: IntCounterVec,
     pub import_rejected_rows: IntCounterVec,
     pub socket_requests: IntCounterVec,
+    trunks: Option<TrunkMetrics>,
+}
+
+/// Per-trunk figures, read from the line pool at each scrape.
+struct TrunkMetrics {
+    pool: Arc<LinePool>,
+    active_calls: prometheus::IntGaugeVec,
+    channels: prometheus::IntGaugeVec,
+    state: prometheus::IntGaugeVec,
+    failure_ratio: GaugeVec,
+    attempts: IntCounterVec,
+    state_changes: IntCounterVec,
+    /// Counter values already exported, so each scrape adds only the difference.
+    exported: Mutex<HashMap<(String, &'static str), u64>>,
 }
 
 impl Metrics {
@@ -82,7 +100,70 @@ impl Metrics {
             import_rows,
             import_rejected_rows,
             socket_requests,
+            trunks: None,
         }
+    }
+
+    /// Exports per-trunk figures from `pool` at each scrape.
+    pub fn watch_trunks(&mut self, pool: Arc<LinePool>) {
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            prometheus::IntGaugeVec::new(Opts::new(name, help), labels)
+                .expect("static metric definition is valid")
+        };
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("static metric definition is valid")
+        };
+        let trunks = TrunkMetrics {
+            pool,
+            active_calls: gauge(
+                "dialhound_trunk_active_calls",
+                "Calls in progress on a trunk.",
+                &["trunk"],
+            ),
+            channels: gauge(
+                "dialhound_trunk_channels",
+                "Concurrent calls a trunk allows.",
+                &["trunk"],
+            ),
+            state: gauge(
+                "dialhound_trunk_state",
+                "1 for a trunk's current health state (closed, half_open, open), 0 otherwise.",
+                &["trunk", "state"],
+            ),
+            failure_ratio: GaugeVec::new(
+                Opts::new(
+                    "dialhound_trunk_failure_ratio",
+                    "Share of trunk-side failures over the trunk's health window.",
+                ),
+                &["trunk"],
+            )
+            .expect("static metric definition is valid"),
+            attempts: counter(
+                "dialhound_trunk_attempts_total",
+                "Call attempts on a trunk, by result.",
+                &["trunk", "result"],
+            ),
+            state_changes: counter(
+                "dialhound_trunk_state_changes_total",
+                "Health state changes of a trunk.",
+                &["trunk"],
+            ),
+            exported: Mutex::new(HashMap::new()),
+        };
+        for collector in [
+            Box::new(trunks.active_calls.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(trunks.channels.clone()),
+            Box::new(trunks.state.clone()),
+            Box::new(trunks.failure_ratio.clone()),
+            Box::new(trunks.attempts.clone()),
+            Box::new(trunks.state_changes.clone()),
+        ] {
+            self.registry
+                .register(collector)
+                .expect("each metric is registered once");
+        }
+        self.trunks = Some(trunks);
     }
 
     pub fn uptime(&self) -> std::time::Duration {
@@ -92,6 +173,9 @@ impl Metrics {
     /// The exposition text, in Prometheus text format 0.0.4.
     pub fn render(&self) -> String {
         self.uptime.set(self.started.elapsed().as_secs_f64());
+        if let Some(trunks) = &self.trunks {
+            trunks.refresh();
+        }
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
@@ -101,6 +185,53 @@ impl Metrics {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+}
+
+impl TrunkMetrics {
+    fn refresh(&self) {
+        let mut exported = self
+            .exported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut add = |counter: prometheus::IntCounter, key: (String, &'static str), value: u64| {
+            let last = exported.entry(key).or_insert(0);
+            counter.inc_by(value.saturating_sub(*last));
+            *last = value;
+        };
+        for trunk in self.pool.snapshot(Instant::now()) {
+            let name = trunk.name.as_str();
+            self.active_calls
+                .with_label_values(&[name])
+                .set(i64::from(trunk.active_calls));
+            self.channels
+                .with_label_values(&[name])
+                .set(i64::from(trunk.channels));
+            for state in [
+                BreakerState::Closed,
+                BreakerState::HalfOpen,
+                BreakerState::Open,
+            ] {
+                self.state
+                    .with_label_values(&[name, state.name()])
+                    .set(i64::from(trunk.state == state));
+            }
+            self.failure_ratio
+                .with_label_values(&[name])
+                .set(trunk.window.failure_rate);
+            for (result, count) in &trunk.attempts_by_result {
+                add(
+                    self.attempts.with_label_values(&[name, result]),
+                    (trunk.name.clone(), result),
+                    *count,
+                );
+            }
+            add(
+                self.state_changes.with_label_values(&[name]),
+                (trunk.name.clone(), "state_changes"),
+                trunk.state_changes,
+            );
+        }
     }
 }
 

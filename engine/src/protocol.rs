@@ -47,6 +47,13 @@ pub enum Request {
         phone: String,
     },
     DncList,
+    TrunkList,
+    TrunkDrain {
+        name: String,
+    },
+    TrunkEnable {
+        name: String,
+    },
 }
 
 /// Every command name, for errors and metrics labels.
@@ -58,6 +65,9 @@ pub const COMMANDS: &[&str] = &[
     "dnc_add",
     "dnc_remove",
     "dnc_list",
+    "trunk_list",
+    "trunk_drain",
+    "trunk_enable",
 ];
 
 impl Request {
@@ -70,6 +80,9 @@ impl Request {
             Request::DncAdd { .. } => "dnc_add",
             Request::DncRemove { .. } => "dnc_remove",
             Request::DncList => "dnc_list",
+            Request::TrunkList => "trunk_list",
+            Request::TrunkDrain { .. } => "trunk_drain",
+            Request::TrunkEnable { .. } => "trunk_enable",
         }
     }
 

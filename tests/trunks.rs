@@ -1,0 +1,47 @@
+//! Operators see and steer trunks through the socket.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::Daemon;
+
+#[test]
+fn trunks_are_listed_drained_and_enabled() {
+    let daemon = Daemon::start();
+    let listed = daemon.cli(&["trunk", "list"]);
+    let trunks = listed["result"].as_array().unwrap();
+    let names: Vec<&str> = trunks.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["carrier-a", "carrier-b"]);
+    assert_eq!(trunks[0]["tier"], "premium");
+    assert_eq!(trunks[0]["state"], "closed");
+    assert_eq!(trunks[0]["admin"], "enabled");
+    assert_eq!(trunks[0]["channels"], 200);
+    assert_eq!(trunks[0]["active_calls"], 0);
+
+    assert_eq!(
+        daemon.cli(&["trunk", "drain", "carrier-a"])["result"]["admin"],
+        "drained"
+    );
+    assert_eq!(
+        daemon.cli(&["trunk", "list"])["result"][0]["admin"],
+        "drained"
+    );
+    assert_eq!(
+        daemon.cli(&["trunk", "enable", "carrier-a"])["result"]["admin"],
+        "enabled"
+    );
+    assert_eq!(
+        daemon.cli(&["trunk", "list"])["result"][0]["admin"],
+        "enabled"
+    );
+
+    let unknown = daemon.cli(&["trunk", "drain", "carrier-z"]);
+    assert_eq!(unknown["error"]["code"], "not_found");
+    assert!(
+        unknown["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`carrier-z`")
+    );
+}
