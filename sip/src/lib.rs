@@ -1,1 +1,8 @@
-//! dialhound-sip
+//! dialhound's SIP user agent, sans-IO: messages in and out as bytes, time passed
+//! in as `Instant`, and state machines that say what to send and when to wake.
+
+pub mod message;
+pub mod transaction;
+
+pub use message::{Identity, Message, MessageError};
+pub use transaction::{ClientInvite, ClientNonInvite, Timers, TransactionEvent};

@@ -1,0 +1,563 @@
+//! Client transactions of RFC 3261 §17.1, as sans-IO state machines.
+//!
+//! The driver hands in responses and time, then drains [`poll_transmit`] and
+//! [`poll_event`] and sleeps until [`poll_timeout`]:
+//!
+//! ```text
+//! INVITE:      Calling ──1xx──▶ Proceeding ──300-699──▶ Completed ──Timer D──▶ Terminated
+//!                 │  Timer A: retransmit, doubling    (ACK sent; resent for each
+//!                 │  Timer B: time out                  retransmitted final)
+//!                 └──2xx (also from Proceeding)──▶ Terminated (the dialog ACKs)
+//! non-INVITE:  Trying ──1xx──▶ Proceeding ──final──▶ Completed ──Timer K──▶ Terminated
+//!                 Timer E: retransmit, doubling up to T2;  Timer F: time out
+//! ```
+//!
+//! [`poll_transmit`]: ClientInvite::poll_transmit
+//! [`poll_event`]: ClientInvite::poll_event
+//! [`poll_timeout`]: ClientInvite::poll_timeout
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use rsip::message::HeadersExt;
+
+/// RFC 3261's timer values; T1 and T2 are configurable per trunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers {
+    /// Round-trip estimate: first retransmission interval (500 ms).
+    pub t1: Duration,
+    /// Longest retransmission interval for non-INVITE requests (4 s).
+    pub t2: Duration,
+    /// How long the network may hold a message (5 s): Timer K.
+    pub t4: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a transaction tells its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransactionEvent {
+    /// A 1xx response.
+    Provisional(u16),
+    /// The final response (the first one; retransmissions are absorbed).
+    Final(u16),
+    /// No final response before Timer B or F: the peer never answered.
+    TimedOut,
+    /// The transaction is over and can be dropped.
+    Terminated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InviteState {
+    Calling,
+    Proceeding,
+    Completed,
+    Terminated,
+}
+
+/// A client INVITE transaction.
+#[derive(Debug)]
+pub struct ClientInvite {
+    state: InviteState,
+    timers: Timers,
+    request: rsip::Request,
+    request_bytes: Vec<u8>,
+    ack: Option<Vec<u8>>,
+    /// Timer A: when, and the interval that follows.
+    retransmit: Option<(Instant, Duration)>,
+    /// Timer B.
+    give_up: Option<Instant>,
+    /// Timer D.
+    linger: Option<Instant>,
+    transmits: VecDeque<Vec<u8>>,
+    events: VecDeque<TransactionEvent>,
+    retransmissions: u64,
+}
+
+impl ClientInvite {
+    /// Starts the transaction: the INVITE is ready to send at once.
+    pub fn new(request: rsip::Request, now: Instant, timers: Timers) -> ClientInvite {
+        let request_bytes = request.to_string().into_bytes();
+        let mut transaction = ClientInvite {
+            state: InviteState::Calling,
+            timers,
+            request,
+            request_bytes: request_bytes.clone(),
+            ack: None,
+            retransmit: Some((now + timers.t1, timers.t1 * 2)),
+            give_up: Some(now + timers.t1 * 64),
+            linger: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            retransmissions: 0,
+        };
+        transaction.transmits.push_back(request_bytes);
+        transaction
+    }
+
+    /// A response whose branch matched this transaction.
+    pub fn handle_response(&mut self, now: Instant, response: &rsip::Response) {
+        let status = response.status_code.code();
+        match (self.state, status) {
+            (InviteState::Calling | InviteState::Proceeding, 100..=199) => {
+                self.state = InviteState::Proceeding;
+                self.retransmit = None;
+                self.give_up = None;
+                self.events.push_back(TransactionEvent::Provisional(status));
+            }
+            (InviteState::Calling | InviteState::Proceeding, 200..=299) => {
+                self.events.push_back(TransactionEvent::Final(status));
+                self.terminate();
+            }
+            (InviteState::Calling | InviteState::Proceeding, 300..=699) => {
+                let ack = ack_for(&self.request, response);
+                self.transmits.push_back(ack.clone());
+                self.ack = Some(ack);
+                self.state = InviteState::Completed;
+                self.retransmit = None;
+                self.give_up = None;
+                // Timer D: at least 32 s on an unreliable transport.
+                self.linger = Some(now + Duration::from_secs(32).max(self.timers.t1 * 64));
+                self.events.push_back(TransactionEvent::Final(status));
+            }
+            (InviteState::Completed, 300..=699) => {
+                // The peer did not get our ACK: send it again, say nothing.
+                if let Some(ack) = &self.ack {
+                    self.transmits.push_back(ack.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.give_up.is_some_and(|at| now >= at) {
+            self.events.push_back(TransactionEvent::TimedOut);
+            self.terminate();
+            return;
+        }
+        if let Some((at, next_interval)) = self.retransmit
+            && now >= at
+        {
+            self.transmits.push_back(self.request_bytes.clone());
+            self.retransmissions += 1;
+            self.retransmit = Some((at + next_interval, next_interval * 2));
+        }
+        if self.linger.is_some_and(|at| now >= at) {
+            self.terminate();
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<TransactionEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.retransmit.map(|(at, _)| at), self.give_up, self.linger]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub fn is_terminated(&self) -> bool {
+        self.state == InviteState::Terminated
+    }
+
+    pub fn retransmissions(&self) -> u64 {
+        self.retransmissions
+    }
+
+    fn terminate(&mut self) {
+        self.state = InviteState::Terminated;
+        self.retransmit = None;
+        self.give_up = None;
+        self.linger = None;
+        self.events.push_back(TransactionEvent::Terminated);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NonInviteState {
+    Trying,
+    Proceeding,
+    Completed,
+    Terminated,
+}
+
+/// A client non-INVITE transaction (BYE, CANCEL, OPTIONS, PRACK …).
+#[derive(Debug)]
+pub struct ClientNonInvite {
+    state: NonInviteState,
+    timers: Timers,
+    request_bytes: Vec<u8>,
+    /// Timer E: when, and the current interval.
+    retransmit: Option<(Instant, Duration)>,
+    /// Timer F.
+    give_up: Option<Instant>,
+    /// Timer K.
+    linger: Option<Instant>,
+    transmits: VecDeque<Vec<u8>>,
+    events: VecDeque<TransactionEvent>,
+    retransmissions: u64,
+}
+
+impl ClientNonInvite {
+    pub fn new(request: &rsip::Request, now: Instant, timers: Timers) -> ClientNonInvite {
+        let request_bytes = request.to_string().into_bytes();
+        ClientNonInvite {
+            state: NonInviteState::Trying,
+            timers,
+            request_bytes: request_bytes.clone(),
+            retransmit: Some((now + timers.t1, timers.t1)),
+            give_up: Some(now + timers.t1 * 64),
+            linger: None,
+            transmits: VecDeque::from([request_bytes]),
+            events: VecDeque::new(),
+            retransmissions: 0,
+        }
+    }
+
+    pub fn handle_response(&mut self, now: Instant, response: &rsip::Response) {
+        let status = response.status_code.code();
+        match (self.state, status) {
+            (NonInviteState::Trying | NonInviteState::Proceeding, 100..=199) => {
+                if self.state == NonInviteState::Trying {
+                    // In Proceeding, Timer E fires every T2.
+                    self.retransmit = self.retransmit.map(|(at, _)| (at, self.timers.t2));
+                }
+                self.state = NonInviteState::Proceeding;
+                self.events.push_back(TransactionEvent::Provisional(status));
+            }
+            (NonInviteState::Trying | NonInviteState::Proceeding, 200..=699) => {
+                self.state = NonInviteState::Completed;
+                self.retransmit = None;
+                self.give_up = None;
+                self.linger = Some(now + self.timers.t4);
+                self.events.push_back(TransactionEvent::Final(status));
+            }
+            _ => {}
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.give_up.is_some_and(|at| now >= at) {
+            self.events.push_back(TransactionEvent::TimedOut);
+            self.terminate();
+            return;
+        }
+        if let Some((at, interval)) = self.retransmit
+            && now >= at
+        {
+            self.transmits.push_back(self.request_bytes.clone());
+            self.retransmissions += 1;
+            let next = match self.state {
+                NonInviteState::Proceeding => self.timers.t2,
+                _ => (interval * 2).min(self.timers.t2),
+            };
+            self.retransmit = Some((at + next, next));
+        }
+        if self.linger.is_some_and(|at| now >= at) {
+            self.terminate();
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<TransactionEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.retransmit.map(|(at, _)| at), self.give_up, self.linger]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub fn is_terminated(&self) -> bool {
+        self.state == NonInviteState::Terminated
+    }
+
+    pub fn retransmissions(&self) -> u64 {
+        self.retransmissions
+    }
+
+    fn terminate(&mut self) {
+        self.state = NonInviteState::Terminated;
+        self.retransmit = None;
+        self.give_up = None;
+        self.linger = None;
+        self.events.push_back(TransactionEvent::Terminated);
+    }
+}
+
+/// The ACK for a non-2xx final response (RFC 3261 §17.1.1.3): the INVITE's
+/// Request-URI, top Via, From, Call-ID and Route, the response's To (with its tag),
+/// and the INVITE's CSeq number with method ACK.
+fn ack_for(invite: &rsip::Request, response: &rsip::Response) -> Vec<u8> {
+    let mut ack = format!("ACK {} SIP/2.0\r\n", invite.uri);
+    if let Ok(via) = invite.via_header() {
+        ack.push_str(&format!("{via}\r\n"));
+    }
+    for route in invite
+        .headers
+        .iter()
+        .filter(|h| matches!(h, rsip::Header::Route(_)))
+    {
+        ack.push_str(&format!("{route}\r\n"));
+    }
+    if let Ok(from) = invite.from_header() {
+        ack.push_str(&format!("{from}\r\n"));
+    }
+    if let Ok(to) = response.to_header() {
+        ack.push_str(&format!("{to}\r\n"));
+    }
+    if let Ok(call_id) = invite.call_id_header() {
+        ack.push_str(&format!("{call_id}\r\n"));
+    }
+    let seq = invite
+        .cseq_header()
+        .ok()
+        .and_then(|cseq| rsip::headers::ToTypedHeader::typed(cseq).ok())
+        .map_or(1, |cseq| cseq.seq);
+    ack.push_str(&format!(
+        "CSeq: {seq} ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ));
+    ack.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+    use crate::message::tests::{INVITE, response};
+
+    fn invite() -> rsip::Request {
+        match Message::parse(INVITE.as_bytes()).unwrap() {
+            Message::Request(request) => request,
+            Message::Response(_) => unreachable!(),
+        }
+    }
+
+    fn options() -> rsip::Request {
+        let text = INVITE
+            .replace("INVITE sip", "OPTIONS sip")
+            .replace("314159 INVITE", "1 OPTIONS");
+        match Message::parse(text.as_bytes()).unwrap() {
+            Message::Request(request) => request,
+            Message::Response(_) => unreachable!(),
+        }
+    }
+
+    fn reply(status: u16, method: &str, cseq: u32) -> rsip::Response {
+        match Message::parse(response(status, method, cseq).as_bytes()).unwrap() {
+            Message::Response(response) => response,
+            Message::Request(_) => unreachable!(),
+        }
+    }
+
+    /// Runs a transaction's timers until it terminates or `until`, noting when
+    /// each transmission left.
+    fn run_invite(
+        transaction: &mut ClientInvite,
+        start: Instant,
+        until: Duration,
+    ) -> Vec<Duration> {
+        let mut sent = Vec::new();
+        while transaction.poll_transmit().is_some() {
+            sent.push(Duration::ZERO);
+        }
+        while let Some(at) = transaction.poll_timeout() {
+            if at - start > until {
+                break;
+            }
+            transaction.handle_timeout(at);
+            while transaction.poll_transmit().is_some() {
+                sent.push(at - start);
+            }
+        }
+        sent
+    }
+
+    #[test]
+    fn invite_is_retransmitted_on_timer_a_and_times_out_on_timer_b() {
+        let t0 = Instant::now();
+        let mut transaction = ClientInvite::new(invite(), t0, Timers::default());
+        let sent = run_invite(&mut transaction, t0, Duration::from_secs(60));
+        let ms: Vec<u128> = sent.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [0, 500, 1500, 3500, 7500, 15500, 31500]);
+        let events: Vec<_> = std::iter::from_fn(|| transaction.poll_event()).collect();
+        assert_eq!(
+            events,
+            [TransactionEvent::TimedOut, TransactionEvent::Terminated]
+        );
+        assert!(transaction.is_terminated());
+        assert_eq!(transaction.retransmissions(), 6);
+    }
+
+    #[test]
+    fn timer_b_fires_at_64_t1() {
+        let t0 = Instant::now();
+        let mut transaction = ClientInvite::new(invite(), t0, Timers::default());
+        transaction.handle_timeout(t0 + Duration::from_millis(31_999));
+        assert!(!transaction.is_terminated());
+        transaction.handle_timeout(t0 + Duration::from_secs(32));
+        assert!(transaction.is_terminated());
+    }
+
+    #[test]
+    fn a_provisional_response_stops_retransmission_and_timer_b() {
+        let t0 = Instant::now();
+        let mut transaction = ClientInvite::new(invite(), t0, Timers::default());
+        transaction.poll_transmit();
+        transaction.handle_response(
+            t0 + Duration::from_millis(100),
+            &reply(180, "INVITE", 314159),
+        );
+        assert_eq!(
+            transaction.poll_event(),
+            Some(TransactionEvent::Provisional(180))
+        );
+        assert_eq!(
+            transaction.poll_timeout(),
+            None,
+            "ringing may last as long as the dialog allows"
+        );
+        transaction.handle_timeout(t0 + Duration::from_secs(100));
+        assert!(transaction.poll_transmit().is_none());
+        assert!(!transaction.is_terminated());
+    }
+
+    #[test]
+    fn a_failure_response_is_acked_and_retransmissions_absorbed_until_timer_d() {
+        let t0 = Instant::now();
+        let mut transaction = ClientInvite::new(invite(), t0, Timers::default());
+        transaction.poll_transmit();
+        let busy = reply(486, "INVITE", 314159);
+        transaction.handle_response(t0 + Duration::from_millis(200), &busy);
+        assert_eq!(transaction.poll_event(), Some(TransactionEvent::Final(486)));
+        let ack = String::from_utf8(transaction.poll_transmit().unwrap()).unwrap();
+        assert!(
+            ack.starts_with("ACK sip:+8613800138000@127.0.0.1:5070 SIP/2.0\r\n"),
+            "{ack}"
+        );
+        assert!(ack.contains("CSeq: 314159 ACK"), "{ack}");
+        assert!(
+            ack.contains("tag=a6c85cf"),
+            "the ACK carries the response's To tag: {ack}"
+        );
+        assert!(
+            ack.contains("branch=z9hG4bK776asdhds"),
+            "same branch as the INVITE: {ack}"
+        );
+        let Message::Request(parsed) = Message::parse(ack.as_bytes()).unwrap() else {
+            panic!("the ACK is a request")
+        };
+        assert_eq!(parsed.method, rsip::Method::Ack);
+
+        // The busy is retransmitted: the ACK goes again, no second event.
+        transaction.handle_response(t0 + Duration::from_secs(1), &busy);
+        assert!(transaction.poll_transmit().is_some());
+        assert_eq!(transaction.poll_event(), None);
+        transaction.handle_timeout(t0 + Duration::from_millis(32_199));
+        assert!(!transaction.is_terminated());
+        transaction.handle_timeout(t0 + Duration::from_millis(32_200));
+        assert!(transaction.is_terminated());
+    }
+
+    #[test]
+    fn a_2xx_ends_the_transaction_and_leaves_the_ack_to_the_dialog() {
+        let t0 = Instant::now();
+        let mut transaction = ClientInvite::new(invite(), t0, Timers::default());
+        transaction.poll_transmit();
+        transaction.handle_response(t0, &reply(200, "INVITE", 314159));
+        assert_eq!(transaction.poll_event(), Some(TransactionEvent::Final(200)));
+        assert_eq!(transaction.poll_event(), Some(TransactionEvent::Terminated));
+        assert!(transaction.poll_transmit().is_none());
+    }
+
+    #[test]
+    fn non_invite_retransmits_up_to_t2_and_gives_up_after_64_t1() {
+        let t0 = Instant::now();
+        let mut transaction = ClientNonInvite::new(&options(), t0, Timers::default());
+        let mut sent = Vec::new();
+        while transaction.poll_transmit().is_some() {
+            sent.push(0);
+        }
+        while let Some(at) = transaction.poll_timeout() {
+            transaction.handle_timeout(at);
+            while transaction.poll_transmit().is_some() {
+                sent.push((at - t0).as_millis());
+            }
+        }
+        assert_eq!(
+            sent,
+            [
+                0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500
+            ]
+        );
+        let events: Vec<_> = std::iter::from_fn(|| transaction.poll_event()).collect();
+        assert_eq!(
+            events,
+            [TransactionEvent::TimedOut, TransactionEvent::Terminated]
+        );
+    }
+
+    #[test]
+    fn non_invite_in_proceeding_retransmits_every_t2_and_lingers_t4_after_final() {
+        let t0 = Instant::now();
+        let mut transaction = ClientNonInvite::new(&options(), t0, Timers::default());
+        transaction.poll_transmit();
+        transaction.handle_response(t0 + Duration::from_millis(100), &reply(100, "OPTIONS", 1));
+        let at = transaction.poll_timeout().unwrap();
+        assert_eq!(at - t0, Duration::from_millis(500));
+        transaction.handle_timeout(at);
+        assert!(transaction.poll_transmit().is_some());
+        assert_eq!(
+            transaction.poll_timeout().unwrap() - t0,
+            Duration::from_millis(4500)
+        );
+        transaction.handle_response(t0 + Duration::from_secs(1), &reply(200, "OPTIONS", 1));
+        assert_eq!(
+            transaction.poll_event(),
+            Some(TransactionEvent::Provisional(100))
+        );
+        assert_eq!(transaction.poll_event(), Some(TransactionEvent::Final(200)));
+        assert_eq!(
+            transaction.poll_timeout().unwrap() - t0,
+            Duration::from_secs(6)
+        );
+        // A retransmitted final response changes nothing.
+        transaction.handle_response(t0 + Duration::from_secs(2), &reply(200, "OPTIONS", 1));
+        assert_eq!(transaction.poll_event(), None);
+        transaction.handle_timeout(t0 + Duration::from_secs(6));
+        assert!(transaction.is_terminated());
+    }
+
+    #[test]
+    fn timers_scale_with_a_configured_t1() {
+        let t0 = Instant::now();
+        let timers = Timers {
+            t1: Duration::from_millis(100),
+            ..Timers::default()
+        };
+        let mut transaction = ClientInvite::new(invite(), t0, timers);
+        let sent = run_invite(&mut transaction, t0, Duration::from_secs(60));
+        assert_eq!(sent.last().copied(), Some(Duration::from_millis(6300)));
+        assert!(transaction.is_terminated());
+    }
+}
