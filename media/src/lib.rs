@@ -1,1 +1,6 @@
-//! dialhound-media
+//! dialhound's media: G.711 companding, RFC 4733 telephone events and an in-band
+//! DTMF detector.
+
+pub mod dtmf;
+pub mod g711;
+pub mod packet;
