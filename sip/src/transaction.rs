@@ -55,6 +55,73 @@ pub enum TransactionEvent {
     Terminated,
 }
 
+/// What both client transactions keep: the queues the driver drains and the
+/// three timers (retransmit, give up, linger).
+#[derive(Debug, Default)]
+struct Core {
+    /// The retransmit timer (A or E): when, and the interval that follows.
+    retransmit: Option<(Instant, Duration)>,
+    /// Timer B or F.
+    give_up: Option<Instant>,
+    /// Timer D or K.
+    linger: Option<Instant>,
+    transmits: VecDeque<Vec<u8>>,
+    events: VecDeque<TransactionEvent>,
+    retransmissions: u64,
+}
+
+impl Core {
+    fn start(
+        request_bytes: Vec<u8>,
+        now: Instant,
+        timers: Timers,
+        interval_after_first: Duration,
+    ) -> Core {
+        Core {
+            retransmit: Some((now + timers.t1, interval_after_first)),
+            give_up: Some(now + timers.t1 * 64),
+            linger: None,
+            transmits: VecDeque::from([request_bytes]),
+            events: VecDeque::new(),
+            retransmissions: 0,
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        [self.retransmit.map(|(at, _)| at), self.give_up, self.linger]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn stop_timers(&mut self) {
+        self.retransmit = None;
+        self.give_up = None;
+        self.linger = None;
+    }
+
+    /// Runs the timers that are due. Returns true when the transaction ended.
+    fn fire(
+        &mut self,
+        now: Instant,
+        request_bytes: &[u8],
+        next_interval: impl Fn(Duration) -> Duration,
+    ) -> bool {
+        if self.give_up.is_some_and(|at| now >= at) {
+            self.events.push_back(TransactionEvent::TimedOut);
+            return true;
+        }
+        if let Some((at, interval)) = self.retransmit
+            && now >= at
+        {
+            self.transmits.push_back(request_bytes.to_vec());
+            self.retransmissions += 1;
+            self.retransmit = Some((at + interval, next_interval(interval)));
+        }
+        self.linger.is_some_and(|at| now >= at)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum InviteState {
     Calling,
@@ -71,36 +138,21 @@ pub struct ClientInvite {
     request: rsip::Request,
     request_bytes: Vec<u8>,
     ack: Option<Vec<u8>>,
-    /// Timer A: when, and the interval that follows.
-    retransmit: Option<(Instant, Duration)>,
-    /// Timer B.
-    give_up: Option<Instant>,
-    /// Timer D.
-    linger: Option<Instant>,
-    transmits: VecDeque<Vec<u8>>,
-    events: VecDeque<TransactionEvent>,
-    retransmissions: u64,
+    core: Core,
 }
 
 impl ClientInvite {
     /// Starts the transaction: the INVITE is ready to send at once.
     pub fn new(request: rsip::Request, now: Instant, timers: Timers) -> ClientInvite {
         let request_bytes = request.to_string().into_bytes();
-        let mut transaction = ClientInvite {
+        ClientInvite {
             state: InviteState::Calling,
             timers,
             request,
-            request_bytes: request_bytes.clone(),
+            core: Core::start(request_bytes.clone(), now, timers, timers.t1 * 2),
+            request_bytes,
             ack: None,
-            retransmit: Some((now + timers.t1, timers.t1 * 2)),
-            give_up: Some(now + timers.t1 * 64),
-            linger: None,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
-            retransmissions: 0,
-        };
-        transaction.transmits.push_back(request_bytes);
-        transaction
+        }
     }
 
     /// A response whose branch matched this transaction.
@@ -109,29 +161,29 @@ impl ClientInvite {
         match (self.state, status) {
             (InviteState::Calling | InviteState::Proceeding, 100..=199) => {
                 self.state = InviteState::Proceeding;
-                self.retransmit = None;
-                self.give_up = None;
-                self.events.push_back(TransactionEvent::Provisional(status));
+                self.core.stop_timers();
+                self.core
+                    .events
+                    .push_back(TransactionEvent::Provisional(status));
             }
             (InviteState::Calling | InviteState::Proceeding, 200..=299) => {
-                self.events.push_back(TransactionEvent::Final(status));
+                self.core.events.push_back(TransactionEvent::Final(status));
                 self.terminate();
             }
             (InviteState::Calling | InviteState::Proceeding, 300..=699) => {
                 let ack = ack_for(&self.request, response);
-                self.transmits.push_back(ack.clone());
+                self.core.transmits.push_back(ack.clone());
                 self.ack = Some(ack);
                 self.state = InviteState::Completed;
-                self.retransmit = None;
-                self.give_up = None;
+                self.core.stop_timers();
                 // Timer D: at least 32 s on an unreliable transport.
-                self.linger = Some(now + Duration::from_secs(32).max(self.timers.t1 * 64));
-                self.events.push_back(TransactionEvent::Final(status));
+                self.core.linger = Some(now + Duration::from_secs(32).max(self.timers.t1 * 64));
+                self.core.events.push_back(TransactionEvent::Final(status));
             }
             (InviteState::Completed, 300..=699) => {
                 // The peer did not get our ACK: send it again, say nothing.
                 if let Some(ack) = &self.ack {
-                    self.transmits.push_back(ack.clone());
+                    self.core.transmits.push_back(ack.clone());
                 }
             }
             _ => {}
@@ -139,36 +191,25 @@ impl ClientInvite {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.give_up.is_some_and(|at| now >= at) {
-            self.events.push_back(TransactionEvent::TimedOut);
-            self.terminate();
-            return;
-        }
-        if let Some((at, next_interval)) = self.retransmit
-            && now >= at
+        // Timer A doubles without a ceiling.
+        if self
+            .core
+            .fire(now, &self.request_bytes, |interval| interval * 2)
         {
-            self.transmits.push_back(self.request_bytes.clone());
-            self.retransmissions += 1;
-            self.retransmit = Some((at + next_interval, next_interval * 2));
-        }
-        if self.linger.is_some_and(|at| now >= at) {
             self.terminate();
         }
     }
 
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.transmits.pop_front()
+        self.core.transmits.pop_front()
     }
 
     pub fn poll_event(&mut self) -> Option<TransactionEvent> {
-        self.events.pop_front()
+        self.core.events.pop_front()
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.retransmit.map(|(at, _)| at), self.give_up, self.linger]
-            .into_iter()
-            .flatten()
-            .min()
+        self.core.poll_timeout()
     }
 
     pub fn is_terminated(&self) -> bool {
@@ -176,15 +217,13 @@ impl ClientInvite {
     }
 
     pub fn retransmissions(&self) -> u64 {
-        self.retransmissions
+        self.core.retransmissions
     }
 
     fn terminate(&mut self) {
         self.state = InviteState::Terminated;
-        self.retransmit = None;
-        self.give_up = None;
-        self.linger = None;
-        self.events.push_back(TransactionEvent::Terminated);
+        self.core.stop_timers();
+        self.core.events.push_back(TransactionEvent::Terminated);
     }
 }
 
@@ -202,15 +241,7 @@ pub struct ClientNonInvite {
     state: NonInviteState,
     timers: Timers,
     request_bytes: Vec<u8>,
-    /// Timer E: when, and the current interval.
-    retransmit: Option<(Instant, Duration)>,
-    /// Timer F.
-    give_up: Option<Instant>,
-    /// Timer K.
-    linger: Option<Instant>,
-    transmits: VecDeque<Vec<u8>>,
-    events: VecDeque<TransactionEvent>,
-    retransmissions: u64,
+    core: Core,
 }
 
 impl ClientNonInvite {
@@ -219,13 +250,13 @@ impl ClientNonInvite {
         ClientNonInvite {
             state: NonInviteState::Trying,
             timers,
-            request_bytes: request_bytes.clone(),
-            retransmit: Some((now + timers.t1, timers.t1)),
-            give_up: Some(now + timers.t1 * 64),
-            linger: None,
-            transmits: VecDeque::from([request_bytes]),
-            events: VecDeque::new(),
-            retransmissions: 0,
+            core: Core::start(
+                request_bytes.clone(),
+                now,
+                timers,
+                (timers.t1 * 2).min(timers.t2),
+            ),
+            request_bytes,
         }
     }
 
@@ -235,57 +266,49 @@ impl ClientNonInvite {
             (NonInviteState::Trying | NonInviteState::Proceeding, 100..=199) => {
                 if self.state == NonInviteState::Trying {
                     // In Proceeding, Timer E fires every T2.
-                    self.retransmit = self.retransmit.map(|(at, _)| (at, self.timers.t2));
+                    self.core.retransmit = self.core.retransmit.map(|(at, _)| (at, self.timers.t2));
                 }
                 self.state = NonInviteState::Proceeding;
-                self.events.push_back(TransactionEvent::Provisional(status));
+                self.core
+                    .events
+                    .push_back(TransactionEvent::Provisional(status));
             }
             (NonInviteState::Trying | NonInviteState::Proceeding, 200..=699) => {
                 self.state = NonInviteState::Completed;
-                self.retransmit = None;
-                self.give_up = None;
-                self.linger = Some(now + self.timers.t4);
-                self.events.push_back(TransactionEvent::Final(status));
+                self.core.stop_timers();
+                self.core.linger = Some(now + self.timers.t4);
+                self.core.events.push_back(TransactionEvent::Final(status));
             }
             _ => {}
         }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.give_up.is_some_and(|at| now >= at) {
-            self.events.push_back(TransactionEvent::TimedOut);
-            self.terminate();
-            return;
-        }
-        if let Some((at, interval)) = self.retransmit
-            && now >= at
-        {
-            self.transmits.push_back(self.request_bytes.clone());
-            self.retransmissions += 1;
-            let next = match self.state {
-                NonInviteState::Proceeding => self.timers.t2,
-                _ => (interval * 2).min(self.timers.t2),
-            };
-            self.retransmit = Some((at + next, next));
-        }
-        if self.linger.is_some_and(|at| now >= at) {
+        // Timer E doubles up to T2; in Proceeding it stays at T2.
+        let t2 = self.timers.t2;
+        let proceeding = self.state == NonInviteState::Proceeding;
+        let next = move |interval: Duration| {
+            if proceeding {
+                t2
+            } else {
+                (interval * 2).min(t2)
+            }
+        };
+        if self.core.fire(now, &self.request_bytes, next) {
             self.terminate();
         }
     }
 
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.transmits.pop_front()
+        self.core.transmits.pop_front()
     }
 
     pub fn poll_event(&mut self) -> Option<TransactionEvent> {
-        self.events.pop_front()
+        self.core.events.pop_front()
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.retransmit.map(|(at, _)| at), self.give_up, self.linger]
-            .into_iter()
-            .flatten()
-            .min()
+        self.core.poll_timeout()
     }
 
     pub fn is_terminated(&self) -> bool {
@@ -293,15 +316,13 @@ impl ClientNonInvite {
     }
 
     pub fn retransmissions(&self) -> u64 {
-        self.retransmissions
+        self.core.retransmissions
     }
 
     fn terminate(&mut self) {
         self.state = NonInviteState::Terminated;
-        self.retransmit = None;
-        self.give_up = None;
-        self.linger = None;
-        self.events.push_back(TransactionEvent::Terminated);
+        self.core.stop_timers();
+        self.core.events.push_back(TransactionEvent::Terminated);
     }
 }
 
