@@ -1,0 +1,391 @@
+//! The dialog state of RFC 3261 §12, seen from the caller's side, and the
+//! builders for the requests and responses that travel inside it.
+//!
+//! A dialog is known by Call-ID, our tag and the callee's tag. Until the callee
+//! answers with a tag it is "early"; the first 1xx or 2xx carrying a To tag
+//! fixes the remote tag, the remote target (its Contact) and the route set (its
+//! Record-Route, reversed). Everything sent inside the dialog is built here so
+//! that BYE, ACK, PRACK and CANCEL agree on the same headers.
+
+use std::net::SocketAddr;
+
+use rsip::headers::UntypedHeader;
+
+/// The caller's half of a dialog plus what the callee told us so far.
+#[derive(Debug, Clone)]
+pub struct Dialog {
+    pub call_id: String,
+    /// Our From header value without the tag, e.g. `<sip:dialhound@10.0.0.1>`.
+    pub local_uri: String,
+    pub local_tag: String,
+    /// The To header value of the INVITE, e.g. `<sip:+8613800138000@carrier>`.
+    pub remote_uri: String,
+    /// Set by the first 1xx or 2xx with a To tag.
+    pub remote_tag: Option<String>,
+    /// Where in-dialog requests go: the callee's Contact, else the INVITE's URI.
+    pub remote_target: rsip::Uri,
+    /// Record-Route of the dialog-creating response, in the order we send it.
+    pub route_set: Vec<String>,
+    /// Our CSeq counter; each new request (except ACK and CANCEL) takes the next.
+    pub local_cseq: u32,
+    /// The highest CSeq the callee used in a request to us.
+    pub remote_cseq: Option<u32>,
+    /// Our address as written in Via and Contact.
+    pub local_addr: SocketAddr,
+}
+
+impl Dialog {
+    /// Learns the remote tag, target and route set from a response that
+    /// carries a To tag. A 2xx overrides what an earlier 1xx set (RFC 3261
+    /// §13.2.2.4: the final response's values win).
+    pub fn learn_from_response(&mut self, response: &rsip::Response) {
+        let Some(tag) = header_value(&response.headers, "To").and_then(tag_param) else {
+            return;
+        };
+        let final_response = response.status_code.code() >= 200;
+        if self.remote_tag.is_some() && !final_response {
+            return;
+        }
+        self.remote_tag = Some(tag.to_owned());
+        if let Some(target) = header_value(&response.headers, "Contact")
+            .and_then(first_uri)
+            .and_then(|uri| rsip::Uri::try_from(uri).ok())
+        {
+            self.remote_target = target;
+        }
+        let mut routes: Vec<String> = response
+            .headers
+            .iter()
+            .filter_map(|header| match header {
+                rsip::Header::RecordRoute(route) => Some(route.value()),
+                _ => None,
+            })
+            .flat_map(split_header_list)
+            .map(str::to_owned)
+            .collect();
+        routes.reverse();
+        self.route_set = routes;
+    }
+
+    /// Takes the next CSeq number for a new request.
+    pub fn next_cseq(&mut self) -> u32 {
+        self.local_cseq += 1;
+        self.local_cseq
+    }
+
+    /// A request inside the dialog: Request-URI is the remote target, the
+    /// route set goes in Route headers, From and To carry both tags.
+    pub fn request(
+        &self,
+        method: rsip::Method,
+        cseq: u32,
+        branch: &str,
+        extra: Vec<rsip::Header>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> rsip::Request {
+        let mut headers = rsip::Headers::default();
+        headers.push(rsip::Header::Via(rsip::headers::Via::new(via_value(
+            self.local_addr,
+            branch,
+        ))));
+        headers.push(rsip::Header::MaxForwards(rsip::headers::MaxForwards::new(
+            "70",
+        )));
+        for route in &self.route_set {
+            headers.push(rsip::Header::Route(rsip::headers::Route::new(
+                route.clone(),
+            )));
+        }
+        headers.push(rsip::Header::From(rsip::headers::From::new(format!(
+            "{};tag={}",
+            self.local_uri, self.local_tag
+        ))));
+        let to = match &self.remote_tag {
+            Some(tag) => format!("{};tag={tag}", self.remote_uri),
+            None => self.remote_uri.clone(),
+        };
+        headers.push(rsip::Header::To(rsip::headers::To::new(to)));
+        headers.push(rsip::Header::CallId(rsip::headers::CallId::new(
+            self.call_id.clone(),
+        )));
+        headers.push(rsip::Header::CSeq(rsip::headers::CSeq::new(format!(
+            "{cseq} {method}"
+        ))));
+        headers.extend(extra);
+        let body = finish_body(&mut headers, body);
+        rsip::Request {
+            method,
+            uri: self.remote_target.clone(),
+            version: rsip::Version::V2,
+            headers,
+            body,
+        }
+    }
+}
+
+/// The Via value for a request we originate. `rport` asks the peer to answer
+/// to the port the request came from (RFC 3581).
+pub fn via_value(local_addr: SocketAddr, branch: &str) -> String {
+    format!("SIP/2.0/UDP {local_addr};branch={branch};rport")
+}
+
+/// A response to a request we received: the request's Vias, From, To (with
+/// `to_tag` added when the request's To has none), Call-ID and CSeq.
+pub fn response_to(
+    request: &rsip::Request,
+    status: u16,
+    to_tag: Option<&str>,
+    extra: Vec<rsip::Header>,
+    body: Option<(&str, Vec<u8>)>,
+) -> rsip::Response {
+    let mut headers = rsip::Headers::default();
+    for header in request.headers.iter() {
+        match header {
+            rsip::Header::Via(_)
+            | rsip::Header::From(_)
+            | rsip::Header::CallId(_)
+            | rsip::Header::CSeq(_) => headers.push(header.clone()),
+            rsip::Header::To(to) => {
+                let value = to.value();
+                match to_tag {
+                    Some(tag) if tag_param(value).is_none() => headers.push(rsip::Header::To(
+                        rsip::headers::To::new(format!("{value};tag={tag}")),
+                    )),
+                    _ => headers.push(header.clone()),
+                }
+            }
+            _ => {}
+        }
+    }
+    headers.extend(extra);
+    let body = finish_body(&mut headers, body);
+    rsip::Response {
+        status_code: rsip::StatusCode::from(status),
+        version: rsip::Version::V2,
+        headers,
+        body,
+    }
+}
+
+/// Adds Content-Type and Content-Length for a body (or `Content-Length: 0`).
+fn finish_body(headers: &mut rsip::Headers, body: Option<(&str, Vec<u8>)>) -> Vec<u8> {
+    match body {
+        Some((content_type, bytes)) => {
+            headers.push(rsip::Header::ContentType(rsip::headers::ContentType::new(
+                content_type,
+            )));
+            headers.push(rsip::Header::ContentLength(
+                rsip::headers::ContentLength::new(bytes.len().to_string()),
+            ));
+            bytes
+        }
+        None => {
+            headers.push(rsip::Header::ContentLength(
+                rsip::headers::ContentLength::new("0"),
+            ));
+            Vec::new()
+        }
+    }
+}
+
+/// The value of the first header with this name (case-insensitive), typed
+/// or not.
+pub fn header_value<'a>(headers: &'a rsip::Headers, name: &str) -> Option<&'a str> {
+    headers.iter().find_map(|header| header_named(header, name))
+}
+
+/// Every value of the headers with this name, in order.
+pub fn header_values<'a>(
+    headers: &'a rsip::Headers,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .iter()
+        .filter_map(move |header| header_named(header, name))
+}
+
+fn header_named<'a>(header: &'a rsip::Header, name: &str) -> Option<&'a str> {
+    let (header_name, value) = match header {
+        rsip::Header::To(value) => ("To", value.value()),
+        rsip::Header::From(value) => ("From", value.value()),
+        rsip::Header::Contact(value) => ("Contact", value.value()),
+        rsip::Header::Require(value) => ("Require", value.value()),
+        rsip::Header::Supported(value) => ("Supported", value.value()),
+        rsip::Header::RetryAfter(value) => ("Retry-After", value.value()),
+        rsip::Header::ContentType(value) => ("Content-Type", value.value()),
+        rsip::Header::WwwAuthenticate(value) => ("WWW-Authenticate", value.value()),
+        rsip::Header::ProxyAuthenticate(value) => ("Proxy-Authenticate", value.value()),
+        rsip::Header::Other(name, value) => (name.as_str(), value.as_str()),
+        _ => return None,
+    };
+    header_name.eq_ignore_ascii_case(name).then_some(value)
+}
+
+/// The `tag` parameter of a From or To value, looking only after the URI so
+/// that a `;tag=` inside `<...>` is not mistaken for it.
+pub fn tag_param(value: &str) -> Option<&str> {
+    let params = match value.rfind('>') {
+        Some(end) => &value[end + 1..],
+        None => value,
+    };
+    params.split(';').skip(1).find_map(|param| {
+        let (name, tag) = param.split_once('=')?;
+        (name.trim().eq_ignore_ascii_case("tag") && !tag.trim().is_empty()).then(|| tag.trim())
+    })
+}
+
+/// The URI in a name-addr (`"Bob" <sip:bob@host>;expires=60`) or an addr-spec
+/// (`sip:bob@host;transport=udp`).
+pub fn first_uri(value: &str) -> Option<&str> {
+    let first = split_header_list(value).next()?;
+    match (first.find('<'), first.find('>')) {
+        (Some(start), Some(end)) if start < end => Some(first[start + 1..end].trim()),
+        _ => Some(first.split(';').next().unwrap_or(first).trim()),
+    }
+}
+
+/// Splits a comma-separated header value, keeping commas inside `<...>` and
+/// quotes.
+pub fn split_header_list(value: &str) -> impl Iterator<Item = &str> {
+    let mut parts = Vec::new();
+    let mut depth_angle = false;
+    let mut quoted = false;
+    let mut start = 0;
+    for (index, character) in value.char_indices() {
+        match character {
+            '"' => quoted = !quoted,
+            '<' if !quoted => depth_angle = true,
+            '>' if !quoted => depth_angle = false,
+            ',' if !quoted && !depth_angle => {
+                parts.push(value[start..index].trim());
+                start = index + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(value[start..].trim());
+    parts.into_iter().filter(|part| !part.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+
+    fn parse_response(text: &str) -> rsip::Response {
+        match Message::parse(text.as_bytes()).unwrap() {
+            Message::Response(response) => response,
+            Message::Request(_) => unreachable!(),
+        }
+    }
+
+    fn dialog() -> Dialog {
+        Dialog {
+            call_id: "c1@127.0.0.1".into(),
+            local_uri: "<sip:dialhound@127.0.0.1>".into(),
+            local_tag: "ours".into(),
+            remote_uri: "<sip:+8613800138000@127.0.0.1:5070>".into(),
+            remote_tag: None,
+            remote_target: rsip::Uri::try_from("sip:+8613800138000@127.0.0.1:5070").unwrap(),
+            route_set: Vec::new(),
+            local_cseq: 1,
+            remote_cseq: None,
+            local_addr: "127.0.0.1:5060".parse().unwrap(),
+        }
+    }
+
+    const OK: &str = "SIP/2.0 200 OK\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKa\r\n\
+Record-Route: <sip:p1.example.com;lr>, <sip:p2.example.com;lr>\r\n\
+Record-Route: <sip:p3.example.com;lr>\r\n\
+From: <sip:dialhound@127.0.0.1>;tag=ours\r\n\
+To: <sip:+8613800138000@127.0.0.1:5070>;tag=theirs\r\n\
+Call-ID: c1@127.0.0.1\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: \"Callee\" <sip:callee@192.0.2.7:5080;transport=udp>;expires=60\r\n\
+Content-Length: 0\r\n\r\n";
+
+    #[test]
+    fn a_2xx_fixes_tag_target_and_reversed_route_set() {
+        let mut dialog = dialog();
+        dialog.learn_from_response(&parse_response(OK));
+        assert_eq!(dialog.remote_tag.as_deref(), Some("theirs"));
+        assert_eq!(
+            dialog.remote_target.to_string(),
+            "sip:callee@192.0.2.7:5080;transport=UDP"
+        );
+        assert_eq!(
+            dialog.route_set,
+            [
+                "<sip:p3.example.com;lr>",
+                "<sip:p2.example.com;lr>",
+                "<sip:p1.example.com;lr>"
+            ]
+        );
+    }
+
+    #[test]
+    fn in_dialog_requests_carry_both_tags_and_the_route_set() {
+        let mut dialog = dialog();
+        dialog.learn_from_response(&parse_response(OK));
+        let cseq = dialog.next_cseq();
+        let bye = dialog.request(rsip::Method::Bye, cseq, "z9hG4bKbye", Vec::new(), None);
+        let text = bye.to_string();
+        assert!(text.starts_with("BYE sip:callee@192.0.2.7:5080;transport=UDP SIP/2.0\r\n"));
+        assert!(text.contains("From: <sip:dialhound@127.0.0.1>;tag=ours\r\n"));
+        assert!(text.contains("To: <sip:+8613800138000@127.0.0.1:5070>;tag=theirs\r\n"));
+        assert!(text.contains("CSeq: 2 BYE\r\n"));
+        let p3 = text.find("Route: <sip:p3").unwrap();
+        let p1 = text.find("Route: <sip:p1").unwrap();
+        assert!(p3 < p1, "route set order: {text}");
+        // What we build parses back with every mandatory header.
+        Message::parse(text.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn a_provisional_does_not_override_an_established_tag() {
+        let mut dialog = dialog();
+        dialog.learn_from_response(&parse_response(OK));
+        let ringing = OK
+            .replace("200 OK", "180 Ringing")
+            .replace("tag=theirs", "tag=other");
+        dialog.learn_from_response(&parse_response(&ringing));
+        assert_eq!(dialog.remote_tag.as_deref(), Some("theirs"));
+    }
+
+    #[test]
+    fn responses_echo_the_request_and_add_our_tag_once() {
+        let request = "OPTIONS sip:dialhound@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKopt\r\n\
+Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKup\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:sipp@127.0.0.1:5070>;tag=1\r\n\
+To: <sip:dialhound@127.0.0.1:5060>\r\n\
+Call-ID: opt@127.0.0.1\r\n\
+CSeq: 7 OPTIONS\r\n\
+Content-Length: 0\r\n\r\n";
+        let Message::Request(request) = Message::parse(request.as_bytes()).unwrap() else {
+            unreachable!()
+        };
+        let response = response_to(&request, 200, Some("mine"), Vec::new(), None);
+        let text = response.to_string();
+        assert!(text.starts_with("SIP/2.0 200 OK\r\n"));
+        assert!(text.contains("To: <sip:dialhound@127.0.0.1:5060>;tag=mine\r\n"));
+        assert!(text.contains("CSeq: 7 OPTIONS\r\n"));
+        assert_eq!(text.matches("Via:").count(), 2);
+        Message::parse(text.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn header_value_helpers() {
+        assert_eq!(tag_param("<sip:a@b;tag=no>;tag=yes"), Some("yes"));
+        assert_eq!(tag_param("sip:a@b;tag=x"), Some("x"));
+        assert_eq!(tag_param("<sip:a@b;tag=no>"), None);
+        assert_eq!(first_uri("\"A, B\" <sip:a@b>, <sip:c@d>"), Some("sip:a@b"));
+        assert_eq!(first_uri("sip:a@b;expires=3"), Some("sip:a@b"));
+        assert_eq!(
+            split_header_list("<sip:a,b>, \"x,y\" <sip:c>").collect::<Vec<_>>(),
+            ["<sip:a,b>", "\"x,y\" <sip:c>"]
+        );
+    }
+}
