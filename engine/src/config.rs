@@ -43,12 +43,72 @@ pub struct DaemonConfig {
 #[serde(deny_unknown_fields)]
 pub struct SipConfig {
     pub listen: SocketAddr,
+    /// RFC 3261's T1, the first retransmission interval.
+    #[serde(default = "default_t1_ms")]
+    pub t1_ms: u64,
+    /// RFC 3261's T2, the longest retransmission interval.
+    #[serde(default = "default_t2_ms")]
+    pub t2_ms: u64,
+    /// How long a callee may ring before we CANCEL.
+    #[serde(default = "default_ring_timeout_seconds")]
+    pub ring_timeout_seconds: u64,
+    /// OPTIONS keepalives to every trunk at this interval; 0 turns them off.
+    #[serde(default = "default_keepalive_seconds")]
+    pub keepalive_seconds: u64,
+    /// The user part of our From and Contact when a trunk lists no caller IDs.
+    #[serde(default = "default_caller_user")]
+    pub caller_user: String,
+}
+
+fn default_t1_ms() -> u64 {
+    500
+}
+
+fn default_t2_ms() -> u64 {
+    4000
+}
+
+fn default_ring_timeout_seconds() -> u64 {
+    30
+}
+
+fn default_keepalive_seconds() -> u64 {
+    30
+}
+
+fn default_caller_user() -> String {
+    "dialhound".to_owned()
 }
 
 impl Default for SipConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            t1_ms: default_t1_ms(),
+            t2_ms: default_t2_ms(),
+            ring_timeout_seconds: default_ring_timeout_seconds(),
+            keepalive_seconds: default_keepalive_seconds(),
+            caller_user: default_caller_user(),
+        }
+    }
+}
+
+impl SipConfig {
+    /// The agent's settings.
+    pub fn agent_settings(&self) -> crate::sip_agent::AgentSettings {
+        let t1 = std::time::Duration::from_millis(self.t1_ms.max(1));
+        crate::sip_agent::AgentSettings {
+            listen: self.listen,
+            timers: dialhound_sip::Timers {
+                t1,
+                t2: std::time::Duration::from_millis(self.t2_ms).max(t1),
+                ..dialhound_sip::Timers::default()
+            },
+            ring_timeout: std::time::Duration::from_secs(self.ring_timeout_seconds.max(1)),
+            keepalive_interval: (self.keepalive_seconds > 0)
+                .then(|| std::time::Duration::from_secs(self.keepalive_seconds)),
+            caller_user: self.caller_user.clone(),
+            seed: None,
         }
     }
 }

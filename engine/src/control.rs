@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::json;
@@ -22,6 +23,7 @@ pub struct Control {
     pub metrics: Arc<Metrics>,
     pub data_dir: PathBuf,
     pub default_mapping: ColumnMapping,
+    pub sip: crate::sip_agent::SipAgent,
 }
 
 #[derive(Serialize)]
@@ -165,6 +167,15 @@ impl Control {
             Request::TrunkEnable { name } => {
                 self.trunk_admin(&name, |pool| pool.enable(&name), "enabled")
             }
+            Request::Call {
+                trunk,
+                to,
+                hold_seconds,
+                ring_timeout_seconds,
+            } => {
+                self.test_call(&trunk, &to, hold_seconds, ring_timeout_seconds)
+                    .await
+            }
             Request::DncList => {
                 let listings = self
                     .blocking(|control| control.directory.dnc_list().map_err(internal))
@@ -172,6 +183,61 @@ impl Control {
                 Ok(Response::success(listings))
             }
         }
+    }
+
+    async fn test_call(
+        &self,
+        trunk: &str,
+        to: &str,
+        hold_seconds: Option<f64>,
+        ring_timeout_seconds: Option<f64>,
+    ) -> Result<Response, ErrorBody> {
+        let seconds = |value: Option<f64>, field: &str| -> Result<Option<Duration>, ErrorBody> {
+            value
+                .map(|seconds| {
+                    Duration::try_from_secs_f64(seconds)
+                        .ok()
+                        .filter(|duration| *duration <= Duration::from_secs(86_400))
+                        .ok_or_else(|| {
+                            ErrorBody::new(
+                                "invalid_request",
+                                format!("`{field}` must be between 0 and 86400 seconds"),
+                            )
+                        })
+                })
+                .transpose()
+        };
+        let hold = seconds(hold_seconds, "hold_seconds")?.unwrap_or_default();
+        let ring_timeout = seconds(ring_timeout_seconds, "ring_timeout_seconds")?;
+        let phone = self.parse_phone(to)?;
+        let id = self
+            .trunks
+            .trunk_id(trunk)
+            .ok_or_else(|| ErrorBody::new("not_found", format!("no trunk named `{trunk}`")))?;
+        let reservation = self
+            .trunks
+            .reserve_on(id, std::time::Instant::now())
+            .ok_or_else(|| {
+                ErrorBody::new(
+                    "trunk_unavailable",
+                    format!(
+                        "trunk `{trunk}` takes no call now: drained, failing, or at its channel or call-rate limit"
+                    ),
+                )
+            })?;
+        let order = crate::sip_agent::CallOrder {
+            reservation,
+            to_user: phone.as_str().to_owned(),
+            hold,
+            ring_timeout,
+            offer: None,
+        };
+        let report = self
+            .sip
+            .call(order)
+            .await
+            .map_err(|error| ErrorBody::new("call_failed", error.to_string()))?;
+        Ok(Response::success(report))
     }
 
     fn trunk_admin(

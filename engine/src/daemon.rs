@@ -34,12 +34,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     metrics.watch_trunks(Arc::clone(&trunks));
     let metrics = Arc::new(metrics);
+    let (sip, sip_task) = crate::sip_agent::SipAgent::start(
+        config.sip.agent_settings(),
+        Arc::clone(&trunks),
+        Arc::clone(&metrics.sip),
+    )
+    .await
+    .with_context(|| format!("cannot listen for SIP on {}", config.sip.listen))?;
+    tracing::info!(address = %sip.local_addr(), "SIP agent listening");
     let control = Arc::new(Control {
         directory,
         trunks,
         metrics: Arc::clone(&metrics),
         data_dir: data_dir.clone(),
         default_mapping: config.import.columns.clone(),
+        sip,
     });
 
     let metrics_task = match config.daemon.metrics {
@@ -69,6 +78,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     shutdown_signal().await?;
     tracing::info!("shutting down: no new requests, flushing the store");
     socket_task.abort();
+    sip_task.abort();
     if let Some(task) = metrics_task {
         task.abort();
     }

@@ -13,6 +13,7 @@ pub mod phone;
 pub mod protocol;
 pub mod redact;
 pub mod rules_cli;
+pub mod sip_agent;
 pub mod socket;
 pub mod store;
 pub mod vault;

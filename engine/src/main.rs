@@ -58,9 +58,27 @@ enum Command {
     /// Trunks: their state, load and health window.
     #[command(subcommand)]
     Trunk(TrunkCommand),
+    /// Place a test call on one trunk and print how it ended.
+    Call(CallArgs),
     /// The `.rules` tooling, run on a file (no daemon needed).
     #[command(subcommand)]
     Rules(RulesCommand),
+}
+
+#[derive(clap::Args)]
+struct CallArgs {
+    /// The trunk to call through, by name.
+    #[arg(long)]
+    trunk: String,
+    /// The number to call; national numbers take the import's default region.
+    #[arg(long)]
+    to: String,
+    /// Seconds to stay on the line once answered before hanging up.
+    #[arg(long, value_name = "SECONDS")]
+    hold: Option<f64>,
+    /// Seconds of ringing before we cancel [default: from [sip]].
+    #[arg(long, value_name = "SECONDS")]
+    ring_timeout: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -225,6 +243,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Trunk(TrunkCommand::Enable { name }) => {
             Request::TrunkEnable { name: name.clone() }
         }
+        Command::Call(args) => Request::Call {
+            trunk: args.trunk.clone(),
+            to: args.to.clone(),
+            hold_seconds: args.hold,
+            ring_timeout_seconds: args.ring_timeout,
+        },
     };
     let bar = progress_bar(&request, cli.json);
     let response = dialhound::client::call(&socket, &request, |event| {
@@ -326,6 +350,11 @@ fn progress_bar(request: &Request, json: bool) -> Option<indicatif::ProgressBar>
 }
 
 fn print_response(cli: &Cli, response: &Response) -> ExitCode {
+    if let (true, Command::Call(_), Some(report)) = (cli.json, &cli.command, &response.result) {
+        // A call's report is printed as itself: one object with `outcome` first.
+        println!("{}", serde_json::to_string(report).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
     if cli.json {
         println!("{}", serde_json::to_string(response).unwrap_or_default());
         return if response.ok {
@@ -404,6 +433,7 @@ fn print_response(cli: &Cli, response: &Response) -> ExitCode {
             text(&result["trunk"]),
             text(&result["admin"])
         ),
+        Command::Call(_) => print_call(&result),
         Command::Serve | Command::Rules(_) => {}
     }
     ExitCode::SUCCESS
@@ -428,6 +458,32 @@ fn print_import(result: &Value) {
     }
     if let Some(path) = result["rejects_file"].as_str() {
         println!("rejected rows are listed in {}", Path::new(path).display());
+    }
+}
+
+fn print_call(result: &Value) {
+    let status = result["sip_status"].as_u64().map_or_else(
+        || "no SIP response".to_owned(),
+        |status| format!("SIP {status}"),
+    );
+    println!(
+        "{} on {} ({status}): {}",
+        text(&result["outcome"]),
+        text(&result["trunk"]),
+        text(&result["reason"]),
+    );
+    println!(
+        "post-dial delay {} ms, rang {} ms, talked {} ms, call {}",
+        text(&result["post_dial_delay_ms"]),
+        text(&result["ring_ms"]),
+        text(&result["talk_ms"]),
+        text(&result["call_id"]),
+    );
+    if let Some(seconds) = result["retry_after_seconds"].as_u64() {
+        println!("the trunk asks for a pause of {seconds} s (Retry-After)");
+    }
+    if let Some(target) = result["redirect_to"].as_str() {
+        println!("redirected to {target} (not followed)");
     }
 }
 

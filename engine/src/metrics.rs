@@ -19,7 +19,77 @@ pub struct Metrics {
     pub import_rows: IntCounterVec,
     pub import_rejected_rows: IntCounterVec,
     pub socket_requests: IntCounterVec,
+    pub sip: Arc<SipMetrics>,
     trunks: Option<TrunkMetrics>,
+}
+
+/// What the SIP agent counts.
+pub struct SipMetrics {
+    pub calls_started: prometheus::IntCounter,
+    pub calls: IntCounterVec,
+    pub responses: IntCounterVec,
+    pub retransmissions: prometheus::IntCounter,
+    pub malformed: prometheus::IntCounter,
+    pub active_dialogs: IntGauge,
+    pub keepalives: IntCounterVec,
+}
+
+impl SipMetrics {
+    fn new() -> SipMetrics {
+        let counter = |name: &str, help: &str| {
+            prometheus::IntCounter::new(name, help).expect("static metric definition is valid")
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("static metric definition is valid")
+        };
+        SipMetrics {
+            calls_started: counter(
+                "dialhound_calls_started_total",
+                "Calls whose INVITE was sent.",
+            ),
+            calls: counter_vec(
+                "dialhound_calls_total",
+                "Finished calls, by trunk and outcome.",
+                &["trunk", "outcome"],
+            ),
+            responses: counter_vec(
+                "dialhound_sip_responses_total",
+                "SIP responses received, by status class.",
+                &["class"],
+            ),
+            retransmissions: counter(
+                "dialhound_sip_retransmissions_total",
+                "SIP requests and responses sent again because no answer came in time.",
+            ),
+            malformed: counter(
+                "dialhound_sip_malformed_messages_total",
+                "Datagrams dropped because they were not a usable SIP message.",
+            ),
+            active_dialogs: IntGauge::new(
+                "dialhound_sip_active_dialogs",
+                "Answered calls not yet hung up.",
+            )
+            .expect("static metric definition is valid"),
+            keepalives: counter_vec(
+                "dialhound_sip_keepalives_total",
+                "OPTIONS keepalives to trunks, by trunk and result (ok, timeout).",
+                &["trunk", "result"],
+            ),
+        }
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.calls_started.clone()),
+            Box::new(self.calls.clone()),
+            Box::new(self.responses.clone()),
+            Box::new(self.retransmissions.clone()),
+            Box::new(self.malformed.clone()),
+            Box::new(self.active_dialogs.clone()),
+            Box::new(self.keepalives.clone()),
+        ]
+    }
 }
 
 /// Per-trunk figures, read from the line pool at each scrape.
@@ -80,6 +150,7 @@ impl Metrics {
             &["command", "result"],
         )
         .expect("static metric definition is valid");
+        let sip = Arc::new(SipMetrics::new());
         for collector in [
             Box::new(build_info) as Box<dyn prometheus::core::Collector>,
             Box::new(uptime.clone()),
@@ -87,7 +158,10 @@ impl Metrics {
             Box::new(import_rows.clone()),
             Box::new(import_rejected_rows.clone()),
             Box::new(socket_requests.clone()),
-        ] {
+        ]
+        .into_iter()
+        .chain(sip.collectors())
+        {
             registry
                 .register(collector)
                 .expect("each metric is registered once");
@@ -100,6 +174,7 @@ impl Metrics {
             import_rows,
             import_rejected_rows,
             socket_requests,
+            sip,
             trunks: None,
         }
     }

@@ -54,6 +54,17 @@ pub enum Request {
     TrunkEnable {
         name: String,
     },
+    /// An operator's test call on one trunk.
+    Call {
+        trunk: String,
+        to: String,
+        /// Seconds on the line once answered before we hang up.
+        #[serde(default)]
+        hold_seconds: Option<f64>,
+        /// Seconds of ringing before we give up; the `[sip]` default otherwise.
+        #[serde(default)]
+        ring_timeout_seconds: Option<f64>,
+    },
 }
 
 /// Every command name, for errors and metrics labels.
@@ -68,6 +79,7 @@ pub const COMMANDS: &[&str] = &[
     "trunk_list",
     "trunk_drain",
     "trunk_enable",
+    "call",
 ];
 
 impl Request {
@@ -83,6 +95,7 @@ impl Request {
             Request::TrunkList => "trunk_list",
             Request::TrunkDrain { .. } => "trunk_drain",
             Request::TrunkEnable { .. } => "trunk_enable",
+            Request::Call { .. } => "call",
         }
     }
 
@@ -117,7 +130,14 @@ impl Request {
         // serde does not refuse extra fields on commands without fields; do it here.
         let known = serde_json::to_value(&request).unwrap_or_default();
         if let (Some(given), Some(known)) = (value.as_object(), known.as_object()) {
-            let optional = ["mapping", "rejects", "reason", "progress"];
+            let optional = [
+                "mapping",
+                "rejects",
+                "reason",
+                "progress",
+                "hold_seconds",
+                "ring_timeout_seconds",
+            ];
             if let Some(extra) = given
                 .keys()
                 .find(|key| !known.contains_key(*key) && !optional.contains(&key.as_str()))

@@ -1,0 +1,576 @@
+//! The SIP agent: one tokio task that owns the UDP socket and every call's
+//! state machine. It only moves datagrams and time into the sans-IO calls of
+//! `dialhound-sip` and acts on what they report: sending, answering the line
+//! pool, counting, and replying to whoever asked for the call.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dialhound_line_pool::{CallDetail, CallResult, LinePool, Reservation, TrunkId};
+use dialhound_sip::dialog::response_to;
+use dialhound_sip::transaction::{ClientNonInvite, TransactionEvent};
+use dialhound_sip::{
+    CallEvent, CallSettings, Credentials, HangUp, Message, OutboundCall, Outcome, OutcomeKind,
+    Timers,
+};
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::SipMetrics;
+
+/// The largest datagram we read; SIP over UDP stays well under it.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// How the agent runs, from `[sip]`.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    pub listen: SocketAddr,
+    pub timers: Timers,
+    pub ring_timeout: Duration,
+    /// OPTIONS to every trunk at this interval; `None` turns keepalives off.
+    pub keepalive_interval: Option<Duration>,
+    /// The user part of our From and Contact when a trunk has no caller IDs.
+    pub caller_user: String,
+    /// Seeds the generator for Call-IDs, tags, branches and cnonces; `None`
+    /// seeds from the operating system.
+    pub seed: Option<u64>,
+}
+
+/// One call to place.
+#[derive(Debug)]
+pub struct CallOrder {
+    /// A channel and a call-rate slot on the trunk to use; given back when
+    /// the call ends.
+    pub reservation: Reservation,
+    /// The number as it goes in the Request-URI.
+    pub to_user: String,
+    /// How long to stay on the line once answered before we hang up.
+    pub hold: Duration,
+    pub ring_timeout: Option<Duration>,
+    /// Our SDP offer.
+    pub offer: Option<Vec<u8>>,
+}
+
+/// What `dialhound call` prints.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallReport {
+    pub outcome: &'static str,
+    pub sip_status: Option<u16>,
+    pub reason: String,
+    pub trunk: String,
+    pub call_id: String,
+    pub post_dial_delay_ms: Option<u64>,
+    pub ring_ms: u64,
+    pub talk_ms: u64,
+    pub hung_up_by: Option<&'static str>,
+    pub retry_after_seconds: Option<u64>,
+    pub redirect_to: Option<String>,
+    pub retransmissions: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("the SIP agent has stopped")]
+    Stopped,
+    #[error("the call could not be built: {0}")]
+    Call(#[from] dialhound_sip::CallError),
+}
+
+/// A handle on the running agent.
+#[derive(Debug, Clone)]
+pub struct SipAgent {
+    orders: mpsc::Sender<(CallOrder, oneshot::Sender<Result<CallReport, AgentError>>)>,
+    local_addr: SocketAddr,
+}
+
+impl SipAgent {
+    /// Binds the SIP socket and starts the agent's task.
+    pub async fn start(
+        settings: AgentSettings,
+        pool: Arc<LinePool>,
+        metrics: Arc<SipMetrics>,
+    ) -> std::io::Result<(SipAgent, tokio::task::JoinHandle<()>)> {
+        let socket = UdpSocket::bind(settings.listen).await?;
+        let local_addr = socket.local_addr()?;
+        let (orders, incoming) = mpsc::channel(1024);
+        let rng = match settings.seed {
+            Some(seed) => rand::rngs::StdRng::seed_from_u64(seed),
+            None => rand::rngs::StdRng::from_os_rng(),
+        };
+        let agent = Agent {
+            socket: Arc::new(socket),
+            local_addr,
+            settings,
+            pool,
+            metrics,
+            rng,
+            calls: HashMap::new(),
+            keepalives: HashMap::new(),
+            wakeups: BinaryHeap::new(),
+            next_keepalive: Instant::now(),
+            outgoing: Vec::new(),
+        };
+        let task = tokio::spawn(agent.run(incoming));
+        Ok((SipAgent { orders, local_addr }, task))
+    }
+
+    /// Where the agent's SIP socket is bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Places a call and waits for its outcome.
+    pub async fn call(&self, order: CallOrder) -> Result<CallReport, AgentError> {
+        let (reply, outcome) = oneshot::channel();
+        self.orders
+            .send((order, reply))
+            .await
+            .map_err(|_| AgentError::Stopped)?;
+        outcome.await.map_err(|_| AgentError::Stopped)?
+    }
+}
+
+type Reply = oneshot::Sender<Result<CallReport, AgentError>>;
+
+struct ActiveCall {
+    call: OutboundCall,
+    trunk: TrunkId,
+    trunk_name: String,
+    reservation: Option<Reservation>,
+    reply: Option<Reply>,
+    hold: Duration,
+    hang_up_at: Option<Instant>,
+    offer: Option<Vec<u8>>,
+}
+
+struct Keepalive {
+    trunk: TrunkId,
+    trunk_name: String,
+    transaction: ClientNonInvite,
+}
+
+struct Agent {
+    socket: Arc<UdpSocket>,
+    local_addr: SocketAddr,
+    settings: AgentSettings,
+    pool: Arc<LinePool>,
+    metrics: Arc<SipMetrics>,
+    rng: rand::rngs::StdRng,
+    calls: HashMap<String, ActiveCall>,
+    keepalives: HashMap<String, Keepalive>,
+    /// When each call next wants `handle_timeout`; stale entries are skipped.
+    wakeups: BinaryHeap<Reverse<(Instant, String)>>,
+    next_keepalive: Instant,
+    /// Datagrams produced while handling one input, sent right after.
+    outgoing: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+impl Agent {
+    async fn run(mut self, mut orders: mpsc::Receiver<(CallOrder, Reply)>) {
+        let socket = Arc::clone(&self.socket);
+        let mut buffer = vec![0u8; MAX_DATAGRAM];
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                received = socket.recv_from(&mut buffer) => match received {
+                    Ok((length, source)) => {
+                        self.handle_datagram(Instant::now(), &buffer[..length], source);
+                    }
+                    Err(error) => {
+                        // ICMP port unreachable surfaces here on some systems;
+                        // the transaction timers deal with the silence.
+                        tracing::debug!(%error, "SIP socket receive error");
+                    }
+                },
+                order = orders.recv() => match order {
+                    Some((order, reply)) => self.place(Instant::now(), order, reply),
+                    None => break,
+                },
+                () = sleep_until(deadline) => self.handle_timeouts(Instant::now()),
+            }
+            for (destination, bytes) in self.outgoing.drain(..) {
+                if let Err(error) = socket.send_to(&bytes, destination).await {
+                    tracing::warn!(%destination, %error, "cannot send a SIP message");
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let call = self.wakeups.peek().map(|Reverse((at, _))| *at);
+        let keepalive = self
+            .settings
+            .keepalive_interval
+            .map(|_| self.next_keepalive);
+        let transactions = self
+            .keepalives
+            .values()
+            .filter_map(|keepalive| keepalive.transaction.poll_timeout())
+            .min();
+        [call, keepalive, transactions].into_iter().flatten().min()
+    }
+
+    fn place(&mut self, now: Instant, order: CallOrder, reply: Reply) {
+        let trunk_config = order.reservation.config().clone();
+        let trunk = order.reservation.trunk();
+        let call_id = format!("{:016x}@{}", self.rng.random::<u64>(), self.local_addr.ip());
+        let credentials = match (&trunk_config.username, &trunk_config.password) {
+            (Some(username), Some(password)) => Some(Credentials {
+                username: username.clone(),
+                password: password.clone(),
+            }),
+            _ => None,
+        };
+        let from_user = order
+            .reservation
+            .caller_id()
+            .map_or_else(|| self.settings.caller_user.clone(), str::to_owned);
+        let settings = CallSettings {
+            call_id: call_id.clone(),
+            local_tag: format!("{:08x}", self.rng.random::<u32>()),
+            branch_prefix: format!("z9hG4bK{:012x}", self.rng.random::<u64>() >> 16),
+            local_addr: self.local_addr,
+            trunk_addr: trunk_config.proxy,
+            from_user,
+            from_domain: trunk_config.from_domain.clone(),
+            to_user: order.to_user,
+            to_domain: None,
+            offer: order.offer.clone(),
+            ring_timeout: order.ring_timeout.unwrap_or(self.settings.ring_timeout),
+            timers: self.settings.timers,
+            credentials,
+            cnonce: format!("{:016x}", self.rng.random::<u64>()),
+        };
+        let call = match OutboundCall::new(now, settings) {
+            Ok(call) => call,
+            Err(error) => {
+                let _ = reply.send(Err(error.into()));
+                return;
+            }
+        };
+        self.metrics.calls_started.inc();
+        self.calls.insert(
+            call_id.clone(),
+            ActiveCall {
+                call,
+                trunk,
+                trunk_name: trunk_config.name.clone(),
+                reservation: Some(order.reservation),
+                reply: Some(reply),
+                hold: order.hold,
+                hang_up_at: None,
+                offer: order.offer,
+            },
+        );
+        self.service(now, &call_id);
+    }
+
+    fn handle_datagram(&mut self, now: Instant, bytes: &[u8], source: SocketAddr) {
+        // Keepalive bytes (CRLF pings, RFC 5626) are not messages.
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        let message = match Message::parse(bytes) {
+            Ok(message) => message,
+            Err(error) => {
+                self.metrics.malformed.inc();
+                tracing::debug!(%source, %error, "dropped a malformed SIP message");
+                return;
+            }
+        };
+        if let Some(status) = message.status() {
+            let class = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"]
+                .get(usize::from(status / 100).saturating_sub(1))
+                .copied()
+                .unwrap_or("other");
+            self.metrics.responses.with_label_values(&[class]).inc();
+        }
+        let Ok(identity) = message.identity() else {
+            return;
+        };
+        if self.calls.contains_key(&identity.call_id) {
+            if let Some(active) = self.calls.get_mut(&identity.call_id) {
+                active.call.handle_message(now, message, source);
+            }
+            self.service(now, &identity.call_id);
+            return;
+        }
+        if let Some(keepalive) = self.keepalives.get_mut(&identity.call_id) {
+            if let Message::Response(response) = &message {
+                keepalive.transaction.handle_response(now, response);
+            }
+            self.service_keepalive(now, &identity.call_id);
+            return;
+        }
+        if let Message::Request(request) = message {
+            // Out of any dialog: OPTIONS is a liveness check and gets a 200;
+            // anything else (but ACK, which gets nothing) is for a call we do
+            // not have.
+            let status = match request.method {
+                rsip::Method::Ack => return,
+                rsip::Method::Options => 200,
+                _ => 481,
+            };
+            let tag = format!("{:08x}", self.rng.random::<u32>());
+            let response = response_to(&request, status, Some(&tag), Vec::new(), None);
+            self.outgoing
+                .push((source, response.to_string().into_bytes()));
+        }
+    }
+
+    fn handle_timeouts(&mut self, now: Instant) {
+        while let Some(Reverse((at, _))) = self.wakeups.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, call_id))) = self.wakeups.pop() else {
+                break;
+            };
+            let Some(active) = self.calls.get_mut(&call_id) else {
+                continue;
+            };
+            active.call.handle_timeout(now);
+            if active.hang_up_at.is_some_and(|at| now >= at) {
+                active.hang_up_at = None;
+                active.call.hang_up(now, HangUp::Requested);
+            }
+            self.service(now, &call_id);
+        }
+        let due: Vec<String> = self
+            .keepalives
+            .iter()
+            .filter(|(_, keepalive)| {
+                keepalive
+                    .transaction
+                    .poll_timeout()
+                    .is_some_and(|at| at <= now)
+            })
+            .map(|(call_id, _)| call_id.clone())
+            .collect();
+        for call_id in due {
+            if let Some(keepalive) = self.keepalives.get_mut(&call_id) {
+                keepalive.transaction.handle_timeout(now);
+            }
+            self.service_keepalive(now, &call_id);
+        }
+        if let Some(interval) = self.settings.keepalive_interval
+            && now >= self.next_keepalive
+        {
+            self.next_keepalive = now + interval;
+            self.send_keepalives(now);
+        }
+        self.pool.handle_timeout(now);
+    }
+
+    /// Sends what a call has to send, acts on its events, and schedules its
+    /// next wake-up, or drops it once finished.
+    fn service(&mut self, now: Instant, call_id: &str) {
+        let Some(active) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        while let Some(transmit) = active.call.poll_transmit() {
+            self.outgoing.push((transmit.destination, transmit.bytes));
+        }
+        while let Some(event) = active.call.poll_event() {
+            match event {
+                CallEvent::Progress { .. } => {}
+                CallEvent::Answered { .. } => {
+                    self.metrics.active_dialogs.inc();
+                    active.hang_up_at = Some(now + active.hold);
+                }
+                CallEvent::RemoteOffer { .. } => {
+                    // Until the media layer negotiates, the re-INVITE gets our
+                    // original offer back: same codecs, same address.
+                    active.call.answer_remote_offer(now, active.offer.clone());
+                }
+                CallEvent::Ended(outcome) => {
+                    if active.call.is_answered() {
+                        self.metrics.active_dialogs.dec();
+                    }
+                    active.hang_up_at = None;
+                    let report = report(call_id, &active.trunk_name, &outcome, &active.call);
+                    self.metrics
+                        .calls
+                        .with_label_values(&[active.trunk_name.as_str(), outcome.kind.as_str()])
+                        .inc();
+                    self.pool
+                        .report(active.trunk, now, call_result(&outcome), detail(&outcome));
+                    // The channel is free once the call is over, even if the
+                    // state machine lingers for retransmissions.
+                    active.reservation = None;
+                    if let Some(reply) = active.reply.take() {
+                        let _ = reply.send(Ok(report));
+                    }
+                }
+            }
+        }
+        while let Some(transmit) = active.call.poll_transmit() {
+            self.outgoing.push((transmit.destination, transmit.bytes));
+        }
+        if active.call.is_finished() {
+            self.metrics
+                .retransmissions
+                .inc_by(active.call.retransmissions());
+            self.calls.remove(call_id);
+            return;
+        }
+        let wake = [active.call.poll_timeout(), active.hang_up_at]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(at) = wake {
+            self.wakeups.push(Reverse((at, call_id.to_owned())));
+        }
+    }
+
+    fn send_keepalives(&mut self, now: Instant) {
+        let trunks: Vec<_> = self
+            .pool
+            .snapshot(now)
+            .into_iter()
+            .filter_map(|trunk| {
+                let id = self.pool.trunk_id(&trunk.name)?;
+                let config = self.pool.config(id)?.clone();
+                Some((id, config))
+            })
+            .collect();
+        for (trunk, config) in trunks {
+            if self
+                .keepalives
+                .values()
+                .any(|keepalive| keepalive.trunk == trunk)
+            {
+                continue; // the previous one is still out
+            }
+            let call_id = format!("{:016x}@{}", self.rng.random::<u64>(), self.local_addr.ip());
+            let branch = format!("z9hG4bK{:016x}", self.rng.random::<u64>());
+            let host = config
+                .from_domain
+                .clone()
+                .unwrap_or_else(|| self.local_addr.to_string());
+            let text = format!(
+                "OPTIONS sip:{proxy} SIP/2.0\r\n\
+Via: SIP/2.0/UDP {local};branch={branch};rport\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:{user}@{host}>;tag={tag:08x}\r\n\
+To: <sip:{proxy}>\r\n\
+Call-ID: {call_id}\r\n\
+CSeq: 1 OPTIONS\r\n\
+Content-Length: 0\r\n\r\n",
+                proxy = config.proxy,
+                local = self.local_addr,
+                user = self.settings.caller_user,
+                tag = self.rng.random::<u32>(),
+            );
+            let Ok(Message::Request(request)) = Message::parse(text.as_bytes()) else {
+                tracing::warn!(trunk = %config.name, "cannot build an OPTIONS keepalive");
+                continue;
+            };
+            let transaction = ClientNonInvite::new(&request, now, self.settings.timers);
+            self.keepalives.insert(
+                call_id.clone(),
+                Keepalive {
+                    trunk,
+                    trunk_name: config.name.clone(),
+                    transaction,
+                },
+            );
+            self.service_keepalive(now, &call_id);
+        }
+    }
+
+    fn service_keepalive(&mut self, now: Instant, call_id: &str) {
+        let Some(keepalive) = self.keepalives.get_mut(call_id) else {
+            return;
+        };
+        let Some(config) = self.pool.config(keepalive.trunk) else {
+            return;
+        };
+        let proxy = config.proxy;
+        while let Some(bytes) = keepalive.transaction.poll_transmit() {
+            self.outgoing.push((proxy, bytes));
+        }
+        while let Some(event) = keepalive.transaction.poll_event() {
+            let reached = match event {
+                // Any final response, even 404 or 405, shows the trunk is up.
+                TransactionEvent::Final(_) => Some(true),
+                TransactionEvent::TimedOut => Some(false),
+                _ => None,
+            };
+            if let Some(reached) = reached {
+                self.pool.report_probe(keepalive.trunk, now, reached);
+                self.metrics
+                    .keepalives
+                    .with_label_values(&[
+                        keepalive.trunk_name.as_str(),
+                        if reached { "ok" } else { "timeout" },
+                    ])
+                    .inc();
+            }
+        }
+        if keepalive.transaction.is_terminated() {
+            self.keepalives.remove(call_id);
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn report(call_id: &str, trunk: &str, outcome: &Outcome, call: &OutboundCall) -> CallReport {
+    CallReport {
+        outcome: outcome.kind.as_str(),
+        sip_status: outcome.sip_status,
+        reason: outcome.reason.clone(),
+        trunk: trunk.to_owned(),
+        call_id: call_id.to_owned(),
+        post_dial_delay_ms: outcome
+            .post_dial_delay
+            .map(|delay| delay.as_millis() as u64),
+        ring_ms: outcome.ring_time.as_millis() as u64,
+        talk_ms: outcome.talk_time.as_millis() as u64,
+        hung_up_by: outcome.hung_up_by.map(|side| match side {
+            dialhound_sip::Side::Us => "us",
+            dialhound_sip::Side::Callee => "callee",
+        }),
+        retry_after_seconds: outcome.retry_after.map(|after| after.as_secs()),
+        redirect_to: outcome.redirect_to.clone(),
+        retransmissions: call.retransmissions(),
+    }
+}
+
+/// How the line pool sees an outcome.
+fn call_result(outcome: &Outcome) -> CallResult {
+    match outcome.kind {
+        OutcomeKind::TrunkFailure => match outcome.sip_status {
+            None => CallResult::Timeout,
+            Some(401 | 407) => CallResult::AuthFailure,
+            Some(_) => CallResult::ServerError,
+        },
+        OutcomeKind::Answered => CallResult::Answered,
+        OutcomeKind::Busy => CallResult::Busy,
+        OutcomeKind::NoAnswer => CallResult::NoAnswer,
+        OutcomeKind::InvalidNumber => CallResult::InvalidNumber,
+        OutcomeKind::Cancelled => CallResult::Cancelled,
+        OutcomeKind::Rejected | OutcomeKind::Redirected | OutcomeKind::Failed => {
+            CallResult::Rejected
+        }
+    }
+}
+
+fn detail(outcome: &Outcome) -> CallDetail {
+    CallDetail {
+        post_dial_delay: outcome.post_dial_delay,
+        talk: (outcome.kind == OutcomeKind::Answered).then_some(outcome.talk_time),
+        mos: None,
+    }
+}
