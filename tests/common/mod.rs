@@ -33,6 +33,26 @@ impl Daemon {
     /// Starts a daemon with the example configuration's schema and mapping, on
     /// private paths and a free metrics port.
     pub fn start() -> Daemon {
+        Daemon::start_with(|body| body.to_owned())
+    }
+
+    /// Starts a daemon whose `[[trunk]]` tables are replaced by `trunks`, with
+    /// keepalives at `keepalive_seconds` (0 turns them off).
+    pub fn with_trunks(trunks: &str, keepalive_seconds: u32) -> Daemon {
+        Daemon::start_with(|body| {
+            let before_trunks = body.split_once("[[trunk]]").unwrap().0;
+            before_trunks.replace(
+                "[media]",
+                &format!(
+                    "keepalive_seconds = {keepalive_seconds}\nring_timeout_seconds = 20\n\n[media]"
+                ),
+            ) + trunks
+        })
+    }
+
+    /// Starts a daemon with the example configuration after `[sip]`, changed by
+    /// `edit`. The SIP socket takes a free port.
+    pub fn start_with(edit: impl FnOnce(&str) -> String) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let metrics = free_port();
         let example = std::fs::read_to_string(repo().join("examples/dialhound.toml")).unwrap();
@@ -41,7 +61,9 @@ impl Daemon {
             .split_once("[sip]")
             .unwrap()
             .1
-            .replace("\"rules/cart.rules\"", &format!("\"{}\"", schema.display()));
+            .replace("\"rules/cart.rules\"", &format!("\"{}\"", schema.display()))
+            .replace("listen = \"127.0.0.1:5060\"", "listen = \"127.0.0.1:0\"");
+        let body = edit(&body);
         let config_text = format!(
             "[daemon]\ndata_dir = \"{data}\"\nsocket = \"{socket}\"\nmetrics = \"{metrics}\"\nkey_file = \"{key}\"\n\n[sip]{body}",
             data = dir.path().join("data").display(),
@@ -188,6 +210,103 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill_hard();
     }
+}
+
+/// A SIPp process playing one scenario from `tests/sipp/` for one call.
+pub struct Sipp {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Sipp {
+    /// Starts SIPp as a UAS on a free loopback port; it exits after one call.
+    pub fn uas(scenario: &str) -> Sipp {
+        Sipp::uas_with(scenario, &[])
+    }
+
+    pub fn uas_with(scenario: &str, extra: &[&str]) -> Sipp {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_udp_port();
+        let media_port = free_udp_port();
+        let child = Command::new("sipp")
+            .arg("-sf")
+            .arg(repo().join("tests/sipp").join(format!("{scenario}.xml")))
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-mp", &media_port.to_string()])
+            .args(["-m", "1", "-timeout", "40s", "-nostdin"])
+            .args(["-trace_msg", "-message_file"])
+            .arg(dir.path().join("messages.log"))
+            .args(["-trace_err", "-error_file"])
+            .arg(dir.path().join("errors.log"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("SIPp runs (install the sip-tester package)");
+        // SIPp binds its socket at once; wait until the port is taken.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            assert!(Instant::now() < deadline, "SIPp did not bind port {port}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Sipp {
+            port,
+            dir,
+            child: Some(child),
+        }
+    }
+
+    /// A `[[trunk]]` table named `name` pointing at this SIPp.
+    pub fn trunk(&self, name: &str, tier: &str, extra: &str) -> String {
+        format!(
+            "[[trunk]]\nname = \"{name}\"\nproxy = \"127.0.0.1:{}\"\ntier = \"{tier}\"\nchannels = 10\ncps = 10\n{extra}\n",
+            self.port
+        )
+    }
+
+    /// Waits for SIPp to exit; true when its one call passed the scenario.
+    pub fn passed(&mut self) -> bool {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every message SIPp sent and received.
+    pub fn messages(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("messages.log")).unwrap_or_default()
+    }
+
+    pub fn errors(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("errors.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn free_port() -> std::net::SocketAddr {

@@ -1,0 +1,193 @@
+//! Interop: the real daemon places calls through `dialhound call --json` to
+//! SIPp playing the callee (scenarios in `tests/sipp/`). Each test asserts what
+//! dialhound reports and that SIPp saw the call it expected.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Daemon, Sipp};
+use serde_json::Value;
+
+/// Places one call through `trunk` and returns `dialhound call --json`'s report.
+fn call(daemon: &Daemon, args: &[&str]) -> Value {
+    let mut full = vec!["call", "--trunk", "callee", "--to", "13800138000"];
+    full.extend_from_slice(args);
+    daemon.cli(&full)
+}
+
+/// A daemon with one trunk, `callee`, pointing at `sipp`.
+fn daemon_for(sipp: &Sipp, extra: &str) -> Daemon {
+    Daemon::with_trunks(&sipp.trunk("callee", "premium", extra), 0)
+}
+
+fn assert_passed(sipp: &mut Sipp) {
+    let passed = sipp.passed();
+    assert!(
+        passed,
+        "SIPp's scenario failed:\n{}\n{}",
+        sipp.errors(),
+        sipp.messages()
+    );
+}
+
+#[test]
+fn answered_then_we_hang_up() {
+    let mut sipp = Sipp::uas("answer");
+    let daemon = daemon_for(&sipp, "");
+    let report = call(&daemon, &["--hold", "1"]);
+    assert_eq!(report["outcome"], "answered", "{report}");
+    assert_eq!(report["sip_status"], 200);
+    assert_eq!(report["hung_up_by"], "us");
+    assert_eq!(report["trunk"], "callee");
+    assert!(report["talk_ms"].as_u64().unwrap() >= 1000, "{report}");
+    assert!(report["post_dial_delay_ms"].is_u64(), "{report}");
+    assert_passed(&mut sipp);
+    let messages = sipp.messages();
+    assert!(
+        messages.contains("INVITE sip:+8613800138000@127.0.0.1:"),
+        "E.164 in the Request-URI"
+    );
+    assert!(
+        messages.contains("BYE sip:callee@"),
+        "the BYE goes to the callee's Contact"
+    );
+    let metrics = daemon.scrape();
+    assert!(
+        metrics.contains("dialhound_calls_total{outcome=\"answered\",trunk=\"callee\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn answered_then_the_callee_hangs_up() {
+    let mut sipp = Sipp::uas("callee_hangs_up");
+    let daemon = daemon_for(&sipp, "");
+    let report = call(&daemon, &["--hold", "30"]);
+    assert_eq!(report["outcome"], "answered", "{report}");
+    assert_eq!(report["hung_up_by"], "callee");
+    let talk = report["talk_ms"].as_u64().unwrap();
+    assert!(
+        (400..5000).contains(&talk),
+        "the callee hung up after 0.5 s: {report}"
+    );
+    assert_passed(&mut sipp);
+}
+
+#[test]
+fn busy() {
+    let mut sipp = Sipp::uas("busy");
+    let daemon = daemon_for(&sipp, "");
+    let report = call(&daemon, &[]);
+    assert_eq!(report["outcome"], "busy", "{report}");
+    assert_eq!(report["sip_status"], 486);
+    assert_eq!(report["talk_ms"], 0);
+    assert_passed(&mut sipp);
+}
+
+#[test]
+fn ringing_past_the_ring_timeout_is_cancelled() {
+    let mut sipp = Sipp::uas("ring_forever");
+    let daemon = daemon_for(&sipp, "");
+    let report = call(&daemon, &["--ring-timeout", "1"]);
+    assert_eq!(report["outcome"], "no_answer", "{report}");
+    assert_eq!(report["sip_status"], 487);
+    assert!(report["ring_ms"].as_u64().unwrap() >= 900, "{report}");
+    assert_passed(&mut sipp);
+    assert!(
+        sipp.messages().contains("CANCEL sip:"),
+        "SIPp saw our CANCEL"
+    );
+}
+
+#[test]
+fn early_media_then_answer() {
+    let mut sipp = Sipp::uas("early_media");
+    let daemon = daemon_for(&sipp, "");
+    let report = call(&daemon, &["--hold", "0.5"]);
+    assert_eq!(report["outcome"], "answered", "{report}");
+    // The 183 arrived 200 ms before the 200: that is ring time, not talk.
+    assert!(report["ring_ms"].as_u64().unwrap() >= 150, "{report}");
+    assert_passed(&mut sipp);
+}
+
+#[test]
+fn a_503_with_retry_after_is_a_trunk_failure() {
+    let mut sipp = Sipp::uas("unavailable");
+    let daemon = daemon_for(&sipp, "");
+    let report = call(&daemon, &[]);
+    assert_eq!(report["outcome"], "trunk_failure", "{report}");
+    assert_eq!(report["sip_status"], 503);
+    assert_eq!(report["retry_after_seconds"], 120);
+    assert_passed(&mut sipp);
+    let trunks = daemon.cli(&["trunk", "list"]);
+    assert_eq!(trunks["result"][0]["window"]["attempts"], 1, "{trunks}");
+}
+
+#[test]
+fn a_reinvite_from_the_callee_is_answered_and_the_call_goes_on() {
+    let mut sipp = Sipp::uas("reinvite");
+    let daemon = daemon_for(&sipp, "");
+    let report = call(&daemon, &["--hold", "1"]);
+    assert_eq!(report["outcome"], "answered", "{report}");
+    assert_eq!(
+        report["hung_up_by"], "us",
+        "we hung up, after the re-INVITE"
+    );
+    assert_passed(&mut sipp);
+}
+
+#[test]
+fn a_reliable_provisional_gets_a_prack() {
+    let mut sipp = Sipp::uas("prack");
+    let daemon = daemon_for(&sipp, "");
+    let report = call(&daemon, &["--hold", "0.5"]);
+    assert_eq!(report["outcome"], "answered", "{report}");
+    assert_passed(&mut sipp);
+    assert!(sipp.messages().contains("RAck: 1 1 INVITE"));
+}
+
+#[test]
+fn a_broken_header_mid_call_is_dropped_and_counted() {
+    let mut sipp = Sipp::uas("broken_header");
+    let daemon = daemon_for(&sipp, "");
+    let report = call(&daemon, &["--hold", "1"]);
+    assert_eq!(report["outcome"], "answered", "{report}");
+    assert_eq!(report["hung_up_by"], "us");
+    assert_passed(&mut sipp);
+    let metrics = daemon.scrape();
+    assert!(
+        metrics.contains("dialhound_sip_malformed_messages_total 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_call_to_an_unknown_trunk_or_a_bad_number_is_refused() {
+    let sipp = Sipp::uas("answer");
+    let daemon = daemon_for(&sipp, "");
+    let unknown = daemon.cli(&["call", "--trunk", "nope", "--to", "13800138000"]);
+    assert_eq!(unknown["ok"], false);
+    assert_eq!(unknown["error"]["code"], "not_found");
+    let bad = daemon.cli(&["call", "--trunk", "callee", "--to", "12"]);
+    assert_eq!(bad["error"]["code"], "invalid_phone", "{bad}");
+    daemon.cli(&["trunk", "drain", "callee"]);
+    let drained = daemon.cli(&["call", "--trunk", "callee", "--to", "13800138000"]);
+    assert_eq!(drained["error"]["code"], "trunk_unavailable", "{drained}");
+}
+
+#[test]
+fn options_keepalives_reach_the_trunk() {
+    let mut sipp = Sipp::uas("options");
+    let daemon = Daemon::with_trunks(&sipp.trunk("callee", "premium", ""), 1);
+    assert_passed(&mut sipp);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let metrics = daemon.scrape();
+        if metrics.contains("dialhound_sip_keepalives_total{result=\"ok\",trunk=\"callee\"}") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
