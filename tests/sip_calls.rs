@@ -125,6 +125,69 @@ fn a_503_with_retry_after_is_a_trunk_failure() {
 }
 
 #[test]
+fn a_401_challenge_is_answered_with_credentials_sipp_verifies() {
+    let mut sipp = Sipp::uas("auth_401");
+    let daemon = daemon_for(&sipp, "username = \"alice\"\npassword = \"secret\"");
+    let report = call(&daemon, &["--hold", "0.5"]);
+    assert_eq!(report["outcome"], "answered", "{report}");
+    assert_passed(&mut sipp);
+    assert!(
+        !daemon.log().contains("secret"),
+        "the password is never logged"
+    );
+}
+
+#[test]
+fn wrong_credentials_are_refused_by_the_trunk() {
+    let mut sipp = Sipp::uas("auth_401");
+    let daemon = daemon_for(&sipp, "username = \"alice\"\npassword = \"wrong\"");
+    let report = call(&daemon, &[]);
+    // SIPp's verifyauth fails and it answers 403.
+    assert_eq!(report["outcome"], "failed", "{report}");
+    assert_eq!(report["sip_status"], 403);
+    sipp.passed();
+}
+
+#[test]
+fn a_407_challenge_is_answered_with_proxy_authorization() {
+    let mut sipp = Sipp::uas("auth_407");
+    let daemon = daemon_for(&sipp, "username = \"alice\"\npassword = \"secret\"");
+    let report = call(&daemon, &["--hold", "0.5"]);
+    assert_eq!(report["outcome"], "answered", "{report}");
+    assert_passed(&mut sipp);
+    let messages = sipp.messages();
+    let header = messages
+        .lines()
+        .find_map(|line| line.strip_prefix("Proxy-Authorization: "))
+        .expect("the second INVITE carries Proxy-Authorization");
+    let field = |name: &str| {
+        let start = header.find(&format!(" {name}=")).unwrap() + name.len() + 2;
+        let rest = &header[start..];
+        match rest.strip_prefix('"') {
+            Some(quoted) => quoted[..quoted.find('"').unwrap()].to_owned(),
+            None => rest.split(',').next().unwrap().to_owned(),
+        }
+    };
+    let md5 = |text: String| {
+        use md5::Digest;
+        md5::Md5::digest(text.as_bytes())
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect::<String>()
+    };
+    let ha1 = md5(format!("alice:{}:secret", field("realm")));
+    let ha2 = md5(format!("INVITE:{}", field("uri")));
+    let expected = md5(format!(
+        "{ha1}:{}:{}:{}:auth:{ha2}",
+        field("nonce"),
+        field("nc"),
+        field("cnonce")
+    ));
+    assert_eq!(field("response"), expected, "{header}");
+    assert_eq!(field("realm"), "carrier.test");
+}
+
+#[test]
 fn a_reinvite_from_the_callee_is_answered_and_the_call_goes_on() {
     let mut sipp = Sipp::uas("reinvite");
     let daemon = daemon_for(&sipp, "");

@@ -247,6 +247,9 @@ pub struct OutboundCall {
     invite: rsip::Request,
     invite_branch: String,
     invite_transaction: Option<ClientInvite>,
+    /// The INVITE a 401/407 challenged, kept so it can ACK the challenge's
+    /// retransmissions until its Timer D ends it.
+    challenged_invite: Option<(String, ClientInvite)>,
     /// CANCEL, BYE and PRACK transactions by branch.
     requests: Vec<(String, rsip::Method, ClientNonInvite)>,
     branch_counter: u32,
@@ -326,6 +329,7 @@ impl OutboundCall {
             dialog,
             invite_branch: String::new(),
             invite_transaction: None,
+            challenged_invite: None,
             requests: Vec::new(),
             branch_counter: 0,
             ack_for_2xx: None,
@@ -368,6 +372,9 @@ impl OutboundCall {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some(transaction) = &mut self.invite_transaction {
+            transaction.handle_timeout(now);
+        }
+        if let Some((_, transaction)) = &mut self.challenged_invite {
             transaction.handle_timeout(now);
         }
         for (_, _, transaction) in &mut self.requests {
@@ -495,6 +502,9 @@ impl OutboundCall {
         if let Some(transaction) = &self.invite_transaction {
             deadlines.extend(transaction.poll_timeout());
         }
+        if let Some((_, transaction)) = &self.challenged_invite {
+            deadlines.extend(transaction.poll_timeout());
+        }
         deadlines.extend(
             self.requests
                 .iter()
@@ -526,6 +536,7 @@ impl OutboundCall {
                 .invite_transaction
                 .as_ref()
                 .is_none_or(ClientInvite::is_terminated)
+            && self.challenged_invite.is_none()
             && self.pending_ok.is_none()
             && self.linger_until.is_none()
     }
@@ -555,6 +566,12 @@ impl OutboundCall {
         let status = response.status_code.code();
         let branch = identity.branch.unwrap_or_default();
         if identity.cseq_method == rsip::Method::Invite {
+            if let Some((challenged_branch, transaction)) = &mut self.challenged_invite
+                && *challenged_branch == branch
+            {
+                transaction.handle_response(now, response);
+                return;
+            }
             if branch != self.invite_branch {
                 return;
             }
@@ -838,6 +855,19 @@ impl OutboundCall {
                 }
             }
         }
+        if let Some((_, transaction)) = &mut self.challenged_invite {
+            while let Some(bytes) = transaction.poll_transmit() {
+                self.transmits.push_back(Transmit {
+                    destination: trunk,
+                    bytes,
+                });
+            }
+            while transaction.poll_event().is_some() {}
+            if transaction.is_terminated() {
+                self.retransmissions += transaction.retransmissions();
+                self.challenged_invite = None;
+            }
+        }
         let mut index = 0;
         while index < self.requests.len() {
             let (_, _, transaction) = &mut self.requests[index];
@@ -926,6 +956,12 @@ impl OutboundCall {
             rsip::Header::Authorization(rsip::headers::Authorization::new(authorization))
         };
         self.authenticated = true;
+        // The challenged transaction ACKs the 401/407 and stays to ACK its
+        // retransmissions.
+        if let Some(challenged) = self.invite_transaction.take() {
+            self.challenged_invite = Some((self.invite_branch.clone(), challenged));
+            self.drain_transactions(now);
+        }
         // A new INVITE: new branch, next CSeq, same Call-ID and From tag.
         // (RFC 3261 §22.2.)
         let invite = self.build_invite(vec![header]);
@@ -1619,6 +1655,64 @@ CSeq: {cseq} {method}\r\n\
             .collect();
         assert_eq!(statuses, [200, 200]);
         assert!(harness.call.outcome().is_none(), "the call goes on");
+    }
+
+    #[test]
+    fn a_challenge_is_answered_once_then_reported_as_an_auth_failure() {
+        let mut with_credentials = settings();
+        with_credentials.credentials = Some(Credentials {
+            username: "alice".into(),
+            password: "secret".into(),
+        });
+        let mut harness = Harness::new(with_credentials);
+        let invite = harness.sent().remove(0);
+        let challenge = || {
+            vec![rsip::Header::ProxyAuthenticate(
+                rsip::headers::ProxyAuthenticate::new(
+                    "Digest realm=\"carrier\", nonce=\"n1\", qop=\"auth\"",
+                ),
+            )]
+        };
+        harness.reply(&invite, 407, challenge(), None);
+        let sent = harness.sent();
+        assert_eq!(sent[0].method, rsip::Method::Ack);
+        let second = &sent[1];
+        assert_eq!(second.method, rsip::Method::Invite);
+        let text = second.to_string();
+        assert!(
+            text.contains("Proxy-Authorization: Digest username=\"alice\""),
+            "{text}"
+        );
+        assert!(text.contains("CSeq: 2 INVITE"), "{text}");
+        let first_id = Message::Request(invite).identity().unwrap();
+        let second_id = Message::Request(second.clone()).identity().unwrap();
+        assert_ne!(first_id.branch, second_id.branch, "a new transaction");
+        assert_eq!(first_id.call_id, second_id.call_id);
+        assert!(
+            harness
+                .events()
+                .iter()
+                .all(|e| !matches!(e, CallEvent::Ended(_)))
+        );
+        harness.reply(second, 407, challenge(), None);
+        let outcome = harness.ended();
+        assert_eq!(outcome.kind, OutcomeKind::TrunkFailure);
+        assert_eq!(outcome.sip_status, Some(407));
+        assert_eq!(outcome.reason, "the trunk rejected our credentials");
+    }
+
+    #[test]
+    fn a_challenge_without_credentials_is_a_trunk_failure() {
+        let mut harness = Harness::new(settings());
+        let invite = harness.sent().remove(0);
+        harness.reply(&invite, 401, Vec::new(), None);
+        let outcome = harness.ended();
+        assert_eq!(outcome.kind, OutcomeKind::TrunkFailure);
+        assert!(
+            outcome.reason.contains("none are configured"),
+            "{}",
+            outcome.reason
+        );
     }
 
     #[test]
