@@ -24,7 +24,9 @@ use rsip::headers::UntypedHeader;
 use crate::dialog::{Dialog, first_uri, header_value, header_values, response_to, via_value};
 use crate::digest::{self, Credentials};
 use crate::message::Message;
-use crate::transaction::{ClientInvite, ClientNonInvite, Timers, TransactionEvent};
+use crate::transaction::{
+    ClientInvite, ClientNonInvite, ServerNonInvite, Timers, TransactionEvent,
+};
 
 const SDP: &str = "application/sdp";
 const USER_AGENT: &str = concat!("dialhound/", env!("CARGO_PKG_VERSION"));
@@ -264,6 +266,10 @@ pub struct OutboundCall {
     last_rseq: Option<u32>,
     remote_offer: Option<(rsip::Request, SocketAddr)>,
     pending_ok: Option<PendingOk>,
+    /// The callee's BYE, OPTIONS, INFO and NOTIFY, by branch, with where the
+    /// responses go.
+    server_transactions: Vec<(String, SocketAddr, ServerNonInvite)>,
+    /// Our answers to the callee's re-INVITEs, for their retransmissions.
     answered_requests: VecDeque<AnsweredRequest>,
     /// Responses to the callee's requests are kept for 64×T1 against their
     /// retransmissions.
@@ -340,6 +346,7 @@ impl OutboundCall {
             last_rseq: None,
             remote_offer: None,
             pending_ok: None,
+            server_transactions: Vec::new(),
             answered_requests: VecDeque::new(),
             linger_until: None,
             started_at: now,
@@ -378,6 +385,9 @@ impl OutboundCall {
             transaction.handle_timeout(now);
         }
         for (_, _, transaction) in &mut self.requests {
+            transaction.handle_timeout(now);
+        }
+        for (_, _, transaction) in &mut self.server_transactions {
             transaction.handle_timeout(now);
         }
         self.drain_transactions(now);
@@ -519,6 +529,11 @@ impl OutboundCall {
         if let Some(pending) = &self.pending_ok {
             deadlines.push(pending.next.min(pending.give_up));
         }
+        deadlines.extend(
+            self.server_transactions
+                .iter()
+                .filter_map(|(_, _, transaction)| transaction.poll_timeout()),
+        );
         deadlines.extend(self.linger_until);
         deadlines.into_iter().min()
     }
@@ -537,6 +552,7 @@ impl OutboundCall {
                 .as_ref()
                 .is_none_or(ClientInvite::is_terminated)
             && self.challenged_invite.is_none()
+            && self.server_transactions.is_empty()
             && self.pending_ok.is_none()
             && self.linger_until.is_none()
     }
@@ -554,6 +570,11 @@ impl OutboundCall {
                 .map_or(0, ClientInvite::retransmissions)
             + self
                 .requests
+                .iter()
+                .map(|(_, _, transaction)| transaction.retransmissions())
+                .sum::<u64>()
+            + self
+                .server_transactions
                 .iter()
                 .map(|(_, _, transaction)| transaction.retransmissions())
                 .sum::<u64>()
@@ -699,6 +720,16 @@ impl OutboundCall {
         let Ok(identity) = Message::Request(request.clone()).identity() else {
             return;
         };
+        let branch = identity.branch.clone().unwrap_or_default();
+        if let Some((_, _, transaction)) = self
+            .server_transactions
+            .iter_mut()
+            .find(|(known, _, _)| *known == branch)
+        {
+            // A retransmission: the transaction sends the same answer again.
+            transaction.handle_request(now);
+            return;
+        }
         if let Some(answered) = self
             .answered_requests
             .iter()
@@ -801,14 +832,24 @@ impl OutboundCall {
             body.map(|body| (SDP, body)),
         );
         let bytes = response.to_string().into_bytes();
-        self.transmits.push_back(Transmit {
-            destination: source,
-            bytes: bytes.clone(),
-        });
-        let cseq = Message::Request(request.clone())
-            .identity()
-            .map_or(0, |identity| identity.cseq);
-        self.remember_answer(now, cseq, request.method, bytes);
+        let Ok(identity) = Message::Request(request.clone()).identity() else {
+            return;
+        };
+        if request.method == rsip::Method::Invite {
+            self.transmits.push_back(Transmit {
+                destination: source,
+                bytes: bytes.clone(),
+            });
+            self.remember_answer(now, identity.cseq, request.method, bytes);
+        } else {
+            let mut transaction = ServerNonInvite::new(self.settings.timers);
+            transaction.send_response(now, status, bytes);
+            self.server_transactions.push((
+                identity.branch.unwrap_or_default(),
+                source,
+                transaction,
+            ));
+        }
     }
 
     fn remember_answer(&mut self, now: Instant, cseq: u32, method: rsip::Method, bytes: Vec<u8>) {
@@ -868,6 +909,22 @@ impl OutboundCall {
                 self.challenged_invite = None;
             }
         }
+        for (_, destination, transaction) in &mut self.server_transactions {
+            while let Some(bytes) = transaction.poll_transmit() {
+                self.transmits.push_back(Transmit {
+                    destination: *destination,
+                    bytes,
+                });
+            }
+        }
+        let mut finished_retransmissions = 0;
+        self.server_transactions.retain(|(_, _, transaction)| {
+            if transaction.is_terminated() {
+                finished_retransmissions += transaction.retransmissions();
+            }
+            !transaction.is_terminated()
+        });
+        self.retransmissions += finished_retransmissions;
         let mut index = 0;
         while index < self.requests.len() {
             let (_, _, transaction) = &mut self.requests[index];

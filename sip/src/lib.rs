@@ -13,4 +13,4 @@ pub use call::{
 pub use dialog::Dialog;
 pub use digest::Credentials;
 pub use message::{Identity, Message, MessageError};
-pub use transaction::{ClientInvite, ClientNonInvite, Timers, TransactionEvent};
+pub use transaction::{ClientInvite, ClientNonInvite, ServerNonInvite, Timers, TransactionEvent};

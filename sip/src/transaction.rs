@@ -326,6 +326,91 @@ impl ClientNonInvite {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerState {
+    Trying,
+    Proceeding,
+    Completed,
+    Terminated,
+}
+
+/// A server non-INVITE transaction (RFC 3261 §17.2.2): a BYE, OPTIONS, INFO
+/// or NOTIFY from the peer. Our response is resent for each retransmission of
+/// the request, and the transaction lingers for Timer J (64×T1) to absorb them.
+#[derive(Debug)]
+pub struct ServerNonInvite {
+    state: ServerState,
+    timers: Timers,
+    last_response: Option<Vec<u8>>,
+    timer_j: Option<Instant>,
+    transmits: VecDeque<Vec<u8>>,
+    retransmissions: u64,
+}
+
+impl ServerNonInvite {
+    /// A request arrived that matches no transaction: it starts in Trying.
+    pub fn new(timers: Timers) -> ServerNonInvite {
+        ServerNonInvite {
+            state: ServerState::Trying,
+            timers,
+            last_response: None,
+            timer_j: None,
+            transmits: VecDeque::new(),
+            retransmissions: 0,
+        }
+    }
+
+    /// Our response, provisional or final. Responses after the final one are
+    /// ignored.
+    pub fn send_response(&mut self, now: Instant, status: u16, bytes: Vec<u8>) {
+        if matches!(self.state, ServerState::Completed | ServerState::Terminated) {
+            return;
+        }
+        self.transmits.push_back(bytes.clone());
+        self.last_response = Some(bytes);
+        if status < 200 {
+            self.state = ServerState::Proceeding;
+        } else {
+            self.state = ServerState::Completed;
+            // Timer J: 64×T1 on an unreliable transport.
+            self.timer_j = Some(now + self.timers.t1 * 64);
+        }
+    }
+
+    /// The same request again: the peer did not get our response.
+    pub fn handle_request(&mut self, _now: Instant) {
+        if matches!(self.state, ServerState::Proceeding | ServerState::Completed)
+            && let Some(response) = &self.last_response
+        {
+            self.transmits.push_back(response.clone());
+            self.retransmissions += 1;
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.timer_j.is_some_and(|at| now >= at) {
+            self.timer_j = None;
+            self.state = ServerState::Terminated;
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timer_j
+    }
+
+    pub fn is_terminated(&self) -> bool {
+        self.state == ServerState::Terminated
+    }
+
+    pub fn retransmissions(&self) -> u64 {
+        self.retransmissions
+    }
+}
+
 /// The ACK for a non-2xx final response (RFC 3261 §17.1.1.3): the INVITE's
 /// Request-URI, top Via, From, Call-ID and Route, the response's To (with its tag),
 /// and the INVITE's CSeq number with method ACK.
@@ -580,5 +665,46 @@ mod tests {
         let sent = run_invite(&mut transaction, t0, Duration::from_secs(60));
         assert_eq!(sent.last().copied(), Some(Duration::from_millis(6300)));
         assert!(transaction.is_terminated());
+    }
+
+    #[test]
+    fn a_server_transaction_answers_retransmissions_until_timer_j() {
+        let start = Instant::now();
+        let mut server = ServerNonInvite::new(Timers::default());
+        server.handle_request(start);
+        assert_eq!(server.poll_transmit(), None, "nothing to resend in Trying");
+        server.send_response(start, 100, b"SIP/2.0 100 Trying".to_vec());
+        assert_eq!(server.poll_transmit().unwrap(), b"SIP/2.0 100 Trying");
+        server.handle_request(start);
+        assert_eq!(server.poll_transmit().unwrap(), b"SIP/2.0 100 Trying");
+        server.send_response(start, 200, b"SIP/2.0 200 OK".to_vec());
+        assert_eq!(server.poll_transmit().unwrap(), b"SIP/2.0 200 OK");
+        server.send_response(start, 500, b"SIP/2.0 500 late".to_vec());
+        assert_eq!(server.poll_transmit(), None, "one final response only");
+        let later = start + Duration::from_secs(10);
+        server.handle_request(later);
+        assert_eq!(server.poll_transmit().unwrap(), b"SIP/2.0 200 OK");
+        assert_eq!(server.retransmissions(), 2);
+        assert_eq!(server.poll_timeout(), Some(start + Duration::from_secs(32)));
+        server.handle_timeout(start + Duration::from_millis(31_999));
+        assert!(!server.is_terminated());
+        server.handle_timeout(start + Duration::from_secs(32));
+        assert!(server.is_terminated());
+        assert_eq!(server.poll_timeout(), None);
+    }
+
+    #[test]
+    fn timer_j_follows_a_configured_t1() {
+        let start = Instant::now();
+        let timers = Timers {
+            t1: Duration::from_millis(100),
+            ..Timers::default()
+        };
+        let mut server = ServerNonInvite::new(timers);
+        server.send_response(start, 200, b"ok".to_vec());
+        assert_eq!(
+            server.poll_timeout(),
+            Some(start + Duration::from_millis(6400))
+        );
     }
 }
