@@ -172,9 +172,37 @@ impl Control {
                 to,
                 hold_seconds,
                 ring_timeout_seconds,
-            } => {
-                self.test_call(&trunk, &to, hold_seconds, ring_timeout_seconds)
+                count: Some(count),
+                rate,
+            } if count > 1 => {
+                let hold = seconds(hold_seconds, "hold_seconds")?.unwrap_or_default();
+                let ring_timeout = seconds(ring_timeout_seconds, "ring_timeout_seconds")?;
+                let rate = rate.unwrap_or(10.0);
+                if !(rate > 0.0 && rate <= 100_000.0) {
+                    return Err(ErrorBody::new(
+                        "invalid_request",
+                        "`rate` must be between 0 and 100000 calls per second",
+                    ));
+                }
+                self.load_test(&trunk, &to, count, rate, hold, ring_timeout)
                     .await
+            }
+            Request::Call {
+                trunk,
+                to,
+                hold_seconds,
+                ring_timeout_seconds,
+                ..
+            } => {
+                let hold = seconds(hold_seconds, "hold_seconds")?.unwrap_or_default();
+                let ring_timeout = seconds(ring_timeout_seconds, "ring_timeout_seconds")?;
+                let order = self.order(&trunk, &to, hold, ring_timeout)?;
+                let report = self
+                    .sip
+                    .call(order)
+                    .await
+                    .map_err(|error| ErrorBody::new("call_failed", error.to_string()))?;
+                Ok(Response::success(report))
             }
             Request::DncList => {
                 let listings = self
@@ -185,30 +213,14 @@ impl Control {
         }
     }
 
-    async fn test_call(
+    /// A call order on the named trunk, with a channel reserved.
+    fn order(
         &self,
         trunk: &str,
         to: &str,
-        hold_seconds: Option<f64>,
-        ring_timeout_seconds: Option<f64>,
-    ) -> Result<Response, ErrorBody> {
-        let seconds = |value: Option<f64>, field: &str| -> Result<Option<Duration>, ErrorBody> {
-            value
-                .map(|seconds| {
-                    Duration::try_from_secs_f64(seconds)
-                        .ok()
-                        .filter(|duration| *duration <= Duration::from_secs(86_400))
-                        .ok_or_else(|| {
-                            ErrorBody::new(
-                                "invalid_request",
-                                format!("`{field}` must be between 0 and 86400 seconds"),
-                            )
-                        })
-                })
-                .transpose()
-        };
-        let hold = seconds(hold_seconds, "hold_seconds")?.unwrap_or_default();
-        let ring_timeout = seconds(ring_timeout_seconds, "ring_timeout_seconds")?;
+        hold: Duration,
+        ring_timeout: Option<Duration>,
+    ) -> Result<crate::sip_agent::CallOrder, ErrorBody> {
         let phone = self.parse_phone(to)?;
         let id = self
             .trunks
@@ -225,19 +237,60 @@ impl Control {
                     ),
                 )
             })?;
-        let order = crate::sip_agent::CallOrder {
+        Ok(crate::sip_agent::CallOrder {
             reservation,
             to_user: phone.as_str().to_owned(),
             hold,
             ring_timeout,
             offer: None,
-        };
-        let report = self
-            .sip
-            .call(order)
-            .await
-            .map_err(|error| ErrorBody::new("call_failed", error.to_string()))?;
-        Ok(Response::success(report))
+        })
+    }
+
+    /// Places `count` calls at `rate` per second and sums up their outcomes:
+    /// the operator's load test of a trunk, and the call-rate benchmark.
+    async fn load_test(
+        self: &Arc<Self>,
+        trunk: &str,
+        to: &str,
+        count: u32,
+        rate: f64,
+        hold: Duration,
+        ring_timeout: Option<Duration>,
+    ) -> Result<Response, ErrorBody> {
+        // Refuse a bad trunk or number once, before anything is placed.
+        drop(self.order(trunk, to, hold, ring_timeout)?);
+        let started = tokio::time::Instant::now();
+        let mut calls = tokio::task::JoinSet::new();
+        let mut refused = 0u64;
+        for index in 0..count {
+            let due = started + Duration::from_secs_f64(f64::from(index) / rate);
+            tokio::time::sleep_until(due).await;
+            match self.order(trunk, to, hold, ring_timeout) {
+                Ok(order) => {
+                    let sip = self.sip.clone();
+                    calls.spawn(async move { sip.call(order).await });
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        let placing_seconds = started.elapsed().as_secs_f64();
+        let mut outcomes = std::collections::BTreeMap::<String, u64>::new();
+        let mut errors = 0u64;
+        while let Some(joined) = calls.join_next().await {
+            match joined {
+                Ok(Ok(report)) => *outcomes.entry(report.outcome.to_owned()).or_default() += 1,
+                _ => errors += 1,
+            }
+        }
+        Ok(Response::success(json!({
+            "calls": count,
+            "rate": rate,
+            "outcomes": outcomes,
+            "refused_by_trunk_limits": refused,
+            "errors": errors,
+            "placing_seconds": placing_seconds,
+            "elapsed_seconds": started.elapsed().as_secs_f64(),
+        })))
     }
 
     fn trunk_admin(
@@ -292,6 +345,23 @@ impl Control {
             .await
             .map_err(|error| ErrorBody::new("internal", format!("the request failed: {error}")))?
     }
+}
+
+/// A number of seconds from a request, as a duration of at most a day.
+fn seconds(value: Option<f64>, field: &str) -> Result<Option<Duration>, ErrorBody> {
+    value
+        .map(|seconds| {
+            Duration::try_from_secs_f64(seconds)
+                .ok()
+                .filter(|duration| *duration <= Duration::from_secs(86_400))
+                .ok_or_else(|| {
+                    ErrorBody::new(
+                        "invalid_request",
+                        format!("`{field}` must be between 0 and 86400 seconds"),
+                    )
+                })
+        })
+        .transpose()
 }
 
 fn internal(error: impl std::fmt::Display) -> ErrorBody {

@@ -79,6 +79,12 @@ struct CallArgs {
     /// Seconds of ringing before we cancel [default: from [sip]].
     #[arg(long, value_name = "SECONDS")]
     ring_timeout: Option<f64>,
+    /// Place this many calls (a load test of the trunk) and print a summary.
+    #[arg(long)]
+    count: Option<u32>,
+    /// New calls per second with --count.
+    #[arg(long, value_name = "CALLS_PER_SECOND")]
+    rate: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -248,6 +254,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             to: args.to.clone(),
             hold_seconds: args.hold,
             ring_timeout_seconds: args.ring_timeout,
+            count: args.count,
+            rate: args.rate,
         },
     };
     let bar = progress_bar(&request, cli.json);
@@ -462,6 +470,20 @@ fn print_import(result: &Value) {
 }
 
 fn print_call(result: &Value) {
+    if let Some(outcomes) = result["outcomes"].as_object() {
+        println!(
+            "{} calls at {}/s in {:.1} s ({} refused by trunk limits, {} errors)",
+            text(&result["calls"]),
+            text(&result["rate"]),
+            result["elapsed_seconds"].as_f64().unwrap_or(0.0),
+            text(&result["refused_by_trunk_limits"]),
+            text(&result["errors"]),
+        );
+        for (outcome, count) in outcomes {
+            println!("  {outcome}: {}", text(count));
+        }
+        return;
+    }
     let status = result["sip_status"].as_u64().map_or_else(
         || "no SIP response".to_owned(),
         |status| format!("SIP {status}"),

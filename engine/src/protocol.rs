@@ -64,6 +64,12 @@ pub enum Request {
         /// Seconds of ringing before we give up; the `[sip]` default otherwise.
         #[serde(default)]
         ring_timeout_seconds: Option<f64>,
+        /// Place this many calls (a load test); the answer is a summary.
+        #[serde(default)]
+        count: Option<u32>,
+        /// New calls per second when `count` is set.
+        #[serde(default)]
+        rate: Option<f64>,
     },
 }
 
@@ -137,6 +143,8 @@ impl Request {
                 "progress",
                 "hold_seconds",
                 "ring_timeout_seconds",
+                "count",
+                "rate",
             ];
             if let Some(extra) = given
                 .keys()
