@@ -58,6 +58,7 @@ for rate in "${rates[@]}"; do
   summary=$("$bin" --socket "$work/dialhound.sock" --json call --trunk bench \
     --to 13800138000 --count "$calls" --rate "$rate" --hold 1 --ring-timeout 10)
   after=$(cpu_seconds "$daemon")
+  echo "$summary" >>"${CALL_RATE_LOG:-/dev/null}"
   wait "$sipp_pid" || true
   answered=$(echo "$summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["outcomes"].get("answered",0))')
   failed=$(( calls - answered ))

@@ -265,12 +265,24 @@ impl Control {
         for index in 0..count {
             let due = started + Duration::from_secs_f64(f64::from(index) / rate);
             tokio::time::sleep_until(due).await;
-            match self.order(trunk, to, hold, ring_timeout) {
-                Ok(order) => {
+            // The trunk's call-rate limit spaces starts strictly; a start
+            // that lands a little early waits for its slot, up to a second.
+            let give_up = tokio::time::Instant::now() + Duration::from_secs(1);
+            let order = loop {
+                match self.order(trunk, to, hold, ring_timeout) {
+                    Ok(order) => break Some(order),
+                    Err(_) if tokio::time::Instant::now() < give_up => {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Err(_) => break None,
+                }
+            };
+            match order {
+                Some(order) => {
                     let sip = self.sip.clone();
                     calls.spawn(async move { sip.call(order).await });
                 }
-                Err(_) => refused += 1,
+                None => refused += 1,
             }
         }
         let placing_seconds = started.elapsed().as_secs_f64();
