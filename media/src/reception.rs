@@ -224,9 +224,10 @@ impl ReceptionStats {
             // Two packets in a row from a new sequence: the sender restarted.
             // The old counts stay behind; the new run starts at the packet
             // before this one.
-            let restarted_at = sequence.wrapping_sub(1);
-            self.highest = i64::from(sequence);
-            self.base = i64::from(restarted_at);
+            let restarted_at = i64::from(sequence.wrapping_sub(1));
+            self.base = restarted_at;
+            // One past the base, which may be past a wrap: 65535 then 0.
+            self.highest = restarted_at + 1;
             self.recent = 0b11;
             self.received = 2;
             self.expected_prior = 0;
@@ -419,6 +420,22 @@ mod tests {
             (stats.expected(), stats.received(), stats.lost()),
             (2, 2, 0)
         );
+        // A restart straddling the wrap.
+        assert_eq!(
+            stats.handle_packet(start, sequence_only(65535)),
+            Arrival::Jump
+        );
+        assert_eq!(
+            stats.handle_packet(start, sequence_only(0)),
+            Arrival::InOrder
+        );
+        assert_eq!(stats.extended_highest_sequence(), 0x1_0000);
+        assert_eq!((stats.expected(), stats.lost()), (2, 0));
+        assert_eq!(
+            stats.handle_packet(start, sequence_only(1)),
+            Arrival::InOrder
+        );
+        assert_eq!((stats.expected(), stats.lost()), (3, 0));
     }
 
     /// The A.8 recurrence written out plainly over all transit times, to check

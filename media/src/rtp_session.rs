@@ -305,6 +305,11 @@ impl RtpSession {
     pub fn new(now: Instant, config: SessionConfig) -> RtpSession {
         let mut cname = config.cname;
         truncate_to_bytes(&mut cname, 255);
+        if cname.is_empty() {
+            // RFC 3550 §6.5.1 wants a CNAME in every report; an empty one
+            // would say nothing.
+            cname = format!("{:08x}@dialhound", config.seed.ssrc.0);
+        }
         RtpSession {
             sender: RtpSender::new(config.seed, config.audio_payload_type),
             cname,
@@ -464,11 +469,12 @@ impl RtpSession {
         if now < self.next_report_at {
             return;
         }
-        let report = self.report(now);
-        self.transmits.push_back(Transmit {
-            destination: self.remote_rtcp,
-            contents: report,
-        });
+        if let Some(report) = self.report(now) {
+            self.transmits.push_back(Transmit {
+                destination: self.remote_rtcp,
+                contents: report,
+            });
+        }
         self.next_report_at += REPORT_INTERVAL;
         if self.next_report_at <= now {
             // The driver fell behind by more than an interval: one report
@@ -553,7 +559,7 @@ impl RtpSession {
 
     /// A compound packet: SR if we sent since the last report, else RR, with
     /// a block about the peer's stream if it sent any, then SDES CNAME.
-    fn report(&mut self, now: Instant) -> Vec<u8> {
+    fn report(&mut self, now: Instant) -> Option<Vec<u8>> {
         let ssrc = self.sender.ssrc().0;
         let blocks: Vec<ReceptionReport> = self
             .reception
@@ -608,11 +614,9 @@ impl RtpSession {
         self.sent_since_report = false;
         let compound = rtcp::compound_packet::CompoundPacket(vec![report, Box::new(description)]);
         // The report is built from values in range (at most one block, 24-bit
-        // loss, a CNAME cut to 255 bytes): marshalling cannot fail.
-        compound
-            .marshal()
-            .map(|bytes| bytes.to_vec())
-            .unwrap_or_default()
+        // loss, a CNAME cut to 255 bytes), so marshalling does not fail; if a
+        // future change breaks that, the report is skipped, not the call.
+        compound.marshal().ok().map(|bytes| bytes.to_vec())
     }
 }
 
@@ -908,6 +912,29 @@ mod tests {
                 .downcast_ref::<ReceiverReport>()
                 .is_some()
         );
+    }
+
+    #[test]
+    fn an_empty_or_overlong_cname_still_makes_a_report() {
+        let start = Instant::now();
+        for (cname, expected) in [
+            (String::new(), "00000007@dialhound".to_string()),
+            ("é".repeat(200), "é".repeat(127)),
+        ] {
+            let mut config = config(7, "198.51.100.1:6000");
+            config.cname = cname;
+            let mut session = RtpSession::new(start, config);
+            session.handle_timeout(start + REPORT_INTERVAL);
+            let packets = parse_rtcp(&session.poll_transmit().unwrap().contents).unwrap();
+            let description = packets[1]
+                .as_any()
+                .downcast_ref::<SourceDescription>()
+                .unwrap();
+            assert_eq!(
+                &description.chunks[0].items[0].text[..],
+                expected.as_bytes()
+            );
+        }
     }
 
     #[test]

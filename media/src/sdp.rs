@@ -320,6 +320,8 @@ fn negotiate_stream(
         .formats
         .iter()
         .filter_map(|format| format.parse::<u8>().ok())
+        // RTP has seven bits for the payload type.
+        .filter(|payload_type| *payload_type <= 127)
         .map(|payload_type| (payload_type, format_of(media, payload_type)))
         .collect();
     let codecs = || {
@@ -670,6 +672,12 @@ mod tests {
         assert_eq!(
             negotiate_answer(static_only.as_bytes()).unwrap().codec,
             Codec::Pcma
+        );
+        let out_of_range =
+            answer_with_audio("m=audio 6000 RTP/AVP 200\r\na=rtpmap:200 PCMU/8000\r\n");
+        assert_eq!(
+            negotiate_answer(out_of_range.as_bytes()),
+            Err(SdpError::NoCommonCodec("200".into()))
         );
         let dynamic = answer_with_audio("m=audio 6000 RTP/AVP 112\r\na=rtpmap:112 pcmu/8000\r\n");
         let negotiated = negotiate_answer(dynamic.as_bytes()).unwrap();
