@@ -4,3 +4,7 @@
 pub mod dtmf;
 pub mod g711;
 pub mod packet;
+pub mod quality;
+pub mod reception;
+pub mod rtp_session;
+pub mod sdp;
