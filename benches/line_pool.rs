@@ -4,7 +4,6 @@
 //!
 //! cargo bench -p dialhound-benches --bench line_pool
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -37,35 +36,40 @@ fn select_and_reserve(c: &mut Criterion) {
     let t0 = Instant::now();
     let pool =
         Arc::new(LinePool::new(&trunks(), HealthConfig::default(), t0).expect("valid trunks"));
-    let clocks = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
+    // Each thread has its own tier and keeps its own clock (nanoseconds since
+    // t0), carried over from one batch to the next so time never goes back.
+    // The clocks are plain locals inside the threads: a shared counter would
+    // measure cache-line traffic of the harness, not of the pool.
+    let mut clocks = [0u64; 2];
     c.bench_function("line_pool/select_and_reserve_2_threads_16_trunks", |b| {
         b.iter_custom(|iters| {
             let barrier = Arc::new(Barrier::new(2));
             let threads: Vec<_> = (0..2)
                 .map(|thread| {
                     let (pool, barrier) = (Arc::clone(&pool), Arc::clone(&barrier));
-                    // Each thread has its own tier, so each keeps its own clock.
-                    let clock = Arc::clone(&clocks[thread]);
+                    let mut clock = clocks[thread];
                     std::thread::spawn(move || {
                         let tier = if thread == 0 { "premium" } else { "standard" };
                         barrier.wait();
                         let start = Instant::now();
                         for _ in 0..iters {
-                            let now =
-                                t0 + Duration::from_nanos(clock.fetch_add(2, Ordering::Relaxed));
+                            clock += 2;
+                            let now = t0 + Duration::from_nanos(clock);
                             let reservation =
                                 pool.select_and_reserve(tier, TierFallback::LaterTiers, &[], now);
                             std::hint::black_box(&reservation);
                         }
-                        start.elapsed()
+                        (start.elapsed(), clock)
                     })
                 })
                 .collect();
-            threads
-                .into_iter()
-                .map(|t| t.join().expect("bench thread"))
-                .max()
-                .unwrap_or_default()
+            let mut slowest = Duration::ZERO;
+            for (thread, handle) in threads.into_iter().enumerate() {
+                let (elapsed, clock) = handle.join().expect("bench thread");
+                clocks[thread] = clock;
+                slowest = slowest.max(elapsed);
+            }
+            slowest
         });
     });
 }

@@ -22,6 +22,8 @@ pub struct Config {
     pub media: MediaConfig,
     #[serde(default)]
     pub import: ImportConfig,
+    #[serde(default)]
+    pub health: HealthSettings,
     #[serde(default, rename = "trunk")]
     pub trunks: Vec<dialhound_line_pool::TrunkConfig>,
 }
@@ -110,6 +112,78 @@ impl SipConfig {
             caller_user: self.caller_user.clone(),
             seed: None,
         }
+    }
+}
+
+/// `[health]`: when a trunk stops taking calls and how it comes back. Every
+/// trunk shares these; the defaults suit a carrier trunk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSettings {
+    /// Share of trunk-side failures (5xx, timeouts, auth failures) in the
+    /// window that opens the trunk: `0.10` is 10 %.
+    pub failure_threshold: f64,
+    /// Attempts the window must hold before the share counts.
+    pub min_attempts: u32,
+    pub window_seconds: u64,
+    /// How long an open trunk rests before it is probed.
+    pub cool_down_seconds: u64,
+    /// The longest rest after the trunk fails its trial again and again.
+    pub max_cool_down_seconds: u64,
+    /// Trial calls a half-open trunk takes; all must succeed to close it.
+    pub trial_calls: u32,
+    /// Successful OPTIONS probes a half-open trunk needs.
+    pub probes_to_close: u32,
+    /// Consecutive unanswered OPTIONS keepalives that open a trunk.
+    pub probe_failures_to_open: u32,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        let defaults = dialhound_line_pool::HealthConfig::default();
+        Self {
+            failure_threshold: defaults.failure_threshold,
+            min_attempts: defaults.min_attempts,
+            window_seconds: defaults.window.as_secs(),
+            cool_down_seconds: defaults.cool_down.as_secs(),
+            max_cool_down_seconds: defaults.max_cool_down.as_secs(),
+            trial_calls: defaults.trial_calls,
+            probes_to_close: defaults.probes_to_close,
+            probe_failures_to_open: defaults.probe_failures_to_open,
+        }
+    }
+}
+
+impl HealthSettings {
+    /// The line pool's health configuration, or what is wrong with these settings.
+    pub fn health_config(&self) -> Result<dialhound_line_pool::HealthConfig, String> {
+        use std::time::Duration;
+        if !(self.failure_threshold > 0.0 && self.failure_threshold <= 1.0) {
+            return Err(format!(
+                "[health] failure_threshold must be above 0 and at most 1, not {}",
+                self.failure_threshold
+            ));
+        }
+        for (key, value) in [
+            ("window_seconds", self.window_seconds),
+            ("cool_down_seconds", self.cool_down_seconds),
+            ("min_attempts", u64::from(self.min_attempts)),
+        ] {
+            if value == 0 {
+                return Err(format!("[health] {key} must be at least 1"));
+            }
+        }
+        let cool_down = Duration::from_secs(self.cool_down_seconds);
+        Ok(dialhound_line_pool::HealthConfig {
+            failure_threshold: self.failure_threshold,
+            min_attempts: self.min_attempts,
+            window: Duration::from_secs(self.window_seconds),
+            cool_down,
+            max_cool_down: Duration::from_secs(self.max_cool_down_seconds).max(cool_down),
+            trial_calls: self.trial_calls,
+            probes_to_close: self.probes_to_close,
+            probe_failures_to_open: self.probe_failures_to_open.max(1),
+        })
     }
 }
 
@@ -386,6 +460,25 @@ key_file = "var/dialhound.key"
         assert_eq!(config.import.default_region, "CN");
         assert_eq!(config.import.columns.phone, "phone");
         assert!(config.trunks.is_empty());
+    }
+
+    #[test]
+    fn health_settings_reach_the_line_pool_and_nonsense_is_refused() {
+        let text = format!("{MINIMAL}[health]\nfailure_threshold = 0.25\ncool_down_seconds = 5\n");
+        let config = Config::parse(&text, Path::new("t.toml")).unwrap();
+        let health = config.health.health_config().unwrap();
+        assert_eq!(health.failure_threshold, 0.25);
+        assert_eq!(health.cool_down, std::time::Duration::from_secs(5));
+        assert_eq!(health.min_attempts, 20, "unset keys keep the defaults");
+
+        let too_high = format!("{MINIMAL}[health]\nfailure_threshold = 1.5\n");
+        let config = Config::parse(&too_high, Path::new("t.toml")).unwrap();
+        let error = config.health.health_config().unwrap_err();
+        assert!(error.contains("failure_threshold"), "{error}");
+        let no_window = format!("{MINIMAL}[health]\nwindow_seconds = 0\n");
+        let config = Config::parse(&no_window, Path::new("t.toml")).unwrap();
+        let error = config.health.health_config().unwrap_err();
+        assert!(error.contains("window_seconds"), "{error}");
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! What each control-socket command does.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dialhound_line_pool::TierFallback;
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -15,6 +17,7 @@ use crate::import::{ImportJob, ImportSummary};
 use crate::metrics::Metrics;
 use crate::phone::E164;
 use crate::protocol::{ErrorBody, Event, Request, Response};
+use crate::sip_agent::{Dial, DialError, Route};
 
 /// Everything a command may touch, shared by all connections.
 pub struct Control {
@@ -169,40 +172,37 @@ impl Control {
             }
             Request::Call {
                 trunk,
+                tier,
+                same_tier,
                 to,
                 hold_seconds,
                 ring_timeout_seconds,
-                count: Some(count),
+                count,
                 rate,
-            } if count > 1 => {
-                let hold = seconds(hold_seconds, "hold_seconds")?.unwrap_or_default();
-                let ring_timeout = seconds(ring_timeout_seconds, "ring_timeout_seconds")?;
-                let rate = rate.unwrap_or(10.0);
-                if !(rate > 0.0 && rate <= 100_000.0) {
-                    return Err(ErrorBody::new(
-                        "invalid_request",
-                        "`rate` must be between 0 and 100000 calls per second",
-                    ));
-                }
-                self.load_test(&trunk, &to, count, rate, hold, ring_timeout)
-                    .await
-            }
-            Request::Call {
-                trunk,
-                to,
-                hold_seconds,
-                ring_timeout_seconds,
-                ..
             } => {
-                let hold = seconds(hold_seconds, "hold_seconds")?.unwrap_or_default();
-                let ring_timeout = seconds(ring_timeout_seconds, "ring_timeout_seconds")?;
-                let order = self.order(&trunk, &to, hold, ring_timeout)?;
-                let report = self
-                    .sip
-                    .call(order)
-                    .await
-                    .map_err(|error| ErrorBody::new("call_failed", error.to_string()))?;
-                Ok(Response::success(report))
+                let dial = Dial {
+                    route: self.route(trunk.as_deref(), tier.as_deref(), same_tier)?,
+                    to_user: self.parse_phone(&to)?.as_str().to_owned(),
+                    hold: seconds(hold_seconds, "hold_seconds")?.unwrap_or_default(),
+                    ring_timeout: seconds(ring_timeout_seconds, "ring_timeout_seconds")?,
+                    offer: None,
+                };
+                match count {
+                    Some(count) if count > 1 => {
+                        let rate = rate.unwrap_or(10.0);
+                        if !(rate > 0.0 && rate <= 100_000.0) {
+                            return Err(ErrorBody::new(
+                                "invalid_request",
+                                "`rate` must be between 0 and 100000 calls per second",
+                            ));
+                        }
+                        Ok(self.load_test(dial, count, rate).await)
+                    }
+                    _ => {
+                        let report = self.sip.dial(dial).await.map_err(dial_error)?;
+                        Ok(Response::success(report))
+                    }
+                }
             }
             Request::DncList => {
                 let listings = self
@@ -213,96 +213,101 @@ impl Control {
         }
     }
 
-    /// A call order on the named trunk, with a channel reserved.
-    fn order(
+    /// Where an operator's call goes: the named trunk, or the named tier (the
+    /// first tier when neither is named) with failover.
+    fn route(
         &self,
-        trunk: &str,
-        to: &str,
-        hold: Duration,
-        ring_timeout: Option<Duration>,
-    ) -> Result<crate::sip_agent::CallOrder, ErrorBody> {
-        let phone = self.parse_phone(to)?;
-        let id = self
-            .trunks
-            .trunk_id(trunk)
-            .ok_or_else(|| ErrorBody::new("not_found", format!("no trunk named `{trunk}`")))?;
-        let reservation = self
-            .trunks
-            .reserve_on(id, std::time::Instant::now())
-            .ok_or_else(|| {
-                ErrorBody::new(
-                    "trunk_unavailable",
-                    format!(
-                        "trunk `{trunk}` takes no call now: drained, failing, or at its channel or call-rate limit"
-                    ),
-                )
-            })?;
-        Ok(crate::sip_agent::CallOrder {
-            reservation,
-            to_user: phone.as_str().to_owned(),
-            hold,
-            ring_timeout,
-            offer: None,
-        })
+        trunk: Option<&str>,
+        tier: Option<&str>,
+        same_tier: bool,
+    ) -> Result<Route, ErrorBody> {
+        match (trunk, tier) {
+            (Some(_), Some(_)) => Err(ErrorBody::new(
+                "invalid_request",
+                "name a trunk or a tier, not both",
+            )),
+            (Some(name), None) => self
+                .trunks
+                .trunk_id(name)
+                .map(Route::Trunk)
+                .ok_or_else(|| ErrorBody::new("not_found", format!("no trunk named `{name}`"))),
+            (None, tier) => {
+                let tiers = self.trunks.tiers();
+                let tier = match tier {
+                    Some(tier) if tiers.iter().any(|known| known == tier) => tier.to_owned(),
+                    Some(tier) => {
+                        return Err(ErrorBody::new(
+                            "not_found",
+                            format!(
+                                "no trunk has tier `{tier}`; the tiers are: {}",
+                                tiers.join(", ")
+                            ),
+                        ));
+                    }
+                    None => tiers
+                        .first()
+                        .cloned()
+                        .ok_or_else(|| ErrorBody::new("not_found", "no [[trunk]] is configured"))?,
+                };
+                Ok(Route::Tier {
+                    tier,
+                    fallback: if same_tier {
+                        TierFallback::SameTierOnly
+                    } else {
+                        TierFallback::LaterTiers
+                    },
+                })
+            }
+        }
     }
 
     /// Places `count` calls at `rate` per second and sums up their outcomes:
-    /// the operator's load test of a trunk, and the call-rate benchmark.
-    async fn load_test(
-        self: &Arc<Self>,
-        trunk: &str,
-        to: &str,
-        count: u32,
-        rate: f64,
-        hold: Duration,
-        ring_timeout: Option<Duration>,
-    ) -> Result<Response, ErrorBody> {
-        // Refuse a bad trunk or number once, before anything is placed.
-        drop(self.order(trunk, to, hold, ring_timeout)?);
+    /// the operator's load test of a trunk or a tier, and the call-rate benchmark.
+    async fn load_test(self: &Arc<Self>, dial: Dial, count: u32, rate: f64) -> Response {
         let started = tokio::time::Instant::now();
         let mut calls = tokio::task::JoinSet::new();
-        let mut refused = 0u64;
         for index in 0..count {
             let due = started + Duration::from_secs_f64(f64::from(index) / rate);
             tokio::time::sleep_until(due).await;
-            // The trunk's call-rate limit spaces starts strictly; a start
-            // that lands a little early waits for its slot, up to a second.
-            let give_up = tokio::time::Instant::now() + Duration::from_secs(1);
-            let order = loop {
-                match self.order(trunk, to, hold, ring_timeout) {
-                    Ok(order) => break Some(order),
-                    Err(_) if tokio::time::Instant::now() < give_up => {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                    Err(_) => break None,
-                }
-            };
-            match order {
-                Some(order) => {
-                    let sip = self.sip.clone();
-                    calls.spawn(async move { sip.call(order).await });
-                }
-                None => refused += 1,
-            }
+            let sip = self.sip.clone();
+            let dial = dial.clone();
+            calls.spawn(async move { sip.dial(dial).await });
         }
         let placing_seconds = started.elapsed().as_secs_f64();
-        let mut outcomes = std::collections::BTreeMap::<String, u64>::new();
+        let mut outcomes = BTreeMap::<String, u64>::new();
+        let mut by_trunk = BTreeMap::<String, BTreeMap<&'static str, u64>>::new();
+        let mut failovers_by_trunk = BTreeMap::<String, u64>::new();
+        let mut refused = 0u64;
         let mut errors = 0u64;
         while let Some(joined) = calls.join_next().await {
             match joined {
-                Ok(Ok(report)) => *outcomes.entry(report.outcome.to_owned()).or_default() += 1,
+                Ok(Ok(report)) => {
+                    *outcomes.entry(report.outcome.to_owned()).or_default() += 1;
+                    *by_trunk
+                        .entry(report.trunk.clone())
+                        .or_default()
+                        .entry(report.outcome)
+                        .or_default() += 1;
+                    for failed in &report.failovers {
+                        *failovers_by_trunk.entry(failed.trunk.clone()).or_default() += 1;
+                    }
+                }
+                Ok(Err(DialError::TrunkUnavailable(_) | DialError::NoTrunk(_))) => refused += 1,
                 _ => errors += 1,
             }
         }
-        Ok(Response::success(json!({
+        Response::success(json!({
             "calls": count,
             "rate": rate,
             "outcomes": outcomes,
+            "by_trunk": by_trunk,
+            "failovers": failovers_by_trunk.values().sum::<u64>(),
+            "failovers_by_trunk": failovers_by_trunk,
             "refused_by_trunk_limits": refused,
             "errors": errors,
             "placing_seconds": placing_seconds,
             "elapsed_seconds": started.elapsed().as_secs_f64(),
-        })))
+        }))
     }
 
     fn trunk_admin(
@@ -374,6 +379,14 @@ fn seconds(value: Option<f64>, field: &str) -> Result<Option<Duration>, ErrorBod
                 })
         })
         .transpose()
+}
+
+fn dial_error(error: DialError) -> ErrorBody {
+    let code = match &error {
+        DialError::Agent(_) => "call_failed",
+        DialError::TrunkUnavailable(_) | DialError::NoTrunk(_) => "trunk_unavailable",
+    };
+    ErrorBody::new(code, error.to_string())
 }
 
 fn internal(error: impl std::fmt::Display) -> ErrorBody {

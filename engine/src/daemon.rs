@@ -24,13 +24,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut metrics = Metrics::new();
     metrics.customers.set(store.customer_count() as i64);
     let directory = Directory::new(vault, Arc::clone(&store), config.import_settings());
+    let health = config.health.health_config().map_err(anyhow::Error::msg)?;
     let trunks = Arc::new(
-        dialhound_line_pool::LinePool::new(
-            &config.trunks,
-            dialhound_line_pool::HealthConfig::default(),
-            std::time::Instant::now(),
-        )
-        .context("the [[trunk]] tables cannot be used")?,
+        dialhound_line_pool::LinePool::new(&config.trunks, health, std::time::Instant::now())
+            .context("the [[trunk]] tables cannot be used")?,
     );
     metrics.watch_trunks(Arc::clone(&trunks));
     let metrics = Arc::new(metrics);

@@ -58,7 +58,7 @@ enum Command {
     /// Trunks: their state, load and health window.
     #[command(subcommand)]
     Trunk(TrunkCommand),
-    /// Place a test call on one trunk and print how it ended.
+    /// Place a test call, on a named trunk or a tier, and print how it ended.
     Call(CallArgs),
     /// The `.rules` tooling, run on a file (no daemon needed).
     #[command(subcommand)]
@@ -67,9 +67,16 @@ enum Command {
 
 #[derive(clap::Args)]
 struct CallArgs {
-    /// The trunk to call through, by name.
+    /// The trunk to call through, by name; no failover.
+    #[arg(long, conflicts_with = "tier")]
+    trunk: Option<String>,
+    /// Take the best trunk of this tier from the pool, failing over to its other
+    /// trunks and then to later tiers [default: the first tier].
     #[arg(long)]
-    trunk: String,
+    tier: Option<String>,
+    /// With --tier: never fall back to a later tier.
+    #[arg(long, requires = "tier")]
+    same_tier: bool,
     /// The number to call; national numbers take the import's default region.
     #[arg(long)]
     to: String,
@@ -251,6 +258,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Call(args) => Request::Call {
             trunk: args.trunk.clone(),
+            tier: args.tier.clone(),
+            same_tier: args.same_tier,
             to: args.to.clone(),
             hold_seconds: args.hold,
             ring_timeout_seconds: args.ring_timeout,

@@ -54,9 +54,16 @@ pub enum Request {
     TrunkEnable {
         name: String,
     },
-    /// An operator's test call on one trunk.
+    /// An operator's test call: on one named trunk, or on a tier's best trunk
+    /// with failover (the first tier when neither is named).
     Call {
-        trunk: String,
+        #[serde(default)]
+        trunk: Option<String>,
+        #[serde(default)]
+        tier: Option<String>,
+        /// With `tier`: stay in that tier rather than fall back to later ones.
+        #[serde(default)]
+        same_tier: bool,
         to: String,
         /// Seconds on the line once answered before we hang up.
         #[serde(default)]

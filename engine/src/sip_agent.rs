@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dialhound_line_pool::{CallDetail, CallResult, LinePool, Reservation, TrunkId};
+use dialhound_line_pool::{
+    CallDetail, CallResult, LinePool, Reservation, SelectError, TierFallback, TrunkId,
+};
 use dialhound_sip::dialog::response_to;
 use dialhound_sip::transaction::{ClientNonInvite, TransactionEvent};
 use dialhound_sip::{
@@ -56,6 +58,55 @@ pub struct CallOrder {
     pub offer: Option<Vec<u8>>,
 }
 
+/// Where a call may go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// One trunk and no other: an operator's test of that trunk.
+    Trunk(TrunkId),
+    /// The best trunk of a tier; a trunk-side failure moves the call to the
+    /// tier's next trunk and then, when `fallback` allows, to later tiers.
+    Tier {
+        tier: String,
+        fallback: TierFallback,
+    },
+}
+
+/// One call to a customer, before a trunk is chosen.
+#[derive(Debug, Clone)]
+pub struct Dial {
+    pub route: Route,
+    pub to_user: String,
+    pub hold: Duration,
+    pub ring_timeout: Option<Duration>,
+    pub offer: Option<Vec<u8>>,
+}
+
+/// How long a dial waits for a channel or a call-rate slot to come free
+/// before it gives up.
+const CAPACITY_WAIT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error(
+        "trunk `{0}` takes no call now: drained, failing, or at its channel or call-rate limit"
+    )]
+    TrunkUnavailable(String),
+    #[error(transparent)]
+    NoTrunk(#[from] SelectError),
+}
+
+/// A trunk that failed a call for a trunk-side reason before another trunk
+/// took it over. Such a try is not an attempt on the customer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedTrunk {
+    pub trunk: String,
+    pub outcome: &'static str,
+    pub sip_status: Option<u16>,
+    pub reason: String,
+}
+
 /// What `dialhound call` prints.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CallReport {
@@ -71,6 +122,11 @@ pub struct CallReport {
     pub retry_after_seconds: Option<u64>,
     pub redirect_to: Option<String>,
     pub retransmissions: u64,
+    /// Trunks that failed this call before `trunk` took it, in order.
+    pub failovers: Vec<FailedTrunk>,
+    /// How the line pool counted the call on `trunk`.
+    #[serde(skip)]
+    pub result: CallResult,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +142,7 @@ pub enum AgentError {
 pub struct SipAgent {
     orders: mpsc::Sender<(CallOrder, oneshot::Sender<Result<CallReport, AgentError>>)>,
     local_addr: SocketAddr,
+    pool: Arc<LinePool>,
 }
 
 impl SipAgent {
@@ -106,7 +163,7 @@ impl SipAgent {
             socket: Arc::new(socket),
             local_addr,
             settings,
-            pool,
+            pool: Arc::clone(&pool),
             metrics,
             rng,
             calls: HashMap::new(),
@@ -116,7 +173,14 @@ impl SipAgent {
             outgoing: Vec::new(),
         };
         let task = tokio::spawn(agent.run(incoming));
-        Ok((SipAgent { orders, local_addr }, task))
+        Ok((
+            SipAgent {
+                orders,
+                local_addr,
+                pool,
+            },
+            task,
+        ))
     }
 
     /// Where the agent's SIP socket is bound.
@@ -132,6 +196,94 @@ impl SipAgent {
             .await
             .map_err(|_| AgentError::Stopped)?;
         outcome.await.map_err(|_| AgentError::Stopped)?
+    }
+
+    /// Places a call on its route: reserves a trunk, and when that trunk fails
+    /// the call for a trunk-side reason (5xx, no response, refused
+    /// credentials), places it again at once on the next trunk the route
+    /// allows. The report is the call's last try, with the failed trunks
+    /// before it in `failovers`.
+    pub async fn dial(&self, dial: Dial) -> Result<CallReport, DialError> {
+        let mut failovers: Vec<FailedTrunk> = Vec::new();
+        let mut failed_trunks: Vec<TrunkId> = Vec::new();
+        let mut last_failure: Option<CallReport> = None;
+        loop {
+            let reservation = match self.reserve(&dial.route, &failed_trunks).await {
+                Ok(reservation) => reservation,
+                Err(error) => match last_failure {
+                    // Every trunk the route allows has failed this call.
+                    Some(mut report) => {
+                        report.failovers = failovers;
+                        return Ok(report);
+                    }
+                    None => return Err(error),
+                },
+            };
+            let trunk = reservation.trunk();
+            let mut report = self
+                .call(CallOrder {
+                    reservation,
+                    to_user: dial.to_user.clone(),
+                    hold: dial.hold,
+                    ring_timeout: dial.ring_timeout,
+                    offer: dial.offer.clone(),
+                })
+                .await?;
+            let fails_over =
+                matches!(dial.route, Route::Tier { .. }) && report.result.is_trunk_failure();
+            if !fails_over {
+                failovers.extend(last_failure.map(|failure| failure.as_failed_trunk()));
+                report.failovers = failovers;
+                return Ok(report);
+            }
+            failed_trunks.push(trunk);
+            // The latest failure stays out of the list: it is the report when
+            // no trunk is left to try.
+            if let Some(previous) = last_failure.replace(report) {
+                failovers.push(previous.as_failed_trunk());
+            }
+        }
+    }
+
+    /// A channel and a call-rate slot on the route, waiting up to
+    /// [`CAPACITY_WAIT`] for one to come free.
+    async fn reserve(&self, route: &Route, exclude: &[TrunkId]) -> Result<Reservation, DialError> {
+        let give_up = tokio::time::Instant::now() + CAPACITY_WAIT;
+        loop {
+            let now = Instant::now();
+            let error = match route {
+                Route::Trunk(trunk) => match self.pool.reserve_on(*trunk, now) {
+                    Some(reservation) => return Ok(reservation),
+                    None => DialError::TrunkUnavailable(
+                        self.pool
+                            .config(*trunk)
+                            .map_or_else(|| format!("#{}", trunk.0), |c| c.name.clone()),
+                    ),
+                },
+                Route::Tier { tier, fallback } => {
+                    match self.pool.select_and_reserve(tier, *fallback, exclude, now) {
+                        Ok(reservation) => return Ok(reservation),
+                        Err(error @ SelectError::UnknownTier(_)) => return Err(error.into()),
+                        Err(error) => error.into(),
+                    }
+                }
+            };
+            if tokio::time::Instant::now() >= give_up {
+                return Err(error);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+impl CallReport {
+    fn as_failed_trunk(&self) -> FailedTrunk {
+        FailedTrunk {
+            trunk: self.trunk.clone(),
+            outcome: self.outcome,
+            sip_status: self.sip_status,
+            reason: self.reason.clone(),
+        }
     }
 }
 
@@ -545,6 +697,8 @@ fn report(call_id: &str, trunk: &str, outcome: &Outcome, call: &OutboundCall) ->
         retry_after_seconds: outcome.retry_after.map(|after| after.as_secs()),
         redirect_to: outcome.redirect_to.clone(),
         retransmissions: call.retransmissions(),
+        failovers: Vec::new(),
+        result: call_result(outcome),
     }
 }
 

@@ -39,14 +39,24 @@ impl Daemon {
     /// Starts a daemon whose `[[trunk]]` tables are replaced by `trunks`, with
     /// keepalives at `keepalive_seconds` (0 turns them off).
     pub fn with_trunks(trunks: &str, keepalive_seconds: u32) -> Daemon {
+        Daemon::with_trunks_and_health(trunks, keepalive_seconds, "")
+    }
+
+    /// As [`Daemon::with_trunks`], with the example's `[health]` table swapped
+    /// for the lines in `health` (the line pool's defaults when empty).
+    pub fn with_trunks_and_health(trunks: &str, keepalive_seconds: u32, health: &str) -> Daemon {
         Daemon::start_with(|body| {
             let before_trunks = body.split_once("[[trunk]]").unwrap().0;
-            before_trunks.replace(
+            let before_health = before_trunks.split_once("[health]").unwrap().0;
+            before_health.replace(
                 "[media]",
                 &format!(
                     "keepalive_seconds = {keepalive_seconds}\nring_timeout_seconds = 20\n\n[media]"
                 ),
-            ) + trunks
+            ) + "[health]\n"
+                + health
+                + "\n"
+                + trunks
         })
     }
 
@@ -226,15 +236,26 @@ impl Sipp {
     }
 
     pub fn uas_with(scenario: &str, extra: &[&str]) -> Sipp {
+        let mut args = vec!["-m", "1", "-timeout", "40s"];
+        args.extend_from_slice(extra);
+        Sipp::spawn(scenario, free_udp_port(), &args)
+    }
+
+    /// Starts SIPp as a trunk that takes any number of calls on `port` (a free
+    /// one when `None`) and answers OPTIONS keepalives, until it is dropped.
+    pub fn trunk_on(scenario: &str, port: Option<u16>) -> Sipp {
+        Sipp::spawn(scenario, port.unwrap_or_else(free_udp_port), &["-aa"])
+    }
+
+    fn spawn(scenario: &str, port: u16, extra: &[&str]) -> Sipp {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_udp_port();
         let media_port = free_udp_port();
         let child = Command::new("sipp")
             .arg("-sf")
             .arg(repo().join("tests/sipp").join(format!("{scenario}.xml")))
             .args(["-i", "127.0.0.1", "-p", &port.to_string()])
             .args(["-mp", &media_port.to_string()])
-            .args(["-m", "1", "-timeout", "40s", "-nostdin"])
+            .arg("-nostdin")
             .args(["-trace_msg", "-message_file"])
             .arg(dir.path().join("messages.log"))
             .args(["-trace_err", "-error_file"])
@@ -254,6 +275,39 @@ impl Sipp {
             port,
             dir,
             child: Some(child),
+        }
+    }
+
+    /// How many times SIPp's message log shows `start_line` (such as
+    /// `"SIP/2.0 503"` or `"INVITE sip:"`) at the start of a message.
+    pub fn count(&self, start_line: &str) -> usize {
+        self.messages()
+            .lines()
+            .filter(|line| line.trim_start().starts_with(start_line))
+            .count()
+    }
+
+    /// The Call-IDs of every INVITE SIPp received, retransmissions counted once.
+    pub fn invited_call_ids(&self) -> std::collections::BTreeSet<String> {
+        let mut call_ids = std::collections::BTreeSet::new();
+        let mut in_invite = false;
+        for line in self.messages().lines() {
+            let line = line.trim_start();
+            if line.starts_with("INVITE sip:") {
+                in_invite = true;
+            } else if in_invite && let Some(call_id) = line.strip_prefix("Call-ID:") {
+                call_ids.insert(call_id.trim().to_owned());
+                in_invite = false;
+            }
+        }
+        call_ids
+    }
+
+    /// Stops SIPp now and frees its port.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 
@@ -294,10 +348,7 @@ impl Sipp {
 
 impl Drop for Sipp {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.stop();
     }
 }
 
