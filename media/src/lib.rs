@@ -4,7 +4,9 @@
 pub mod dtmf;
 pub mod g711;
 pub mod packet;
+pub mod prompt;
 pub mod quality;
 pub mod reception;
 pub mod rtp_session;
 pub mod sdp;
+pub mod tts;
