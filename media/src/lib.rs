@@ -7,6 +7,7 @@ pub mod packet;
 pub mod prompt;
 pub mod quality;
 pub mod reception;
+pub mod recording;
 pub mod rtp_session;
 pub mod sdp;
 pub mod tts;
