@@ -11,3 +11,4 @@ pub mod recording;
 pub mod rtp_session;
 pub mod sdp;
 pub mod tts;
+pub mod vad;
