@@ -24,6 +24,10 @@ use crate::prompt::SAMPLE_RATE;
 /// filled with silence and written.
 pub const MAX_LAG: Duration = Duration::from_secs(2);
 
+/// The longest recording: a 16-bit stereo 8 kHz WAV file reaches the
+/// format's 4 GiB limit after 37 hours.
+pub const LONGEST: Duration = Duration::from_secs(24 * 3600);
+
 /// A recording in progress.
 pub struct CallRecording {
     path: PathBuf,
@@ -124,9 +128,7 @@ impl CallRecording {
     /// moves the file to its final name.
     pub fn finish(mut self) -> Result<PathBuf, RecordingError> {
         let end = self.received.len().max(self.sent.len());
-        self.received.resize(end, 0);
-        self.sent.resize(end, 0);
-        self.write_frames(end)?;
+        self.write_frames(end as u64)?;
         let CallRecording {
             path, part, writer, ..
         } = self;
@@ -148,6 +150,20 @@ impl CallRecording {
         samples: &[i16],
     ) -> Result<(), RecordingError> {
         let start = sample_index(media_time);
+        if start > sample_index(LONGEST) {
+            return Err(RecordingError {
+                path: self.part.clone(),
+                reason: format!(
+                    "media time {media_time:?} is past the {LONGEST:?} a recording holds"
+                ),
+            });
+        }
+        let max_lag = sample_index(MAX_LAG);
+        // Audio far ahead of everything buffered: write out silence up to
+        // `MAX_LAG` before it first, rather than buffer the gap.
+        if let Some(silent) = start.checked_sub(max_lag + self.written) {
+            self.write_frames(silent)?;
+        }
         // Drop what belongs to frames already in the file.
         let skip = self.written.saturating_sub(start).min(samples.len() as u64) as usize;
         self.late_samples += skip as u64;
@@ -155,11 +171,8 @@ impl CallRecording {
         if samples.is_empty() {
             return Ok(());
         }
-        let offset =
-            usize::try_from(start + skip as u64 - self.written).map_err(|_| RecordingError {
-                path: self.part.clone(),
-                reason: format!("media time {media_time:?} is out of range"),
-            })?;
+        // At most `MAX_LAG` after the first unwritten frame, by the above.
+        let offset = (start + skip as u64 - self.written) as usize;
         let buffer = match channel {
             Channel::Received => &mut self.received,
             Channel::Sent => &mut self.sent,
@@ -170,36 +183,30 @@ impl CallRecording {
         }
         buffer[offset..end].copy_from_slice(samples);
 
-        let max_lag = sample_index(MAX_LAG) as usize;
-        let (shorter, longer) = (
-            self.received.len().min(self.sent.len()),
-            self.received.len().max(self.sent.len()),
-        );
-        let ready = shorter.max(longer.saturating_sub(max_lag));
-        for buffer in [&mut self.received, &mut self.sent] {
-            if buffer.len() < ready {
-                buffer.resize(ready, 0);
-            }
-        }
-        self.write_frames(ready)
+        let shorter = self.received.len().min(self.sent.len()) as u64;
+        let longer = self.received.len().max(self.sent.len()) as u64;
+        self.write_frames(shorter.max(longer.saturating_sub(max_lag)))
     }
 
-    /// Writes the first `frames` frames of both buffers and drops them.
-    fn write_frames(&mut self, frames: usize) -> Result<(), RecordingError> {
-        if frames == 0 {
-            return Ok(());
-        }
+    /// Writes `frames` frames from the start of both buffers, silence where
+    /// a buffer is shorter, and drops them from the buffers.
+    fn write_frames(&mut self, frames: u64) -> Result<(), RecordingError> {
         let write_error = |error: hound::Error| RecordingError {
             path: self.part.clone(),
             reason: error.to_string(),
         };
-        for (left, right) in self.received[..frames].iter().zip(&self.sent[..frames]) {
-            self.writer.write_sample(*left).map_err(write_error)?;
-            self.writer.write_sample(*right).map_err(write_error)?;
+        for k in 0..frames {
+            let k = k as usize;
+            let left = self.received.get(k).copied().unwrap_or(0);
+            let right = self.sent.get(k).copied().unwrap_or(0);
+            self.writer.write_sample(left).map_err(write_error)?;
+            self.writer.write_sample(right).map_err(write_error)?;
         }
-        self.received.drain(..frames);
-        self.sent.drain(..frames);
-        self.written += frames as u64;
+        for buffer in [&mut self.received, &mut self.sent] {
+            let written = buffer.len().min(frames as usize);
+            buffer.drain(..written);
+        }
+        self.written += frames;
         Ok(())
     }
 }
@@ -291,6 +298,33 @@ mod tests {
         assert!(left[..72_000].iter().all(|s| *s == 0));
         assert!(left[72_000..72_160].iter().all(|s| *s == 9));
         assert!(left[72_160..].iter().all(|s| *s == 0));
+    }
+
+    #[test]
+    fn a_jump_in_media_time_is_written_as_silence_without_buffering_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("jump.wav");
+        let mut recording = CallRecording::create(&path).expect("create");
+        recording.push_received(ms(0), &[4; 160]).expect("push");
+        recording.push_sent(ms(60_000), &[8; 160]).expect("push");
+        assert!(recording.received.len() + recording.sent.len() <= 2 * (16_000 + 160));
+        recording
+            .push_received(ms(59_000), &[6; 160])
+            .expect("push");
+        let error = recording
+            .push_sent(Duration::from_secs(25 * 3600), &[1; 160])
+            .expect_err("past a day");
+        assert!(error.to_string().contains("is past the"), "{error}");
+        recording.finish().expect("finish");
+
+        let (_, left, right) = read_back(&path);
+        assert_eq!(left.len(), 480_160);
+        assert!(left[..160].iter().all(|s| *s == 4));
+        assert!(left[160..472_000].iter().all(|s| *s == 0));
+        assert!(left[472_000..472_160].iter().all(|s| *s == 6));
+        assert!(left[472_160..].iter().all(|s| *s == 0));
+        assert!(right[..480_000].iter().all(|s| *s == 0));
+        assert!(right[480_000..].iter().all(|s| *s == 8));
     }
 
     #[test]
