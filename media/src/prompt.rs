@@ -256,8 +256,8 @@ fn with_true_data_length(bytes: &[u8]) -> Cow<'_, [u8]> {
         return Cow::Borrowed(bytes);
     }
     let mut block_align = 1usize;
-    let mut at = 12;
-    while let Some(header) = bytes.get(at..at + 8) {
+    let mut at: usize = 12;
+    while let Some(header) = at.checked_add(8).and_then(|end| bytes.get(at..end)) {
         let id = &header[..4];
         let length = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
         let body = at + 8;

@@ -62,8 +62,10 @@ pub struct VoiceDetector {
     detector: Box<earshot::Detector>,
     /// 16 kHz samples waiting to fill a block.
     pending: Vec<i16>,
-    /// Media time of `pending[0]`.
+    /// Media time of `pending[0]`, or of the next sample when it is empty.
     pending_start: Duration,
+    /// Whether a frame was fed yet.
+    started: bool,
     /// Last 8 kHz sample fed, for interpolating across frames.
     previous_sample: i16,
     /// RMS of the last 8 kHz samples of each 16 ms block, for the gate.
@@ -131,6 +133,7 @@ impl VoiceDetector {
             detector: earshot::Detector::default_boxed(),
             pending: Vec::with_capacity(2 * BLOCK),
             pending_start: Duration::ZERO,
+            started: false,
             previous_sample: 0,
             block_energy: Vec::with_capacity(BLOCK / 2),
             noise_floor: dbfs_to_rms(config.min_level_dbfs),
@@ -145,12 +148,16 @@ impl VoiceDetector {
     /// before the end of the previous one is ignored, and a gap is filled
     /// with silence.
     pub fn push_frame(&mut self, media_time: Duration, frame: &[i16]) {
-        let expected = self.pending_start + samples_duration(self.pending.len() / 2);
-        if self.pending.is_empty() {
+        let expected = self
+            .pending_start
+            .saturating_add(samples_duration(self.pending.len() / 2));
+        let tolerance = Duration::from_millis(1);
+        if !self.started {
+            self.started = true;
             self.pending_start = media_time;
-        } else if media_time + Duration::from_millis(1) < expected {
+        } else if media_time.saturating_add(tolerance) < expected {
             return;
-        } else if media_time > expected + Duration::from_millis(1) {
+        } else if media_time > expected.saturating_add(tolerance) {
             let gap = media_time - expected;
             if gap > MAX_FILLED_GAP {
                 self.pending.clear();
@@ -193,7 +200,7 @@ impl VoiceDetector {
 
     fn analyse_block(&mut self) {
         let start = self.pending_start;
-        let end = start + BLOCK_DURATION;
+        let end = start.saturating_add(BLOCK_DURATION);
         let score = self.detector.predict_i16(&self.pending);
         let rms = rms(&self.block_energy);
         self.pending.clear();
@@ -471,6 +478,28 @@ mod tests {
         };
         assert_near(*at, Duration::from_secs(1) + onset, "start");
         assert!(!detector.is_speaking());
+    }
+
+    #[test]
+    fn a_repeated_frame_is_ignored() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = TtsEngine::new(dir.path(), "en", 1.0).expect("engine");
+        let mut audio = vec![0; 8000];
+        audio.extend_from_slice(engine.speak("Yes, please.").expect("speak").samples());
+        audio.extend(vec![0; 8000]);
+        let once = run(&audio);
+        let mut detector = VoiceDetector::default();
+        let mut twice = Vec::new();
+        for (k, frame) in Pcm8k::new(audio).frames(FRAME_SAMPLES).enumerate() {
+            let at = Duration::from_millis(20 * k as u64);
+            detector.push_frame(at, &frame);
+            detector.push_frame(at, &frame);
+            while let Some(event) = detector.poll_event() {
+                twice.push((event, at + Duration::from_millis(20)));
+            }
+        }
+        assert_eq!(once.len(), 2, "{once:?}");
+        assert_eq!(twice, once);
     }
 
     #[test]
