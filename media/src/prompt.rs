@@ -448,6 +448,30 @@ mod tests {
     }
 
     #[test]
+    fn treble_above_4_khz_does_not_fold_into_the_band() {
+        let rate = 44_100;
+        let sine = |frequency: f64| -> Vec<f32> {
+            (0..rate)
+                .map(|n| {
+                    let t = f64::from(n) / f64::from(rate);
+                    (0.5 * (2.0 * std::f64::consts::PI * frequency * t).sin()) as f32
+                })
+                .collect()
+        };
+        // 5 kHz would alias to 3 kHz without the filter.
+        let treble = pcm8k_from_samples(&sine(5000.0), rate, 1).expect("convert");
+        let level = peak_of_rms(&treble.samples()[800..7200]) / 32768.0;
+        assert!(level < 0.5 * 0.01, "5 kHz came through at {level}");
+        // 3 kHz, inside the telephone band, is kept.
+        let in_band = pcm8k_from_samples(&sine(3000.0), rate, 1).expect("convert");
+        let level = peak_of_rms(&in_band.samples()[800..7200]) / 32768.0;
+        assert!(
+            (level - 0.5).abs() < 0.5 * 0.05,
+            "3 kHz came through at {level}"
+        );
+    }
+
+    #[test]
     fn stereo_is_averaged() {
         let pcm = pcm8k_from_samples(&[0.5, -0.5, 0.25, 0.75], SAMPLE_RATE, 2).expect("convert");
         assert_eq!(pcm.samples(), &[0, 16384]);
