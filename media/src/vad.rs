@@ -68,7 +68,7 @@ pub struct VoiceDetector {
     started: bool,
     /// Last 8 kHz sample fed, for interpolating across frames.
     previous_sample: i16,
-    /// RMS of the last 8 kHz samples of each 16 ms block, for the gate.
+    /// The 8 kHz samples of the block being filled, for its RMS.
     block_energy: Vec<i16>,
     noise_floor: f32,
     /// Recent blocks (start time, RMS), to move a start back to where the
@@ -136,7 +136,8 @@ impl VoiceDetector {
             started: false,
             previous_sample: 0,
             block_energy: Vec::with_capacity(BLOCK / 2),
-            noise_floor: dbfs_to_rms(config.min_level_dbfs),
+            // Until the floor is measured, the gate is the absolute minimum.
+            noise_floor: dbfs_to_rms(config.min_level_dbfs - config.above_noise_db),
             history: VecDeque::with_capacity(ONSET_LOOKBACK + 1),
             state: State::Silence,
             events: VecDeque::new(),
@@ -232,7 +233,9 @@ impl VoiceDetector {
             State::Speech { .. } if voiced => State::Speech {
                 last_voiced_end: end,
             },
-            State::Speech { last_voiced_end } if end - last_voiced_end >= self.config.hangover => {
+            State::Speech { last_voiced_end }
+                if end.saturating_sub(last_voiced_end) >= self.config.hangover =>
+            {
                 self.events.push_back(VadEvent::SpeechEnd {
                     at: last_voiced_end,
                 });
@@ -418,6 +421,30 @@ mod tests {
     #[test]
     fn english_sentence_is_one_stretch_of_speech() {
         sentence_between_noise("en", "Hello, items are waiting in your cart.");
+    }
+
+    #[test]
+    fn quiet_speech_from_the_first_frame_is_heard() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = TtsEngine::new(dir.path(), "en", 1.0).expect("engine");
+        let speech = engine
+            .speak("Hello, items are waiting in your cart.")
+            .expect("speak");
+        let (onset, _) = energy_bounds(speech.samples());
+        // 20 dB down: a quiet line, and no noise before it to learn from.
+        let mut audio: Vec<i16> = speech.samples().iter().map(|s| s / 10).collect();
+        audio.extend(vec![0; 8000]);
+        let events = run(&audio);
+        assert!(
+            matches!(
+                events[..],
+                [
+                    (VadEvent::SpeechStart { at }, _),
+                    (VadEvent::SpeechEnd { .. }, _)
+                ] if at.abs_diff(onset) <= Duration::from_millis(100)
+            ),
+            "{events:?}"
+        );
     }
 
     #[test]
