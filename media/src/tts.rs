@@ -8,6 +8,9 @@
 //! once rendered is read back from the cache and never synthesized again.
 //! Cache files appear under their final name only when complete: each is
 //! written to a temporary file in the same directory and renamed.
+//!
+//! Rendering blocks on the program and the disk: an async caller runs it on
+//! a blocking thread, or renders a campaign's prompts when it loads.
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
