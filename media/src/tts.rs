@@ -372,10 +372,10 @@ mod tests {
     #[test]
     fn rate_outside_the_range_is_rejected() {
         for rate in [0.5, 0.89, 1.21, f32::NAN] {
-            let error = TtsEngine::new("/tmp/unused", "en", rate).expect_err("rate");
+            let error = TtsEngine::new("never-written", "en", rate).expect_err("rate");
             assert!(matches!(error, TtsError::Rate(_)), "{error}");
         }
-        let engine = TtsEngine::new("/tmp/unused", "en", 1.2).expect("rate");
+        let engine = TtsEngine::new("never-written", "en", 1.2).expect("rate");
         assert_eq!(engine.words_per_minute(), 210);
     }
 
