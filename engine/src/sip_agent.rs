@@ -28,6 +28,10 @@ use crate::metrics::SipMetrics;
 /// The largest datagram we read; SIP over UDP stays well under it.
 const MAX_DATAGRAM: usize = 65_535;
 
+/// Datagrams or call orders taken in one turn of the agent's loop before it
+/// looks at the others.
+const BATCH: usize = 64;
+
 /// How the agent runs, from `[sip]`.
 #[derive(Debug, Clone)]
 pub struct AgentSettings {
@@ -326,27 +330,65 @@ impl Agent {
     async fn run(mut self, mut orders: mpsc::Receiver<(CallOrder, Reply)>) {
         let socket = Arc::clone(&self.socket);
         let mut buffer = vec![0u8; MAX_DATAGRAM];
+        // One timer, moved rather than made anew on every turn of the loop.
+        let timer = tokio::time::sleep_until(far_future());
+        tokio::pin!(timer);
+        let mut armed_for: Option<Instant> = None;
         loop {
             let deadline = self.next_deadline();
+            if deadline != armed_for {
+                let at = deadline.map_or_else(far_future, tokio::time::Instant::from_std);
+                timer.as_mut().reset(at);
+                armed_for = deadline;
+            }
             tokio::select! {
-                received = socket.recv_from(&mut buffer) => match received {
-                    Ok((length, source)) => {
-                        self.handle_datagram(Instant::now(), &buffer[..length], source);
+                readable = socket.readable() => {
+                    if let Err(error) = readable {
+                        tracing::debug!(%error, "SIP socket error");
                     }
-                    Err(error) => {
-                        // ICMP port unreachable surfaces here on some systems;
-                        // the transaction timers deal with the silence.
-                        tracing::debug!(%error, "SIP socket receive error");
+                    // Everything that has arrived, in one turn.
+                    for _ in 0..BATCH {
+                        match socket.try_recv_from(&mut buffer) {
+                            Ok((length, source)) => {
+                                self.handle_datagram(Instant::now(), &buffer[..length], source);
+                            }
+                            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(error) => {
+                                // ICMP port unreachable surfaces here on some
+                                // systems; the transaction timers deal with the
+                                // silence.
+                                tracing::debug!(%error, "SIP socket receive error");
+                            }
+                        }
                     }
                 },
                 order = orders.recv() => match order {
-                    Some((order, reply)) => self.place(Instant::now(), order, reply),
+                    Some((order, reply)) => {
+                        let now = Instant::now();
+                        self.place(now, order, reply);
+                        for _ in 1..BATCH {
+                            let Ok((order, reply)) = orders.try_recv() else {
+                                break;
+                            };
+                            self.place(now, order, reply);
+                        }
+                    }
                     None => break,
                 },
-                () = sleep_until(deadline) => self.handle_timeouts(Instant::now()),
+                () = &mut timer => {
+                    self.handle_timeouts(Instant::now());
+                    armed_for = None;
+                    timer.as_mut().reset(far_future());
+                }
             }
             for (destination, bytes) in self.outgoing.drain(..) {
-                if let Err(error) = socket.send_to(&bytes, destination).await {
+                let sent = match socket.try_send_to(&bytes, destination) {
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                        socket.send_to(&bytes, destination).await
+                    }
+                    sent => sent,
+                };
+                if let Err(error) = sent {
                     tracing::warn!(%destination, %error, "cannot send a SIP message");
                 }
             }
@@ -671,11 +713,9 @@ Content-Length: 0\r\n\r\n",
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-        None => std::future::pending().await,
-    }
+/// A deadline for a timer with nothing to wait for.
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400)
 }
 
 fn report(call_id: &str, trunk: &str, outcome: &Outcome, call: &OutboundCall) -> CallReport {

@@ -238,19 +238,32 @@ impl Sipp {
     pub fn uas_with(scenario: &str, extra: &[&str]) -> Sipp {
         let mut args = vec!["-m", "1", "-timeout", "40s"];
         args.extend_from_slice(extra);
-        Sipp::spawn(scenario, free_udp_port(), &args)
+        Sipp::spawn(scenario, None, &args)
     }
 
     /// Starts SIPp as a trunk that takes any number of calls on `port` (a free
     /// one when `None`) and answers OPTIONS keepalives, until it is dropped.
     pub fn trunk_on(scenario: &str, port: Option<u16>) -> Sipp {
-        Sipp::spawn(scenario, port.unwrap_or_else(free_udp_port), &["-aa"])
+        Sipp::spawn(scenario, port, &["-aa"])
     }
 
-    fn spawn(scenario: &str, port: u16, extra: &[&str]) -> Sipp {
+    fn spawn(scenario: &str, port: Option<u16>, extra: &[&str]) -> Sipp {
+        // A port found free may be taken by another test before SIPp binds
+        // it; SIPp then exits, and a free-chosen port is chosen again.
+        for _ in 0..5 {
+            let chosen = port.unwrap_or_else(free_udp_port);
+            if let Some(sipp) = Sipp::try_spawn(scenario, chosen, extra) {
+                return sipp;
+            }
+            assert!(port.is_none(), "SIPp could not bind port {chosen}");
+        }
+        panic!("SIPp could not bind a free port in five tries");
+    }
+
+    fn try_spawn(scenario: &str, port: u16, extra: &[&str]) -> Option<Sipp> {
         let dir = tempfile::tempdir().unwrap();
         let media_port = free_udp_port();
-        let child = Command::new("sipp")
+        let mut child = Command::new("sipp")
             .arg("-sf")
             .arg(repo().join("tests/sipp").join(format!("{scenario}.xml")))
             .args(["-i", "127.0.0.1", "-p", &port.to_string()])
@@ -268,14 +281,17 @@ impl Sipp {
         // SIPp binds its socket at once; wait until the port is taken.
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            if child.try_wait().unwrap().is_some() {
+                return None;
+            }
             assert!(Instant::now() < deadline, "SIPp did not bind port {port}");
             std::thread::sleep(Duration::from_millis(10));
         }
-        Sipp {
+        Some(Sipp {
             port,
             dir,
             child: Some(child),
-        }
+        })
     }
 
     /// How many times SIPp's message log shows `start_line` (such as
