@@ -185,7 +185,6 @@ impl Control {
                     to_user: self.parse_phone(&to)?.as_str().to_owned(),
                     hold: seconds(hold_seconds, "hold_seconds")?.unwrap_or_default(),
                     ring_timeout: seconds(ring_timeout_seconds, "ring_timeout_seconds")?,
-                    offer: None,
                 };
                 match count {
                     Some(count) if count > 1 => {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use dialhound_line_pool::{
     CallDetail, CallResult, LinePool, Reservation, SelectError, TierFallback, TrunkId,
 };
+use dialhound_media::sdp::{Codec, Negotiated, Offer, Origin, SdpError};
 use dialhound_sip::dialog::response_to;
 use dialhound_sip::transaction::{ClientNonInvite, TransactionEvent};
 use dialhound_sip::{
@@ -58,8 +59,30 @@ pub struct CallOrder {
     /// How long to stay on the line once answered before we hang up.
     pub hold: Duration,
     pub ring_timeout: Option<Duration>,
-    /// Our SDP offer.
-    pub offer: Option<Vec<u8>>,
+    /// Where our RTP is and who hears of the callee's SDP; `None` places a
+    /// call without media (a signalling test).
+    pub media: Option<MediaOffer>,
+}
+
+/// The media side of a call as the agent sees it: the agent offers `local_rtp`
+/// in the INVITE, reads the callee's answers and re-offers, and tells
+/// `updates` what was settled.
+#[derive(Debug)]
+pub struct MediaOffer {
+    pub local_rtp: SocketAddr,
+    pub updates: mpsc::UnboundedSender<CallUpdate>,
+}
+
+/// What the agent tells a call's media owner while the call runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallUpdate {
+    /// The callee's SDP settled the stream: early media from a 183, the answer
+    /// in the 200, or a re-INVITE (hold, unhold, a new address).
+    Media(Negotiated),
+    /// The callee answered; the media from the 200 came just before.
+    Answered,
+    /// The callee's SDP cannot be used; the agent hangs up.
+    MediaFailed(String),
 }
 
 /// Where a call may go.
@@ -82,7 +105,6 @@ pub struct Dial {
     pub to_user: String,
     pub hold: Duration,
     pub ring_timeout: Option<Duration>,
-    pub offer: Option<Vec<u8>>,
 }
 
 /// How long a dial waits for a channel or a call-rate slot to come free
@@ -128,6 +150,8 @@ pub struct CallReport {
     pub retransmissions: u64,
     /// Trunks that failed this call before `trunk` took it, in order.
     pub failovers: Vec<FailedTrunk>,
+    /// Why the callee's SDP could not be used, when it could not.
+    pub media_error: Option<String>,
     /// How the line pool counted the call on `trunk`.
     #[serde(skip)]
     pub result: CallResult,
@@ -230,7 +254,7 @@ impl SipAgent {
                     to_user: dial.to_user.clone(),
                     hold: dial.hold,
                     ring_timeout: dial.ring_timeout,
-                    offer: dial.offer.clone(),
+                    media: None,
                 })
                 .await?;
             let fails_over =
@@ -301,7 +325,50 @@ struct ActiveCall {
     reply: Option<Reply>,
     hold: Duration,
     hang_up_at: Option<Instant>,
-    offer: Option<Vec<u8>>,
+    media: Option<CallMedia>,
+    /// Why the callee's SDP could not be used, when it could not.
+    media_error: Option<String>,
+}
+
+/// A call's side of the offer/answer exchange.
+struct CallMedia {
+    local_rtp: SocketAddr,
+    /// Our `o=` line; its version goes up with every SDP we send.
+    origin: Origin,
+    /// The codec settled so far, kept across re-INVITEs.
+    codec: Option<Codec>,
+    updates: mpsc::UnboundedSender<CallUpdate>,
+}
+
+impl CallMedia {
+    fn tell(&self, update: CallUpdate) {
+        // The owner may have gone; the call carries on and ends on its own.
+        let _ = self.updates.send(update);
+    }
+
+    /// Our answer to a re-INVITE's offer, or why it cannot be answered.
+    fn answer(&mut self, offer: Option<&[u8]>) -> Result<(Vec<u8>, Option<Negotiated>), SdpError> {
+        self.origin.session_version += 1;
+        match offer {
+            Some(offer) => {
+                let (answer, negotiated) = dialhound_media::sdp::answer_offer(
+                    offer,
+                    self.local_rtp.ip(),
+                    self.local_rtp.port(),
+                    self.origin,
+                    self.codec,
+                )?;
+                self.codec = Some(negotiated.codec);
+                Ok((answer, Some(negotiated)))
+            }
+            // A re-INVITE without SDP asks us to offer; the ACK brings the answer.
+            None => Ok((self.offer().into_bytes(), None)),
+        }
+    }
+
+    fn offer(&self) -> String {
+        Offer::new(self.local_rtp.ip(), self.local_rtp.port(), self.origin).to_sdp()
+    }
 }
 
 struct Keepalive {
@@ -424,6 +491,15 @@ impl Agent {
             .reservation
             .caller_id()
             .map_or_else(|| self.settings.caller_user.clone(), str::to_owned);
+        let media = order.media.map(|offer| CallMedia {
+            local_rtp: offer.local_rtp,
+            origin: Origin {
+                session_id: self.rng.random::<u32>().into(),
+                session_version: 1,
+            },
+            codec: None,
+            updates: offer.updates,
+        });
         let settings = CallSettings {
             call_id: call_id.clone(),
             local_tag: format!("{:08x}", self.rng.random::<u32>()),
@@ -434,7 +510,7 @@ impl Agent {
             from_domain: trunk_config.from_domain.clone(),
             to_user: order.to_user,
             to_domain: None,
-            offer: order.offer.clone(),
+            offer: media.as_ref().map(|media| media.offer().into_bytes()),
             ring_timeout: order.ring_timeout.unwrap_or(self.settings.ring_timeout),
             timers: self.settings.timers,
             credentials,
@@ -458,7 +534,8 @@ impl Agent {
                 reply: Some(reply),
                 hold: order.hold,
                 hang_up_at: None,
-                offer: order.offer,
+                media,
+                media_error: None,
             },
         );
         self.service(now, &call_id);
@@ -572,22 +649,62 @@ impl Agent {
         }
         while let Some(event) = active.call.poll_event() {
             match event {
-                CallEvent::Progress { .. } => {}
-                CallEvent::Answered { .. } => {
+                CallEvent::Progress { sdp, .. } => {
+                    // Early media: listen if the SDP is usable, else wait for the 200.
+                    if let (Some(media), Some(sdp)) = (&mut active.media, sdp)
+                        && let Ok(negotiated) = dialhound_media::sdp::negotiate_answer(&sdp)
+                    {
+                        media.codec = Some(negotiated.codec);
+                        media.tell(CallUpdate::Media(negotiated));
+                    }
+                }
+                CallEvent::Answered { sdp } => {
                     self.metrics.active_dialogs.inc();
                     active.hang_up_at = Some(now + active.hold);
+                    if let Some(media) = &mut active.media {
+                        let settled = sdp
+                            .ok_or(SdpError::NoAudioStream)
+                            .and_then(|sdp| dialhound_media::sdp::negotiate_answer(&sdp));
+                        match settled {
+                            Ok(negotiated) => {
+                                media.codec = Some(negotiated.codec);
+                                media.tell(CallUpdate::Media(negotiated));
+                                media.tell(CallUpdate::Answered);
+                            }
+                            Err(error) => {
+                                // Nothing can be said on this call: end it at once.
+                                let reason = format!("the callee's SDP answer is unusable: {error}");
+                                media.tell(CallUpdate::MediaFailed(reason.clone()));
+                                active.media_error = Some(reason);
+                                active.hang_up_at = None;
+                                active.call.hang_up(now, HangUp::Requested);
+                            }
+                        }
+                    }
                 }
-                CallEvent::RemoteOffer { .. } => {
-                    // Until the media layer negotiates, the re-INVITE gets our
-                    // original offer back: same codecs, same address.
-                    active.call.answer_remote_offer(now, active.offer.clone());
-                }
+                CallEvent::RemoteOffer { sdp } => match &mut active.media {
+                    Some(media) => match media.answer(sdp.as_deref()) {
+                        Ok((answer, negotiated)) => {
+                            active.call.answer_remote_offer(now, Some(answer));
+                            if let Some(negotiated) = negotiated {
+                                media.tell(CallUpdate::Media(negotiated));
+                            }
+                        }
+                        Err(error) => {
+                            tracing::debug!(%error, "refused a re-INVITE's SDP");
+                            active.call.reject_remote_offer(now, 488);
+                        }
+                    },
+                    // A call without media has nothing to negotiate.
+                    None => active.call.answer_remote_offer(now, None),
+                },
                 CallEvent::Ended(outcome) => {
                     if active.call.is_answered() {
                         self.metrics.active_dialogs.dec();
                     }
                     active.hang_up_at = None;
-                    let report = report(call_id, &active.trunk_name, &outcome, &active.call);
+                    let mut report = report(call_id, &active.trunk_name, &outcome, &active.call);
+                    report.media_error = active.media_error.take();
                     self.metrics
                         .calls
                         .with_label_values(&[active.trunk_name.as_str(), outcome.kind.as_str()])
@@ -738,6 +855,7 @@ fn report(call_id: &str, trunk: &str, outcome: &Outcome, call: &OutboundCall) ->
         redirect_to: outcome.redirect_to.clone(),
         retransmissions: call.retransmissions(),
         failovers: Vec::new(),
+        media_error: None,
         result: call_result(outcome),
     }
 }
