@@ -2,7 +2,7 @@
 //! usable message is and gives the rest of dialhound our own view of it, so the
 //! parser can be swapped without touching the state machines.
 
-use rsip::headers::ToTypedHeader;
+use rsip::headers::{ToTypedHeader, UntypedHeader};
 use rsip::message::HeadersExt;
 
 /// A request or response that parsed and carries every mandatory header.
@@ -27,6 +27,12 @@ pub enum MessageError {
     },
     #[error("the CSeq method `{cseq}` does not match the request method `{method}`")]
     CseqMismatch { cseq: String, method: String },
+    #[error("the `{0}` header appears more than once")]
+    DuplicateHeader(&'static str),
+    #[error("the body has {actual} bytes where Content-Length says {declared}")]
+    TruncatedBody { declared: usize, actual: usize },
+    #[error("the Request-URI is malformed: {0}")]
+    InvalidRequestUri(String),
 }
 
 /// The identity of a message within its call.
@@ -43,13 +49,20 @@ impl Message {
     /// Parses bytes from the wire. Never panics: a panic inside the parser is
     /// caught and reported as an unparsable message.
     pub fn parse(bytes: &[u8]) -> Result<Message, MessageError> {
+        let normalized = normalize_head(bytes);
+        let bytes = normalized.as_slice();
         let parsed = std::panic::catch_unwind(|| rsip::SipMessage::try_from(bytes))
             .map_err(|_| MessageError::Unparsable("the parser failed on this input".into()))?
             .map_err(|error| MessageError::Unparsable(error.to_string()))?;
-        let message = match parsed {
+        let mut message = match parsed {
             rsip::SipMessage::Request(request) => Message::Request(request),
             rsip::SipMessage::Response(response) => Message::Response(response),
         };
+        if let Some(uri) = request_uri(bytes) {
+            check_request_uri(uri)?;
+        }
+        message.check_headers()?;
+        message.frame_body()?;
         message.identity()?;
         if let Message::Request(request) = &message {
             let max_forwards = request
@@ -81,7 +94,7 @@ impl Message {
         let call_id = headers
             .call_id_header()
             .map_err(|_| MessageError::MissingHeader("Call-ID"))?;
-        let call_id = rsip::headers::UntypedHeader::value(call_id).to_owned();
+        let call_id = UntypedHeader::value(call_id).to_owned();
         let cseq = headers
             .cseq_header()
             .map_err(|_| MessageError::MissingHeader("CSeq"))?
@@ -105,6 +118,74 @@ impl Message {
         })
     }
 
+    fn headers(&self) -> &rsip::Headers {
+        match self {
+            Message::Request(request) => &request.headers,
+            Message::Response(response) => &response.headers,
+        }
+    }
+
+    /// Headers that may appear once appear once, and the addresses and Vias are
+    /// well formed beyond what the parser checks (RFC 3261 sections 7.3 and 25.1).
+    fn check_headers(&self) -> Result<(), MessageError> {
+        let mut seen = [0usize; SINGLE_HEADERS.len()];
+        for header in self.headers().iter() {
+            let (name, value) = match header {
+                rsip::Header::CallId(h) => ("Call-ID", h.value()),
+                rsip::Header::To(h) => ("To", h.value()),
+                rsip::Header::From(h) => ("From", h.value()),
+                rsip::Header::CSeq(h) => ("CSeq", h.value()),
+                rsip::Header::MaxForwards(h) => ("Max-Forwards", h.value()),
+                rsip::Header::ContentLength(h) => ("Content-Length", h.value()),
+                rsip::Header::Contact(h) => ("Contact", h.value()),
+                rsip::Header::Via(h) => ("Via", h.value()),
+                _ => continue,
+            };
+            if let Some(index) = SINGLE_HEADERS.iter().position(|single| *single == name) {
+                seen[index] += 1;
+                if seen[index] > 1 {
+                    return Err(MessageError::DuplicateHeader(SINGLE_HEADERS[index]));
+                }
+            }
+            match name {
+                "To" | "From" | "Contact" => {
+                    check_address(value).map_err(|reason| invalid(address_header(name), reason))?
+                }
+                "Via" => check_via(value).map_err(|reason| invalid("Via", reason))?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Holds the body to Content-Length: a body shorter than declared is an
+    /// error, and bytes past it are dropped, as RFC 3261 section 18.3 asks of a
+    /// datagram.
+    fn frame_body(&mut self) -> Result<(), MessageError> {
+        let declared = self.headers().iter().find_map(|header| match header {
+            rsip::Header::ContentLength(h) => Some(h.value().trim().to_owned()),
+            _ => None,
+        });
+        let Some(declared) = declared else {
+            return Ok(());
+        };
+        let declared: usize = declared
+            .parse()
+            .map_err(|_| invalid("Content-Length", format!("`{declared}` is not a length")))?;
+        let body = match self {
+            Message::Request(request) => &mut request.body,
+            Message::Response(response) => &mut response.body,
+        };
+        if body.len() < declared {
+            return Err(MessageError::TruncatedBody {
+                declared,
+                actual: body.len(),
+            });
+        }
+        body.truncate(declared);
+        Ok(())
+    }
+
     /// The status of a response.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -119,6 +200,236 @@ impl Message {
             Message::Response(response) => response.to_string().into_bytes(),
         }
     }
+}
+
+/// The headers RFC 3261 allows once in a message (section 7.3.1: only headers
+/// whose grammar is a comma-separated list may repeat).
+const SINGLE_HEADERS: [&str; 6] = [
+    "Call-ID",
+    "To",
+    "From",
+    "CSeq",
+    "Max-Forwards",
+    "Content-Length",
+];
+
+fn address_header(name: &str) -> &'static str {
+    match name {
+        "To" => "To",
+        "From" => "From",
+        _ => "Contact",
+    }
+}
+
+/// The compact header names of RFC 3261 section 7.3.3 (and the registered ones
+/// rsip knows by their long name), which rsip does not know.
+fn long_name(name: &[u8]) -> Option<&'static [u8]> {
+    let [letter] = name else {
+        return None;
+    };
+    Some(match letter.to_ascii_lowercase() {
+        b'c' => b"Content-Type",
+        b'e' => b"Content-Encoding",
+        b'f' => b"From",
+        b'i' => b"Call-ID",
+        b'k' => b"Supported",
+        b'l' => b"Content-Length",
+        b'm' => b"Contact",
+        b's' => b"Subject",
+        b't' => b"To",
+        b'v' => b"Via",
+        _ => return None,
+    })
+}
+
+fn is_wsp(byte: u8) -> bool {
+    byte == b' ' || byte == b'\t'
+}
+
+/// Rewrites the start line and headers into the plain form rsip reads, leaving
+/// their meaning alone (RFC 3261 section 7.3.1): folded lines are joined with a
+/// single space, whitespace between a header name and its colon is dropped, and
+/// compact names become long ones. The body is not touched.
+fn normalize_head(bytes: &[u8]) -> Vec<u8> {
+    let head_end = bytes
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .map_or(bytes.len(), |at| at + 2);
+    let (head, rest) = bytes.split_at(head_end);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut lines = head.split_inclusive(|byte| *byte == b'\n').peekable();
+    let mut first = true;
+    while let Some(line) = lines.next() {
+        if first {
+            first = false;
+            out.extend_from_slice(line);
+            continue;
+        }
+        let mut line = line.to_vec();
+        // Join the continuation lines that follow.
+        while let Some(next) = lines.peek() {
+            if !next.first().copied().is_some_and(is_wsp) || !line.ends_with(b"\r\n") {
+                break;
+            }
+            line.truncate(line.len() - 2);
+            line.push(b' ');
+            let next = lines.next().unwrap_or_default();
+            let start = next
+                .iter()
+                .position(|byte| !is_wsp(*byte))
+                .unwrap_or(next.len());
+            line.extend_from_slice(&next[start..]);
+        }
+        if let Some(colon) = line.iter().position(|byte| *byte == b':') {
+            let name_end = line[..colon]
+                .iter()
+                .rposition(|byte| !is_wsp(*byte))
+                .map_or(0, |at| at + 1);
+            let name = &line[..name_end];
+            if !name.is_empty() && !name.iter().any(|byte| is_wsp(*byte)) {
+                let name = long_name(name).unwrap_or(name);
+                out.extend_from_slice(name);
+                if name.eq_ignore_ascii_case(b"Via") {
+                    out.extend_from_slice(&tighten_slashes(&line[colon..]));
+                } else {
+                    out.extend_from_slice(&line[colon..]);
+                }
+                continue;
+            }
+        }
+        out.extend_from_slice(&line);
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// Drops the whitespace around the slashes of a Via's sent-protocol, which
+/// RFC 3261 allows (`SLASH = SWS "/" SWS`) and rsip does not. A slash appears in
+/// a Via nowhere else outside a quoted string.
+fn tighten_slashes(value: &[u8]) -> Vec<u8> {
+    let mut out: Vec<u8> = Vec::with_capacity(value.len());
+    let mut quoted = false;
+    let mut after_slash = false;
+    for &byte in value {
+        if byte == b'"' {
+            quoted = !quoted;
+        }
+        if !quoted && byte == b'/' {
+            while out.last().copied().is_some_and(is_wsp) {
+                out.pop();
+            }
+            after_slash = true;
+        } else if after_slash && is_wsp(byte) {
+            continue;
+        } else {
+            after_slash = false;
+        }
+        out.push(byte);
+    }
+    out
+}
+
+/// The Request-URI as it stands on the request line, if this is a request.
+fn request_uri(bytes: &[u8]) -> Option<&[u8]> {
+    let line_end = bytes.iter().position(|byte| *byte == b'\r')?;
+    let line = &bytes[..line_end];
+    if line.starts_with(b"SIP/") {
+        return None;
+    }
+    let mut parts = line.splitn(3, |byte| *byte == b' ');
+    parts.next()?;
+    parts.next()
+}
+
+/// Angle brackets, quotes and whitespace never appear raw in a URI (RFC 3261
+/// section 25.1); a Request-URI with them is a name-addr or worse.
+fn check_request_uri(uri: &[u8]) -> Result<(), MessageError> {
+    match uri
+        .iter()
+        .find(|byte| matches!(byte, b'<' | b'>' | b'"') || byte.is_ascii_whitespace())
+    {
+        Some(byte) => Err(MessageError::InvalidRequestUri(format!(
+            "`{}` may not appear in it",
+            char::from(*byte)
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Splits on `separator` outside quoted strings.
+fn split_unquoted(value: &str, separator: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut quoted = false;
+    let mut escaped = false;
+    let mut start = 0;
+    for (at, c) in value.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if quoted && c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            quoted = !quoted;
+        } else if !quoted && c == separator {
+            parts.push(&value[start..at]);
+            start = at + c.len_utf8();
+        }
+    }
+    parts.push(&value[start..]);
+    parts
+}
+
+/// A To, From or Contact value: quotes balanced, no whitespace inside the
+/// angle brackets, and a URI with headers (`?`) only inside them (RFC 3261
+/// sections 20.10 and 25.1).
+fn check_address(value: &str) -> Result<(), String> {
+    let mut quoted = false;
+    let mut escaped = false;
+    let mut in_angle = false;
+    let mut angled = false;
+    for c in value.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '"' if !in_angle => quoted = !quoted,
+            _ if quoted => {}
+            '<' => {
+                in_angle = true;
+                angled = true;
+            }
+            '>' => in_angle = false,
+            '?' if !in_angle && !angled => {
+                return Err("a URI with headers must be in angle brackets".into());
+            }
+            c if in_angle && c.is_whitespace() => {
+                return Err("whitespace inside the angle brackets".into());
+            }
+            _ => {}
+        }
+    }
+    if quoted {
+        return Err("an unterminated quoted string".into());
+    }
+    if in_angle {
+        return Err("an unclosed angle bracket".into());
+    }
+    Ok(())
+}
+
+/// A Via value: no empty entries between commas and no empty parameters.
+fn check_via(value: &str) -> Result<(), String> {
+    for entry in split_unquoted(value, ',') {
+        let mut parts = split_unquoted(entry, ';').into_iter();
+        if parts.next().is_none_or(|sent_by| sent_by.trim().is_empty()) {
+            return Err("an empty entry".into());
+        }
+        if parts.any(|param| param.trim().is_empty()) {
+            return Err("an empty parameter".into());
+        }
+    }
+    Ok(())
 }
 
 fn invalid(header: &'static str, error: impl std::fmt::Display) -> MessageError {
@@ -208,6 +519,83 @@ Content-Length: 0\r\n\r\n"
             &[0xff; 300],
         ] {
             assert!(Message::parse(garbage).is_err());
+        }
+    }
+
+    #[test]
+    fn folded_lines_spaced_colons_and_compact_names_are_read() {
+        let message = INVITE
+            .replace(
+                "Call-ID: a84b4c76e66710@127.0.0.1",
+                "i :\r\n a84b4c76e66710@127.0.0.1",
+            )
+            .replace("Via: SIP/2.0/UDP", "v: SIP /  2.0\r\n\t/ UDP")
+            .replace("CSeq: 314159 INVITE", "CSeq  : 314159\r\n  INVITE");
+        let identity = Message::parse(message.as_bytes())
+            .unwrap()
+            .identity()
+            .unwrap();
+        assert_eq!(identity.call_id, "a84b4c76e66710@127.0.0.1");
+        assert_eq!(identity.cseq_method, rsip::Method::Invite);
+        assert_eq!(identity.branch.as_deref(), Some("z9hG4bK776asdhds"));
+    }
+
+    #[test]
+    fn the_body_is_held_to_content_length() {
+        let with_body = INVITE.replace("Content-Length: 0", "Content-Length: 4");
+        let short = format!("{with_body}abc");
+        assert_eq!(
+            Message::parse(short.as_bytes()),
+            Err(MessageError::TruncatedBody {
+                declared: 4,
+                actual: 3
+            })
+        );
+        let long = format!("{with_body}abcdEXTRA");
+        let Message::Request(request) = Message::parse(long.as_bytes()).unwrap() else {
+            panic!("a request");
+        };
+        assert_eq!(request.body, b"abcd");
+        let negative = INVITE.replace("Content-Length: 0", "Content-Length: -1");
+        assert!(matches!(
+            Message::parse(negative.as_bytes()),
+            Err(MessageError::InvalidHeader {
+                header: "Content-Length",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn single_headers_may_not_repeat() {
+        let twice = INVITE.replace(
+            "CSeq: 314159 INVITE\r\n",
+            "CSeq: 314159 INVITE\r\nCSeq: 314160 INVITE\r\n",
+        );
+        assert_eq!(
+            Message::parse(twice.as_bytes()),
+            Err(MessageError::DuplicateHeader("CSeq"))
+        );
+    }
+
+    #[test]
+    fn malformed_addresses_uris_and_vias_are_rejected() {
+        for (from, to) in [
+            ("To: <sip:", "To: \"Unclosed <sip:"),
+            ("To: <sip:", "To: < sip:"),
+            (
+                "Contact: <sip:dialhound@127.0.0.1:5060>",
+                "Contact: sip:a@b?Route=x",
+            ),
+            ("branch=z9hG4bK776asdhds", "branch=z9hG4bK776asdhds;;,"),
+            (
+                "INVITE sip:+8613800138000@127.0.0.1:5070 SIP",
+                "INVITE <sip:a@b> SIP",
+            ),
+        ] {
+            let bad = INVITE.replace(from, to);
+            assert_ne!(bad, INVITE, "{to}");
+            assert!(Message::parse(bad.as_bytes()).is_err(), "{to}");
         }
     }
 
