@@ -2,6 +2,8 @@
 //! DTMF detector.
 
 pub mod dtmf;
+pub mod encoded;
+pub mod engine;
 pub mod g711;
 pub mod packet;
 pub mod quality;
