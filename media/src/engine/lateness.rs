@@ -57,6 +57,26 @@ impl LatenessHistogram {
         self.max = self.max.max(other.max);
     }
 
+    /// What was recorded after `earlier`, an older copy of this histogram:
+    /// the counts' difference, with the maximum taken as the upper edge of the
+    /// highest bucket that grew (exact only in the overflow bucket).
+    pub fn since(&self, earlier: &LatenessHistogram) -> LatenessHistogram {
+        let mut difference = LatenessHistogram::new();
+        for (index, (count, before)) in self.counts.iter().zip(earlier.counts.iter()).enumerate() {
+            let grown = count.saturating_sub(*before);
+            difference.counts[index] = grown;
+            if grown > 0 {
+                difference.max = (BUCKET * (index as u32 + 1)).min(self.max);
+            }
+        }
+        difference.overflow = self.overflow.saturating_sub(earlier.overflow);
+        if difference.overflow > 0 {
+            difference.max = self.max;
+        }
+        difference.total = self.total.saturating_sub(earlier.total);
+        difference
+    }
+
     /// Frames recorded.
     pub fn count(&self) -> u64 {
         self.total
@@ -119,5 +139,20 @@ mod tests {
         assert_eq!(histogram.quantile(0.3), 10 * US);
         assert_eq!(histogram.quantile(0.5), Duration::from_secs(5));
         assert_eq!(histogram.max(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn since_keeps_only_what_came_later() {
+        let mut histogram = LatenessHistogram::new();
+        histogram.record(900 * US);
+        let earlier = histogram.clone();
+        histogram.record(15 * US);
+        histogram.record(25 * US);
+        let later = histogram.since(&earlier);
+        assert_eq!(later.count(), 2);
+        assert_eq!(later.quantile(1.0), 30 * US);
+        assert_eq!(later.max(), 30 * US);
+        histogram.record(Duration::from_secs(1));
+        assert_eq!(histogram.since(&earlier).max(), Duration::from_secs(1));
     }
 }
