@@ -92,7 +92,8 @@ pub struct LegConfig {
     pub codec: Codec,
     /// The payload type of `codec` on this call.
     pub payload_type: u8,
-    /// The payload type of RFC 4733 telephone events, if negotiated.
+    /// The payload type of RFC 4733 telephone events, if negotiated;
+    /// without it, DTMF is detected in the audio.
     pub telephone_event: Option<u8>,
     /// Where to send until the peer's own packets say otherwise.
     pub remote_rtp: SocketAddr,
@@ -190,7 +191,8 @@ pub struct PlaybackId(pub u64);
 pub enum LegEvent {
     /// The peer's first valid RTP packet arrived; media flows both ways.
     FirstPacket { source: SocketAddr },
-    /// A key pressed, from RFC 4733 events, once per press.
+    /// A key pressed, once per press: from RFC 4733 events, or detected in
+    /// the audio when the peer did not negotiate them.
     Dtmf(char),
     /// A prompt's last frame was sent.
     PlaybackDone(PlaybackId),
@@ -204,7 +206,7 @@ pub struct LegReport {
     pub local_port: u16,
     /// Packets, loss, jitter and MOS as the RTP session measured them.
     pub quality: CallQuality,
-    /// RFC 4733 digits in the order they were pressed.
+    /// Digits (RFC 4733 or in-band) in the order they were pressed.
     pub digits: String,
     /// Frames the socket refused (a full send buffer) or failed to send.
     pub send_failures: u64,

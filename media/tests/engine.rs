@@ -269,6 +269,35 @@ async fn an_rfc_4733_key_press_is_one_digit_event() {
 }
 
 #[tokio::test]
+async fn without_rfc_4733_a_key_is_heard_in_the_audio() {
+    let engine = engine(41_700..=41_799);
+    let peer = socket().await;
+    let mut config = LegConfig::new(Codec::Pcmu, peer.local_addr().unwrap());
+    config.telephone_event = None;
+    let mut leg = engine.open_leg(config).unwrap();
+    // '5' is 770 Hz and 1336 Hz: 100 ms of it, then 100 ms of silence.
+    let key: Vec<i16> = (0..800)
+        .map(|n| {
+            let t = f64::from(n) / 8000.0;
+            let tau = 2.0 * std::f64::consts::PI;
+            (6000.0 * ((tau * 770.0 * t).sin() + (tau * 1336.0 * t).sin())) as i16
+        })
+        .chain(std::iter::repeat_n(0, 800))
+        .collect();
+    for (n, frame) in key.chunks(160).enumerate() {
+        let payload: Vec<u8> = frame.iter().map(|&s| mulaw_encode(s)).collect();
+        let packet = rtp_packet(0, n as u16, 160 * n as u32, &payload);
+        peer.send_to(&packet, leg.local_addr()).await.unwrap();
+    }
+    let source = peer.local_addr().unwrap();
+    assert_eq!(next_event(&mut leg).await, LegEvent::FirstPacket { source });
+    assert_eq!(next_event(&mut leg).await, LegEvent::Dtmf('5'));
+    let report = leg.close().await.unwrap();
+    assert_eq!(report.digits, "5");
+    assert_eq!(report.quality.packets_received, 10);
+}
+
+#[tokio::test]
 async fn an_exhausted_port_range_is_a_clear_error() {
     let engine = engine(41_400..=41_403);
     let sink = socket().await;

@@ -13,7 +13,7 @@ use mio::{Events, Poll, Token};
 use tokio::sync::{mpsc as async_mpsc, oneshot};
 
 use super::{AudioTap, LatenessHistogram, LegConfig, LegEvent, LegReport, PlaybackId, TapAction};
-use crate::dtmf::EventReceiver;
+use crate::dtmf::{EventReceiver, ToneDetector};
 use crate::encoded::{EncodedPrompt, FRAME_SAMPLES, silence_frame};
 use crate::g711::{alaw_decode, mulaw_decode};
 use crate::reception::Arrival;
@@ -428,6 +428,8 @@ struct Leg {
     queue: VecDeque<Playing>,
     events: async_mpsc::UnboundedSender<LegEvent>,
     dtmf: EventReceiver,
+    /// In-band DTMF, when the peer did not negotiate RFC 4733 events.
+    tones: Option<ToneDetector>,
     digits: String,
     tap: Option<Box<dyn AudioTap>>,
     /// RTP timestamp of the peer's first audio packet, the tap's time zero.
@@ -473,6 +475,7 @@ impl Leg {
             queue: VecDeque::new(),
             events,
             dtmf: EventReceiver::new(),
+            tones: config.telephone_event.is_none().then(ToneDetector::new),
             digits: String::new(),
             tap: config.tap,
             first_audio_timestamp: None,
@@ -573,15 +576,11 @@ impl Leg {
                 }
             }
             PayloadKind::Audio => {
-                if matches!(incoming.arrival, Arrival::Duplicate | Arrival::Jump) {
+                if matches!(incoming.arrival, Arrival::Duplicate | Arrival::Jump)
+                    || (self.tap.is_none() && self.tones.is_none())
+                {
                     return;
                 }
-                let Some(tap) = self.tap.as_mut() else {
-                    return;
-                };
-                let first = *self.first_audio_timestamp.get_or_insert(incoming.timestamp);
-                let samples = incoming.timestamp.wrapping_sub(first);
-                let media_time = Duration::from_micros(u64::from(samples) * 125);
                 let length = incoming.payload.len().min(pcm.len());
                 let decode = match self.codec {
                     Codec::Pcmu => mulaw_decode,
@@ -590,8 +589,20 @@ impl Leg {
                 for (sample, &code) in pcm.iter_mut().zip(&incoming.payload[..length]) {
                     *sample = decode(code);
                 }
-                if tap.on_frame(media_time, &pcm[..length]) == TapAction::StopPlayback {
-                    self.stop_playback();
+                let samples = &pcm[..length];
+                if let Some(tones) = self.tones.as_mut() {
+                    for digit in tones.feed(samples) {
+                        self.digits.push(digit.0);
+                        let _ = self.events.send(LegEvent::Dtmf(digit.0));
+                    }
+                }
+                if let Some(tap) = self.tap.as_mut() {
+                    let first = *self.first_audio_timestamp.get_or_insert(incoming.timestamp);
+                    let elapsed = incoming.timestamp.wrapping_sub(first);
+                    let media_time = Duration::from_micros(u64::from(elapsed) * 125);
+                    if tap.on_frame(media_time, samples) == TapAction::StopPlayback {
+                        self.stop_playback();
+                    }
                 }
             }
             PayloadKind::ComfortNoise => {}
