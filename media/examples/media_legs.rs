@@ -5,7 +5,8 @@
 //!   cargo run --release -p dialhound-media --example media_legs -- --legs 2000 --seconds 20
 //!
 //! Options: `--legs N` (2000), `--seconds S` (20, measured after 2 s of
-//! warm-up), `--workers W` (1), `--first-port P` (20000).
+//! warm-up), `--workers W` (1), `--first-port P` (20000), `--peer echo|sink`
+//! (echo; a sink only receives, which leaves the engine only sending).
 //!
 //! The echo runs in a child process (this binary with `--echo`), so the CPU
 //! figures are the engine's alone: user + system time from /proc/self/stat,
@@ -27,6 +28,10 @@ use dialhound_media::sdp::Codec;
 
 const WARM_UP: Duration = Duration::from_secs(2);
 
+/// Sockets of the peer child; legs take them in turn, so that each socket's
+/// receive buffer holds a millisecond of its share of the packets.
+const PEER_SOCKETS: usize = 16;
+
 /// Linux reports process times in USER_HZ, which is 100 on every
 /// architecture it runs on.
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -36,17 +41,21 @@ struct Options {
     seconds: u64,
     workers: usize,
     first_port: u16,
+    /// Whether the peer sends every packet back (else it only receives).
+    echo: bool,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
-    if arguments.first().map(String::as_str) == Some("--echo") {
-        return echo();
+    match arguments.first().map(String::as_str) {
+        Some("--echo") => return echo(true),
+        Some("--sink") => return echo(false),
+        _ => {}
     }
     let options = parse(&arguments)?;
     let localhost = IpAddr::from([127, 0, 0, 1]);
 
-    let (mut child, echo_address) = spawn_echo()?;
+    let (mut child, echo_addresses) = spawn_echo(options.echo)?;
     let last_port = u32::from(options.first_port) + 2 * options.legs as u32 + 199;
     let engine = MediaEngine::start(MediaConfig {
         workers: options.workers,
@@ -58,8 +67,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rss_before = vm_rss_kib()?;
     let opening = Instant::now();
     let mut legs = Vec::with_capacity(options.legs);
-    for _ in 0..options.legs {
-        let mut leg = engine.open_leg(LegConfig::new(Codec::Pcmu, echo_address))?;
+    for echo_address in echo_addresses.iter().cycle().take(options.legs) {
+        let mut leg = engine.open_leg(LegConfig::new(Codec::Pcmu, *echo_address))?;
         leg.play(prompt.clone())?;
         legs.push(leg);
     }
@@ -110,7 +119,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let micros = |duration: Duration| duration.as_micros();
 
     println!("legs                 {}", options.legs);
-    println!("workers              {}", options.workers);
+    println!(
+        "workers              {}, peer {}",
+        options.workers,
+        if options.echo { "echo" } else { "sink" }
+    );
     println!("opened in            {:.2} s", opened_in.as_secs_f64());
     println!("measured             {wall:.1} s");
     println!("engine CPU           {cpu:.2} s = {cpu_percent:.1} % of one core");
@@ -161,6 +174,7 @@ fn parse(arguments: &[String]) -> Result<Options, Box<dyn std::error::Error>> {
         seconds: 20,
         workers: 1,
         first_port: 20_000,
+        echo: true,
     };
     let mut rest = arguments.iter();
     while let Some(flag) = rest.next() {
@@ -170,37 +184,74 @@ fn parse(arguments: &[String]) -> Result<Options, Box<dyn std::error::Error>> {
             "--seconds" => options.seconds = value.parse()?,
             "--workers" => options.workers = value.parse()?,
             "--first-port" => options.first_port = value.parse()?,
+            "--peer" => {
+                options.echo = match value.as_str() {
+                    "echo" => true,
+                    "sink" => false,
+                    _ => return Err(format!("--peer is echo or sink, not {value}").into()),
+                }
+            }
             _ => return Err(format!("unknown option {flag}").into()),
         }
     }
     Ok(options)
 }
 
-/// The echo child: sends every datagram back where it came from, until it is
-/// killed. Its port goes to the parent on stdout.
-fn echo() -> Result<(), Box<dyn std::error::Error>> {
-    let socket = UdpSocket::bind(("127.0.0.1", 0))?;
+/// The peer child: sends every datagram back where it came from (or, as a
+/// sink, only reads it), until it is killed. It listens on `PEER_SOCKETS`
+/// sockets, whose ports go to the parent on one line of stdout, and reads
+/// them every millisecond rather than blocking in `recv`: a peer on the far
+/// side of a network does not cost the sender a wake-up per packet, and a
+/// blocked reader on loopback would.
+fn echo(echoing: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let mut sockets = Vec::with_capacity(PEER_SOCKETS);
+    let mut ports = Vec::with_capacity(PEER_SOCKETS);
+    for _ in 0..PEER_SOCKETS {
+        let socket = UdpSocket::bind(("127.0.0.1", 0))?;
+        socket.set_nonblocking(true)?;
+        ports.push(socket.local_addr()?.port().to_string());
+        sockets.push(socket);
+    }
     let mut stdout = std::io::stdout();
-    writeln!(stdout, "{}", socket.local_addr()?.port())?;
+    writeln!(stdout, "{}", ports.join(" "))?;
     stdout.flush()?;
     let mut buffer = [0u8; 2048];
     loop {
-        let (length, source) = socket.recv_from(&mut buffer)?;
-        // A leg that closed meanwhile makes the send fail; the others go on.
-        let _ = socket.send_to(&buffer[..length], source);
+        for socket in &sockets {
+            loop {
+                match socket.recv_from(&mut buffer) {
+                    Ok((length, source)) => {
+                        if echoing {
+                            // A leg that closed meanwhile makes the send
+                            // fail; the others go on.
+                            let _ = socket.send_to(&buffer[..length], source);
+                        }
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
-fn spawn_echo() -> Result<(Child, SocketAddr), Box<dyn std::error::Error>> {
+fn spawn_echo(echoing: bool) -> Result<(Child, Vec<SocketAddr>), Box<dyn std::error::Error>> {
     let mut child = Command::new(std::env::current_exe()?)
-        .arg("--echo")
+        .arg(if echoing { "--echo" } else { "--sink" })
         .stdout(Stdio::piped())
         .spawn()?;
     let stdout = child.stdout.take().ok_or("the echo has no stdout")?;
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
-    let port: u16 = line.trim().parse()?;
-    Ok((child, SocketAddr::from(([127, 0, 0, 1], port))))
+    let mut addresses = Vec::new();
+    for port in line.split_whitespace() {
+        addresses.push(SocketAddr::from(([127, 0, 0, 1], port.parse::<u16>()?)));
+    }
+    if addresses.is_empty() {
+        return Err("the echo named no ports".into());
+    }
+    Ok((child, addresses))
 }
 
 /// Something with the level and changes of speech: two tones under a

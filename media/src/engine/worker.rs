@@ -169,12 +169,14 @@ impl Worker {
                 }
                 continue;
             }
-            self.receive();
+            // Frames first, they are due now; then what arrived, which can
+            // use the rest of the millisecond.
             let now = Instant::now();
             self.skip_if_far_behind(now);
             while self.tick_at <= now {
                 self.run_tick();
             }
+            self.receive();
             let now = Instant::now();
             if self.tick_at > now {
                 std::thread::sleep(self.tick_at - now);
