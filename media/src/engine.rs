@@ -471,3 +471,30 @@ impl Drop for LegHandle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_engine_can_be_shared_and_handles_moved_between_tasks() {
+        fn shared<T: Send + Sync>() {}
+        fn moved<T: Send>() {}
+        shared::<MediaEngine>();
+        moved::<LegHandle>();
+        moved::<LegConfig>();
+    }
+
+    #[test]
+    fn an_engine_without_workers_is_refused() {
+        let config = MediaConfig {
+            workers: 0,
+            port_range: 40_000..=40_099,
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+        };
+        assert!(matches!(
+            MediaEngine::start(config),
+            Err(MediaError::InvalidConfig(_))
+        ));
+    }
+}
