@@ -40,6 +40,9 @@ const PUBLISH_EVERY: u64 = 100;
 /// the next datagram arrives.
 const READS_PER_EVENT: usize = 32;
 
+/// Commands applied per tick at most.
+const COMMANDS_PER_TICK: usize = 64;
+
 /// Largest datagram read; longer ones are truncated and fail to parse.
 const RECEIVE_BUFFER: usize = 2048;
 
@@ -185,9 +188,10 @@ impl Worker {
         self.publish();
     }
 
-    /// Applies the queued commands; false on shutdown.
+    /// Applies queued commands, at most a tick's share of them so that a
+    /// burst of new legs does not hold up the frames; false on shutdown.
     fn apply_commands(&mut self) -> bool {
-        loop {
+        for _ in 0..COMMANDS_PER_TICK {
             match self.commands.try_recv() {
                 Ok(command) => {
                     if !self.apply(command) {
@@ -198,6 +202,7 @@ impl Worker {
                 Err(mpsc::TryRecvError::Disconnected) => return false,
             }
         }
+        true
     }
 
     fn apply(&mut self, command: Command) -> bool {
