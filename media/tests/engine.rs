@@ -153,6 +153,12 @@ async fn a_prompt_arrives_intact_in_consecutive_packets() {
         assert!(report.quality.packets_sent >= packets.len() as u64);
         assert_eq!(report.send_failures, 0);
     }
+    // Workers publish their counters every 100 ms and when their last leg
+    // closes.
+    let stats = engine.stats();
+    assert!(stats.frames_sent > 0);
+    assert_eq!(stats.lateness.count(), stats.frames_sent);
+    assert_eq!(stats.legs, 0);
 }
 
 #[tokio::test]
