@@ -17,6 +17,7 @@ use dialhound_media::engine::{
 };
 use dialhound_media::g711::{alaw_decode, alaw_encode, mulaw_decode, mulaw_encode};
 use dialhound_media::packet::parse_rtp;
+use dialhound_media::rtp_session::{SenderSeed, Ssrc};
 use dialhound_media::sdp::Codec;
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
@@ -225,6 +226,36 @@ async fn stop_playback_cuts_the_prompt_and_silence_follows() {
         let (_, packet) = next_packet(&sink).await;
         assert_eq!(&packet.payload[..], &silence[..]);
     }
+}
+
+#[tokio::test]
+async fn on_hold_nothing_is_sent_and_the_clock_runs_on() {
+    let engine = engine(41_800..=41_899);
+    let sink = socket().await;
+    let seed = SenderSeed {
+        ssrc: Ssrc(0xabcd),
+        first_sequence: 500,
+        first_timestamp: 10_000,
+    };
+    let mut config = LegConfig::new(Codec::Pcmu, sink.local_addr().unwrap()).with_seed(seed);
+    config.sending = false;
+    let mut leg = engine.open_leg(config).unwrap();
+    // A prompt's frames pass on hold too: its end proves that the leg's
+    // slot came round.
+    let prompt = leg.play(EncodedPrompt::from_pcm_8k(&tone(2))).unwrap();
+    assert_eq!(next_event(&mut leg).await, LegEvent::PlaybackDone(prompt));
+    let mut buffer = [0u8; 2048];
+    assert!(
+        sink.try_recv_from(&mut buffer).is_err(),
+        "nothing sent on hold"
+    );
+
+    leg.set_sending(true).unwrap();
+    let (_, packet) = next_packet(&sink).await;
+    assert_eq!(packet.header.sequence_number, 500);
+    assert!(packet.header.marker, "resuming starts a talk spurt");
+    let elapsed = packet.header.timestamp.wrapping_sub(10_000);
+    assert!(elapsed >= 2 * 160 && elapsed % 160 == 0, "{elapsed}");
 }
 
 #[tokio::test]
