@@ -15,6 +15,8 @@
 //!   place when done.
 
 pub mod dtmf;
+pub mod encoded;
+pub mod engine;
 pub mod g711;
 pub mod packet;
 pub mod prompt;

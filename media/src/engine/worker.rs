@@ -1,0 +1,643 @@
+//! One worker thread: its legs, its timing wheel and its poller.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::net::UdpSocket;
+use mio::{Events, Poll, Token};
+use tokio::sync::{mpsc as async_mpsc, oneshot};
+
+use super::{AudioTap, LatenessHistogram, LegConfig, LegEvent, LegReport, PlaybackId, TapAction};
+use crate::dtmf::{EventReceiver, ToneDetector};
+use crate::encoded::{EncodedPrompt, FRAME_SAMPLES, silence_frame};
+use crate::g711::{alaw_decode, mulaw_decode};
+use crate::reception::Arrival;
+use crate::rtp_session::{
+    NtpTime, PayloadKind, RTP_HEADER_LENGTH, RtpSession, SenderSeed, SessionConfig, Ssrc,
+};
+use crate::sdp::Codec;
+
+/// One slot of the wheel.
+const SLOT: Duration = Duration::from_millis(1);
+
+/// Slots in the wheel: one frame period of 20 ms.
+const SLOTS: u64 = 20;
+
+/// Frames a worker that fell this far behind skips rather than sends in a
+/// burst.
+const SKIP_AFTER: u64 = SLOTS;
+
+/// How often a worker publishes its counters.
+const PUBLISH_EVERY: u64 = 100;
+
+/// Datagrams read from one socket per readiness event, so that a flooding
+/// peer cannot starve the other legs. The socket reports ready again when
+/// the next datagram arrives.
+const READS_PER_EVENT: usize = 32;
+
+/// Commands applied per tick at most.
+const COMMANDS_PER_TICK: usize = 64;
+
+/// Largest datagram read; longer ones are truncated and fail to parse.
+const RECEIVE_BUFFER: usize = 2048;
+
+/// What the engine and the leg handles ask of a worker.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Open(Box<NewLeg>),
+    Play {
+        leg: u64,
+        playback: PlaybackId,
+        prompt: EncodedPrompt,
+    },
+    Stop {
+        leg: u64,
+    },
+    SetRemote {
+        leg: u64,
+        remote_rtp: SocketAddr,
+    },
+    SetSending {
+        leg: u64,
+        sending: bool,
+    },
+    Close {
+        leg: u64,
+        reply: Option<oneshot::Sender<LegReport>>,
+    },
+    Shutdown,
+}
+
+/// A leg whose sockets are bound and registered with the worker's poller.
+#[derive(Debug)]
+pub(crate) struct NewLeg {
+    pub(crate) id: u64,
+    pub(crate) rtp: UdpSocket,
+    pub(crate) rtcp: UdpSocket,
+    pub(crate) config: LegConfig,
+    pub(crate) events: async_mpsc::UnboundedSender<LegEvent>,
+}
+
+/// What a worker shares with the engine.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerShared {
+    pub(crate) legs: AtomicUsize,
+    pub(crate) stats: Mutex<WorkerStats>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct WorkerStats {
+    pub(crate) frames_sent: u64,
+    pub(crate) send_failures: u64,
+    pub(crate) lateness: LatenessHistogram,
+}
+
+/// The poller tokens of a leg's RTP and RTCP sockets.
+pub(crate) fn tokens(leg: u64) -> (Token, Token) {
+    // Leg ids count up from 0; a 64-bit host does not run out.
+    let base = (leg as usize).wrapping_mul(2);
+    (Token(base), Token(base.wrapping_add(1)))
+}
+
+pub(crate) struct Worker {
+    poll: Poll,
+    events: Events,
+    ready: Vec<usize>,
+    commands: mpsc::Receiver<Command>,
+    shared: Arc<WorkerShared>,
+    legs: Vec<Option<Leg>>,
+    free: Vec<usize>,
+    by_id: HashMap<u64, usize>,
+    wheel: [Vec<usize>; SLOTS as usize],
+    /// The next tick to run and when it is due.
+    tick: u64,
+    tick_at: Instant,
+    /// Packet buffers, reused: outgoing, incoming, decoded.
+    out: [u8; RTP_HEADER_LENGTH + FRAME_SAMPLES],
+    incoming: Box<[u8; RECEIVE_BUFFER]>,
+    pcm: Box<[i16; RECEIVE_BUFFER]>,
+    /// Counters since the last publication.
+    frames_sent: u64,
+    send_failures: u64,
+    lateness: LatenessHistogram,
+}
+
+impl Worker {
+    pub(crate) fn new(
+        poll: Poll,
+        commands: mpsc::Receiver<Command>,
+        shared: Arc<WorkerShared>,
+    ) -> Worker {
+        Worker {
+            poll,
+            events: Events::with_capacity(1024),
+            ready: Vec::with_capacity(1024),
+            commands,
+            shared,
+            legs: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::new(),
+            wheel: Default::default(),
+            tick: 0,
+            tick_at: Instant::now(),
+            out: [0; RTP_HEADER_LENGTH + FRAME_SAMPLES],
+            incoming: Box::new([0; RECEIVE_BUFFER]),
+            pcm: Box::new([0; RECEIVE_BUFFER]),
+            frames_sent: 0,
+            send_failures: 0,
+            lateness: LatenessHistogram::new(),
+        }
+    }
+
+    /// Runs until the engine shuts down.
+    pub(crate) fn run(mut self) {
+        loop {
+            if !self.apply_commands() {
+                break;
+            }
+            if self.by_id.is_empty() {
+                // Nothing to send: sleep until someone asks for something.
+                self.publish();
+                let Ok(command) = self.commands.recv() else {
+                    break;
+                };
+                self.tick_at = Instant::now();
+                if !self.apply(command) {
+                    break;
+                }
+                continue;
+            }
+            // Frames first, they are due now; then what arrived, which can
+            // use the rest of the millisecond.
+            let now = Instant::now();
+            self.skip_if_far_behind(now);
+            while self.tick_at <= now {
+                self.run_tick();
+            }
+            self.receive();
+            let now = Instant::now();
+            if self.tick_at > now {
+                std::thread::sleep(self.tick_at - now);
+            }
+        }
+        self.publish();
+    }
+
+    /// Applies queued commands, at most a tick's share of them so that a
+    /// burst of new legs does not hold up the frames; false on shutdown.
+    fn apply_commands(&mut self) -> bool {
+        for _ in 0..COMMANDS_PER_TICK {
+            match self.commands.try_recv() {
+                Ok(command) => {
+                    if !self.apply(command) {
+                        return false;
+                    }
+                }
+                Err(mpsc::TryRecvError::Empty) => return true,
+                Err(mpsc::TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
+    }
+
+    fn apply(&mut self, command: Command) -> bool {
+        match command {
+            Command::Open(new_leg) => self.open(*new_leg),
+            Command::Play {
+                leg,
+                playback,
+                prompt,
+            } => {
+                if let Some(leg) = self.leg_mut(leg) {
+                    leg.queue.push_back(Playing {
+                        playback,
+                        prompt,
+                        next_frame: 0,
+                    });
+                }
+            }
+            Command::Stop { leg } => {
+                if let Some(leg) = self.leg_mut(leg) {
+                    leg.stop_playback();
+                }
+            }
+            Command::SetRemote { leg, remote_rtp } => {
+                if let Some(leg) = self.leg_mut(leg) {
+                    leg.session.set_remote_rtp(remote_rtp);
+                }
+            }
+            Command::SetSending { leg, sending } => {
+                if let Some(leg) = self.leg_mut(leg) {
+                    leg.sending = sending;
+                }
+            }
+            Command::Close { leg, reply } => {
+                if let Some(report) = self.close(leg)
+                    && let Some(reply) = reply
+                {
+                    let _ = reply.send(report);
+                }
+            }
+            Command::Shutdown => return false,
+        }
+        true
+    }
+
+    fn leg_mut(&mut self, id: u64) -> Option<&mut Leg> {
+        let index = *self.by_id.get(&id)?;
+        self.legs.get_mut(index)?.as_mut()
+    }
+
+    fn open(&mut self, new_leg: NewLeg) {
+        let now = Instant::now();
+        let slot = self.quietest_slot();
+        let leg = Leg::new(now, slot, new_leg);
+        let id = leg.id;
+        let index = match self.free.pop() {
+            Some(index) => {
+                self.legs[index] = Some(leg);
+                index
+            }
+            None => {
+                self.legs.push(Some(leg));
+                self.legs.len() - 1
+            }
+        };
+        self.by_id.insert(id, index);
+        self.wheel[slot].push(index);
+        // Datagrams that arrived between registration and now raised their
+        // readiness event before the leg was known here.
+        self.drain(index, false, now);
+        self.drain(index, true, now);
+    }
+
+    /// The slot with the fewest legs, the soonest of them on a tie, so that
+    /// legs opened in a burst still spread over the period. A new leg's
+    /// first frame waits at most one period.
+    fn quietest_slot(&self) -> usize {
+        (0..SLOTS)
+            .map(|ahead| ((self.tick + ahead) % SLOTS) as usize)
+            .min_by_key(|&slot| self.wheel[slot].len())
+            .unwrap_or(0)
+    }
+
+    fn close(&mut self, id: u64) -> Option<LegReport> {
+        let index = self.by_id.remove(&id)?;
+        let mut leg = self.legs.get_mut(index)?.take()?;
+        self.free.push(index);
+        let slot = &mut self.wheel[leg.slot];
+        if let Some(position) = slot.iter().position(|&other| other == index) {
+            slot.swap_remove(position);
+        }
+        let registry = self.poll.registry();
+        let _ = registry.deregister(&mut leg.rtp);
+        let _ = registry.deregister(&mut leg.rtcp);
+        self.shared.legs.fetch_sub(1, Ordering::Relaxed);
+        Some(leg.report())
+    }
+
+    /// Reads every socket the poller reports ready.
+    fn receive(&mut self) {
+        if self
+            .poll
+            .poll(&mut self.events, Some(Duration::ZERO))
+            .is_err()
+        {
+            return;
+        }
+        let now = Instant::now();
+        // The tokens are copied out so that the legs can be borrowed; the
+        // vector keeps its capacity from one tick to the next.
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.extend(self.events.iter().map(|event| event.token().0));
+        for &token in &ready {
+            let leg = (token / 2) as u64;
+            if let Some(&index) = self.by_id.get(&leg) {
+                self.drain(index, token % 2 == 1, now);
+            }
+        }
+        ready.clear();
+        self.ready = ready;
+    }
+
+    /// Reads one of a leg's sockets until it is empty.
+    fn drain(&mut self, index: usize, rtcp: bool, now: Instant) {
+        let Some(Some(leg)) = self.legs.get_mut(index) else {
+            return;
+        };
+        for _ in 0..READS_PER_EVENT {
+            let socket = if rtcp { &leg.rtcp } else { &leg.rtp };
+            match socket.recv_from(&mut self.incoming[..]) {
+                Ok((length, source)) => {
+                    let datagram = &self.incoming[..length];
+                    if rtcp {
+                        if leg.session.handle_rtcp(now, source, datagram).is_err() {
+                            leg.malformed_received += 1;
+                        }
+                    } else {
+                        leg.handle_rtp(now, source, datagram, &mut self.pcm[..]);
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                // An ICMP error reported on the socket: nothing to read.
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// After a stall of a whole period or more (the thread was not scheduled,
+    /// the host was suspended), the frames missed are skipped, not sent in a
+    /// burst the peer's jitter buffer would drop: the RTP timestamps move on
+    /// as if they had been sent.
+    fn skip_if_far_behind(&mut self, now: Instant) {
+        let behind = now.saturating_duration_since(self.tick_at);
+        let ticks_behind = (behind.as_micros() / SLOT.as_micros()) as u64;
+        if ticks_behind < SKIP_AFTER {
+            return;
+        }
+        let periods = ticks_behind / SLOTS;
+        let samples = (periods * FRAME_SAMPLES as u64) as u32;
+        for leg in self.legs.iter_mut().flatten() {
+            leg.session.pause(samples);
+        }
+        self.tick += periods * SLOTS;
+        self.tick_at += SLOT * (periods * SLOTS) as u32;
+    }
+
+    /// Sends the frames of the legs in the current slot.
+    fn run_tick(&mut self) {
+        let slot = (self.tick % SLOTS) as usize;
+        let due = self.tick_at;
+        for position in 0..self.wheel[slot].len() {
+            let index = self.wheel[slot][position];
+            let Some(Some(leg)) = self.legs.get_mut(index) else {
+                continue;
+            };
+            match leg.send_frame(&mut self.out) {
+                FrameOutcome::Sent(at) => {
+                    self.frames_sent += 1;
+                    self.lateness.record(at.saturating_duration_since(due));
+                }
+                FrameOutcome::Failed => self.send_failures += 1,
+                FrameOutcome::NotSending => {}
+            }
+        }
+        self.tick += 1;
+        self.tick_at += SLOT;
+        if self.tick.is_multiple_of(PUBLISH_EVERY) {
+            self.publish();
+        }
+    }
+
+    fn publish(&mut self) {
+        let mut stats = self
+            .shared
+            .stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        stats.frames_sent += self.frames_sent;
+        stats.send_failures += self.send_failures;
+        stats.lateness.merge(&self.lateness);
+        self.frames_sent = 0;
+        self.send_failures = 0;
+        self.lateness = LatenessHistogram::new();
+    }
+}
+
+enum FrameOutcome {
+    /// Handed to the kernel at this instant.
+    Sent(Instant),
+    Failed,
+    /// On hold: the timestamp moved on, nothing went out.
+    NotSending,
+}
+
+struct Playing {
+    playback: PlaybackId,
+    prompt: EncodedPrompt,
+    next_frame: usize,
+}
+
+struct Leg {
+    id: u64,
+    slot: usize,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    local_port: u16,
+    codec: Codec,
+    session: RtpSession,
+    sending: bool,
+    queue: VecDeque<Playing>,
+    events: async_mpsc::UnboundedSender<LegEvent>,
+    dtmf: EventReceiver,
+    /// In-band DTMF, when the peer did not negotiate RFC 4733 events.
+    tones: Option<ToneDetector>,
+    digits: String,
+    tap: Option<Box<dyn AudioTap>>,
+    /// RTP timestamp of the peer's first audio packet, the tap's time zero.
+    first_audio_timestamp: Option<u32>,
+    heard: bool,
+    send_failures: u64,
+    malformed_received: u64,
+}
+
+impl Leg {
+    fn new(now: Instant, slot: usize, new_leg: NewLeg) -> Leg {
+        let NewLeg {
+            id,
+            rtp,
+            rtcp,
+            config,
+            events,
+        } = new_leg;
+        let seed = config.seed.unwrap_or_else(|| random_seed(id));
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let session = RtpSession::new(
+            now,
+            SessionConfig {
+                seed,
+                cname: config.cname,
+                audio_payload_type: config.payload_type,
+                telephone_event_payload_type: config.telephone_event,
+                remote_rtp: config.remote_rtp,
+                ntp_at_start: NtpTime::from_unix(since_epoch),
+            },
+        );
+        Leg {
+            id,
+            slot,
+            local_port: rtp.local_addr().map_or(0, |address| address.port()),
+            rtp,
+            rtcp,
+            codec: config.codec,
+            session,
+            sending: config.sending,
+            queue: VecDeque::new(),
+            events,
+            dtmf: EventReceiver::new(),
+            tones: config.telephone_event.is_none().then(ToneDetector::new),
+            digits: String::new(),
+            tap: config.tap,
+            first_audio_timestamp: None,
+            heard: false,
+            send_failures: 0,
+            malformed_received: 0,
+        }
+    }
+
+    /// Sends the next frame of the prompt playing, or silence, and the RTCP
+    /// report when it is due.
+    fn send_frame(&mut self, out: &mut [u8; RTP_HEADER_LENGTH + FRAME_SAMPLES]) -> FrameOutcome {
+        let now = Instant::now();
+        self.session.handle_timeout(now);
+        while let Some(transmit) = self.session.poll_transmit() {
+            let _ = self.rtcp.send_to(&transmit.contents, transmit.destination);
+        }
+        // Prompts with nothing left (an empty one, or one just finished)
+        // are done before the frame is chosen.
+        while let Some(playing) = self.queue.front() {
+            if playing.next_frame < playing.prompt.frames() {
+                break;
+            }
+            let playback = playing.playback;
+            self.queue.pop_front();
+            let _ = self.events.send(LegEvent::PlaybackDone(playback));
+        }
+        if !self.sending {
+            if let Some(playing) = self.queue.front_mut() {
+                playing.next_frame += 1;
+            }
+            self.session.pause(FRAME_SAMPLES as u32);
+            return FrameOutcome::NotSending;
+        }
+        let playing = self.queue.front_mut();
+        let payload: &[u8] = match &playing {
+            Some(playing) => playing
+                .prompt
+                .frame(self.codec, playing.next_frame)
+                .unwrap_or(silence_frame(self.codec)),
+            None => silence_frame(self.codec),
+        };
+        let outcome = match self.session.write_audio(now, payload, out) {
+            Ok(outgoing) => match self
+                .rtp
+                .send_to(&out[..outgoing.length], outgoing.destination)
+            {
+                Ok(_) => FrameOutcome::Sent(Instant::now()),
+                Err(_) => FrameOutcome::Failed,
+            },
+            // The buffer holds a header and a 20 ms frame, which is all a
+            // payload can be.
+            Err(_) => FrameOutcome::Failed,
+        };
+        if let Some(playing) = playing {
+            playing.next_frame += 1;
+            if playing.next_frame >= playing.prompt.frames() {
+                let playback = playing.playback;
+                self.queue.pop_front();
+                let _ = self.events.send(LegEvent::PlaybackDone(playback));
+            }
+        }
+        if matches!(outcome, FrameOutcome::Failed) {
+            self.send_failures += 1;
+        }
+        outcome
+    }
+
+    fn stop_playback(&mut self) {
+        for playing in self.queue.drain(..) {
+            let _ = self
+                .events
+                .send(LegEvent::PlaybackStopped(playing.playback));
+        }
+    }
+
+    fn handle_rtp(&mut self, now: Instant, source: SocketAddr, datagram: &[u8], pcm: &mut [i16]) {
+        let Ok(incoming) = self.session.handle_rtp(now, source, datagram) else {
+            self.malformed_received += 1;
+            return;
+        };
+        if !self.heard {
+            self.heard = true;
+            let _ = self.events.send(LegEvent::FirstPacket { source });
+        }
+        match incoming.kind {
+            PayloadKind::TelephoneEvent => {
+                match self
+                    .dtmf
+                    .handle_packet(incoming.timestamp, incoming.payload)
+                {
+                    Ok(Some(digit)) => {
+                        self.digits.push(digit.0);
+                        let _ = self.events.send(LegEvent::Dtmf(digit.0));
+                    }
+                    Ok(None) => {}
+                    Err(_) => self.malformed_received += 1,
+                }
+            }
+            PayloadKind::Audio => {
+                if matches!(incoming.arrival, Arrival::Duplicate | Arrival::Jump)
+                    || (self.tap.is_none() && self.tones.is_none())
+                {
+                    return;
+                }
+                let length = incoming.payload.len().min(pcm.len());
+                let decode = match self.codec {
+                    Codec::Pcmu => mulaw_decode,
+                    Codec::Pcma => alaw_decode,
+                };
+                for (sample, &code) in pcm.iter_mut().zip(&incoming.payload[..length]) {
+                    *sample = decode(code);
+                }
+                let samples = &pcm[..length];
+                if let Some(tones) = self.tones.as_mut() {
+                    for digit in tones.feed(samples) {
+                        self.digits.push(digit.0);
+                        let _ = self.events.send(LegEvent::Dtmf(digit.0));
+                    }
+                }
+                if let Some(tap) = self.tap.as_mut() {
+                    let first = *self.first_audio_timestamp.get_or_insert(incoming.timestamp);
+                    let elapsed = incoming.timestamp.wrapping_sub(first);
+                    let media_time = Duration::from_micros(u64::from(elapsed) * 125);
+                    if tap.on_frame(media_time, samples) == TapAction::StopPlayback {
+                        self.stop_playback();
+                    }
+                }
+            }
+            PayloadKind::ComfortNoise => {}
+        }
+    }
+
+    fn report(&self) -> LegReport {
+        LegReport {
+            local_port: self.local_port,
+            quality: self.session.quality(),
+            digits: self.digits.clone(),
+            send_failures: self.send_failures,
+            malformed_received: self.malformed_received,
+        }
+    }
+}
+
+/// RFC 3550's random SSRC, first sequence number and timestamp, from the
+/// standard library's randomly keyed hasher: unpredictable enough to keep
+/// sources apart, which is all RTP without encryption needs.
+fn random_seed(leg: u64) -> SenderSeed {
+    let state = RandomState::new();
+    let first = state.hash_one(leg);
+    let second = state.hash_one(first);
+    // Truncations wanted: the halves of random 64-bit values.
+    SenderSeed {
+        ssrc: Ssrc(first as u32),
+        first_sequence: (first >> 32) as u16,
+        first_timestamp: second as u32,
+    }
+}
