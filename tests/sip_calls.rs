@@ -254,3 +254,29 @@ fn options_keepalives_reach_the_trunk() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_key_the_callee_presses_is_reported() {
+    // SIPp plays the RFC 2833 capture of the key 9 once the call is up.
+    let mut sipp = Sipp::uas("dtmf_9");
+    let daemon = daemon_for(&sipp, "");
+    let report = call(&daemon, &["--hold", "2"]);
+    assert_eq!(report["outcome"], "answered", "{report}");
+    assert_eq!(report["dtmf"], "9", "{report}");
+    assert_eq!(report["media"]["codec"], "PCMU", "{report}");
+    assert!(
+        report["media"]["packets_received"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    // We sent RTP for the two seconds on the line.
+    assert!(
+        report["media"]["packets_sent"].as_u64().unwrap() >= 50,
+        "{report}"
+    );
+    assert_passed(&mut sipp);
+    let messages = sipp.messages();
+    assert!(
+        messages.contains("a=rtpmap:101 telephone-event/8000"),
+        "our offer names telephone events"
+    );
+}

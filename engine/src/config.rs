@@ -188,19 +188,80 @@ impl HealthSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
-    /// An inclusive range such as `"20000-29999"`.
+    /// An inclusive range such as `"20000-29999"`: each call takes an even
+    /// port for RTP and the next one for RTCP.
     pub rtp_ports: String,
+    /// The address the RTP sockets bind to and our SDP offers; the SIP
+    /// listen address's when absent.
+    pub address: Option<std::net::IpAddr>,
+    /// Media threads, each with one 20 ms clock for all its calls.
+    pub workers: usize,
     pub prompts: PathBuf,
+    /// espeak-ng voice for spoken prompts: `cmn` (Mandarin), `en`, ...
+    pub voice: String,
+    /// Speaking rate, 0.9 to 1.2 times espeak-ng's normal speed.
+    pub tts_rate: f32,
 }
 
 impl Default for MediaConfig {
     fn default() -> Self {
         Self {
             rtp_ports: "20000-29999".to_owned(),
+            address: None,
+            workers: 1,
             prompts: PathBuf::from("examples/prompts"),
+            voice: "cmn".to_owned(),
+            tts_rate: 1.0,
         }
+    }
+}
+
+impl MediaConfig {
+    /// The engine's settings, or what is wrong with these; `sip_address` is
+    /// used when `address` is absent.
+    pub fn engine_config(
+        &self,
+        sip_address: std::net::IpAddr,
+    ) -> Result<dialhound_media::engine::MediaConfig, String> {
+        let range = self
+            .rtp_ports
+            .split_once('-')
+            .and_then(|(low, high)| {
+                Some((
+                    low.trim().parse::<u16>().ok()?,
+                    high.trim().parse::<u16>().ok()?,
+                ))
+            })
+            .filter(|(low, high)| low < high)
+            .ok_or_else(|| {
+                format!(
+                    "[media] rtp_ports = \"{}\" is not a range of ports such as \"20000-29999\"",
+                    self.rtp_ports
+                )
+            })?;
+        if !(1..=64).contains(&self.workers) {
+            return Err(format!(
+                "[media] workers must be 1 to 64, not {}",
+                self.workers
+            ));
+        }
+        let bind_ip = match self.address {
+            Some(address) => address,
+            None if sip_address.is_unspecified() => {
+                return Err(
+                    "[media] address is needed when [sip] listens on every address: our SDP must name one"
+                        .to_owned(),
+                );
+            }
+            None => sip_address,
+        };
+        Ok(dialhound_media::engine::MediaConfig {
+            workers: self.workers,
+            port_range: range.0..=range.1,
+            bind_ip,
+        })
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dialhound_line_pool::TierFallback;
+use dialhound_media::encoded::EncodedPrompt;
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -27,6 +28,8 @@ pub struct Control {
     pub data_dir: PathBuf,
     pub default_mapping: ColumnMapping,
     pub sip: crate::sip_agent::SipAgent,
+    /// Speaks the `say` of operator calls.
+    pub tts: Arc<dialhound_media::tts::TtsEngine>,
 }
 
 #[derive(Serialize)]
@@ -179,12 +182,18 @@ impl Control {
                 ring_timeout_seconds,
                 count,
                 rate,
+                say,
+                play,
+                no_media,
             } => {
+                let prompts = self.prompts(say, play).await?;
                 let dial = Dial {
                     route: self.route(trunk.as_deref(), tier.as_deref(), same_tier)?,
                     to_user: self.parse_phone(&to)?.as_str().to_owned(),
                     hold: seconds(hold_seconds, "hold_seconds")?.unwrap_or_default(),
                     ring_timeout: seconds(ring_timeout_seconds, "ring_timeout_seconds")?,
+                    with_media: !no_media,
+                    prompts,
                 };
                 match count {
                     Some(count) if count > 1 => {
@@ -210,6 +219,33 @@ impl Control {
                 Ok(Response::success(listings))
             }
         }
+    }
+
+    /// The prompts of an operator's call: `say` spoken by espeak-ng, then the
+    /// WAV file `play`.
+    async fn prompts(
+        &self,
+        say: Option<String>,
+        play: Option<PathBuf>,
+    ) -> Result<Vec<EncodedPrompt>, ErrorBody> {
+        let tts = Arc::clone(&self.tts);
+        tokio::task::spawn_blocking(move || {
+            let mut prompts = Vec::new();
+            if let Some(text) = say {
+                let spoken = tts
+                    .speak(&text)
+                    .map_err(|error| ErrorBody::new("prompt", error.to_string()))?;
+                prompts.push(EncodedPrompt::from_pcm_8k(spoken.samples()));
+            }
+            if let Some(path) = play {
+                let audio = dialhound_media::prompt::load_wav(&path)
+                    .map_err(|error| ErrorBody::new("prompt", error.to_string()))?;
+                prompts.push(EncodedPrompt::from_pcm_8k(audio.samples()));
+            }
+            Ok(prompts)
+        })
+        .await
+        .map_err(internal)?
     }
 
     /// Where an operator's call goes: the named trunk, or the named tier (the

@@ -31,10 +31,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     metrics.watch_trunks(Arc::clone(&trunks));
     let metrics = Arc::new(metrics);
+    let media_config = config
+        .media
+        .engine_config(config.sip.listen.ip())
+        .map_err(anyhow::Error::msg)?;
+    let media = Arc::new(
+        dialhound_media::engine::MediaEngine::start(media_config)
+            .context("cannot start the media threads")?,
+    );
     let (sip, sip_task) = crate::sip_agent::SipAgent::start(
         config.sip.agent_settings(),
         Arc::clone(&trunks),
         Arc::clone(&metrics.sip),
+        Some(Arc::clone(&media)),
     )
     .await
     .with_context(|| format!("cannot listen for SIP on {}", config.sip.listen))?;
@@ -46,6 +55,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         data_dir: data_dir.clone(),
         default_mapping: config.import.columns.clone(),
         sip,
+        tts: Arc::new(
+            dialhound_media::tts::TtsEngine::new(
+                data_dir.join("tts-cache"),
+                config.media.voice.clone(),
+                config.media.tts_rate,
+            )
+            .context("the [media] voice settings cannot be used")?,
+        ),
     });
 
     let metrics_task = match config.daemon.metrics {

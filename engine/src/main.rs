@@ -92,6 +92,15 @@ struct CallArgs {
     /// New calls per second with --count.
     #[arg(long, value_name = "CALLS_PER_SECOND")]
     rate: Option<f64>,
+    /// Say this once the callee answers (espeak-ng, the [media] voice).
+    #[arg(long, value_name = "TEXT")]
+    say: Option<String>,
+    /// Play this WAV file once the callee answers (after --say).
+    #[arg(long, value_name = "FILE")]
+    play: Option<PathBuf>,
+    /// No RTP: offer no SDP, a signalling test only.
+    #[arg(long, conflicts_with_all = ["say", "play"])]
+    no_media: bool,
 }
 
 #[derive(Subcommand)]
@@ -265,6 +274,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ring_timeout_seconds: args.ring_timeout,
             count: args.count,
             rate: args.rate,
+            say: args.say.clone(),
+            // The daemon reads the file: give it a path from anywhere.
+            play: args
+                .play
+                .as_ref()
+                .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone())),
+            no_media: args.no_media,
         },
     };
     let bar = progress_bar(&request, cli.json);

@@ -77,6 +77,15 @@ pub enum Request {
         /// New calls per second when `count` is set.
         #[serde(default)]
         rate: Option<f64>,
+        /// Text spoken (espeak-ng, the `[media]` voice) once the callee answers.
+        #[serde(default)]
+        say: Option<String>,
+        /// A WAV file played once the callee answers, after `say`.
+        #[serde(default)]
+        play: Option<PathBuf>,
+        /// Place the call without RTP: a signalling test.
+        #[serde(default)]
+        no_media: bool,
     },
 }
 

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use dialhound_line_pool::{
     CallDetail, CallResult, LinePool, Reservation, SelectError, TierFallback, TrunkId,
 };
+use dialhound_media::encoded::EncodedPrompt;
+use dialhound_media::engine::MediaEngine;
 use dialhound_media::sdp::{Codec, Negotiated, Offer, Origin, SdpError};
 use dialhound_sip::dialog::response_to;
 use dialhound_sip::transaction::{ClientNonInvite, TransactionEvent};
@@ -105,6 +107,10 @@ pub struct Dial {
     pub to_user: String,
     pub hold: Duration,
     pub ring_timeout: Option<Duration>,
+    /// Open an RTP leg and offer it (when the agent has a media engine).
+    pub with_media: bool,
+    /// Played one after the other once the callee answers.
+    pub prompts: Vec<EncodedPrompt>,
 }
 
 /// How long a dial waits for a channel or a call-rate slot to come free
@@ -152,6 +158,11 @@ pub struct CallReport {
     pub failovers: Vec<FailedTrunk>,
     /// Why the callee's SDP could not be used, when it could not.
     pub media_error: Option<String>,
+    /// The keys the callee pressed, in order (RFC 4733 events, or tones heard
+    /// in the audio when the callee offers no events).
+    pub dtmf: String,
+    /// The call's RTP figures; absent for a call placed without media.
+    pub media: Option<crate::call_flow::MediaSummary>,
     /// How the line pool counted the call on `trunk`.
     #[serde(skip)]
     pub result: CallResult,
@@ -163,6 +174,8 @@ pub enum AgentError {
     Stopped,
     #[error("the call could not be built: {0}")]
     Call(#[from] dialhound_sip::CallError),
+    #[error("no media for the call: {0}")]
+    Media(String),
 }
 
 /// A handle on the running agent.
@@ -171,6 +184,7 @@ pub struct SipAgent {
     orders: mpsc::Sender<(CallOrder, oneshot::Sender<Result<CallReport, AgentError>>)>,
     local_addr: SocketAddr,
     pool: Arc<LinePool>,
+    media: Option<Arc<MediaEngine>>,
 }
 
 impl SipAgent {
@@ -179,6 +193,7 @@ impl SipAgent {
         settings: AgentSettings,
         pool: Arc<LinePool>,
         metrics: Arc<SipMetrics>,
+        media: Option<Arc<MediaEngine>>,
     ) -> std::io::Result<(SipAgent, tokio::task::JoinHandle<()>)> {
         let socket = UdpSocket::bind(settings.listen).await?;
         let local_addr = socket.local_addr()?;
@@ -206,6 +221,7 @@ impl SipAgent {
                 orders,
                 local_addr,
                 pool,
+                media,
             },
             task,
         ))
@@ -248,15 +264,19 @@ impl SipAgent {
                 },
             };
             let trunk = reservation.trunk();
-            let mut report = self
-                .call(CallOrder {
-                    reservation,
-                    to_user: dial.to_user.clone(),
-                    hold: dial.hold,
-                    ring_timeout: dial.ring_timeout,
-                    media: None,
-                })
-                .await?;
+            let order = CallOrder {
+                reservation,
+                to_user: dial.to_user.clone(),
+                hold: dial.hold,
+                ring_timeout: dial.ring_timeout,
+                media: None,
+            };
+            let mut report = match (&self.media, dial.with_media) {
+                (Some(media), true) => {
+                    crate::call_flow::place_with_media(self, media, order, &dial.prompts).await?
+                }
+                _ => self.call(order).await?,
+            };
             let fails_over =
                 matches!(dial.route, Route::Tier { .. }) && report.result.is_trunk_failure();
             if !fails_over {
@@ -673,7 +693,8 @@ impl Agent {
                             }
                             Err(error) => {
                                 // Nothing can be said on this call: end it at once.
-                                let reason = format!("the callee's SDP answer is unusable: {error}");
+                                let reason =
+                                    format!("the callee's SDP answer is unusable: {error}");
                                 media.tell(CallUpdate::MediaFailed(reason.clone()));
                                 active.media_error = Some(reason);
                                 active.hang_up_at = None;
@@ -856,6 +877,8 @@ fn report(call_id: &str, trunk: &str, outcome: &Outcome, call: &OutboundCall) ->
         retransmissions: call.retransmissions(),
         failovers: Vec::new(),
         media_error: None,
+        dtmf: String::new(),
+        media: None,
         result: call_result(outcome),
     }
 }

@@ -370,6 +370,16 @@ impl MediaEngine {
     }
 }
 
+impl std::fmt::Debug for MediaEngine {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("MediaEngine")
+            .field("workers", &self.workers.len())
+            .field("legs", &self.legs())
+            .finish()
+    }
+}
+
 impl Drop for MediaEngine {
     fn drop(&mut self) {
         self.stop_workers();
@@ -423,6 +433,16 @@ impl LegHandle {
         self.send(Command::SetRemote {
             leg: self.id,
             remote_rtp,
+        })
+    }
+
+    /// What an offer/answer settled: the codec and payload types, where to
+    /// send (symmetric RTP starts over from it), and whether to send at all.
+    /// A leg opened before the callee's SDP was known takes it here.
+    pub fn negotiate(&self, negotiated: &Negotiated) -> Result<(), MediaError> {
+        self.send(Command::Negotiate {
+            leg: self.id,
+            negotiated: negotiated.clone(),
         })
     }
 

@@ -351,6 +351,14 @@ impl RtpSession {
         self.remote_rtcp = rtcp_address_for(remote_rtp);
     }
 
+    /// The payload types an offer/answer settled on: the audio codec's, which
+    /// we send and expect, and the telephone events', if any.
+    pub fn set_payload_types(&mut self, audio: u8, telephone_event: Option<u8>) {
+        self.audio_payload_type = audio;
+        self.telephone_event_payload_type = telephone_event;
+        self.sender.payload_type = audio;
+    }
+
     /// Writes one audio packet into `out`; see [`RtpSender::write_packet`].
     pub fn write_audio(
         &mut self,

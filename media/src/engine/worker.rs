@@ -20,7 +20,7 @@ use crate::reception::Arrival;
 use crate::rtp_session::{
     NtpTime, PayloadKind, RTP_HEADER_LENGTH, RtpSession, SenderSeed, SessionConfig, Ssrc,
 };
-use crate::sdp::Codec;
+use crate::sdp::{Codec, Negotiated};
 
 /// One slot of the wheel.
 const SLOT: Duration = Duration::from_millis(1);
@@ -65,6 +65,10 @@ pub(crate) enum Command {
     SetSending {
         leg: u64,
         sending: bool,
+    },
+    Negotiate {
+        leg: u64,
+        negotiated: Negotiated,
     },
     Close {
         leg: u64,
@@ -229,6 +233,11 @@ impl Worker {
             Command::SetRemote { leg, remote_rtp } => {
                 if let Some(leg) = self.leg_mut(leg) {
                     leg.session.set_remote_rtp(remote_rtp);
+                }
+            }
+            Command::Negotiate { leg, negotiated } => {
+                if let Some(leg) = self.leg_mut(leg) {
+                    leg.negotiate(&negotiated);
                 }
             }
             Command::SetSending { leg, sending } => {
@@ -489,6 +498,21 @@ impl Leg {
             heard: false,
             send_failures: 0,
             malformed_received: 0,
+        }
+    }
+
+    /// Takes what an offer/answer settled: codec, payload types, where to
+    /// send, and whether to.
+    fn negotiate(&mut self, negotiated: &Negotiated) {
+        self.codec = negotiated.codec;
+        self.session
+            .set_payload_types(negotiated.payload_type, negotiated.telephone_event);
+        self.session.set_remote_rtp(negotiated.remote_rtp);
+        self.sending = negotiated.local_direction().sends();
+        match (negotiated.telephone_event, &self.tones) {
+            (Some(_), _) => self.tones = None,
+            (None, None) => self.tones = Some(ToneDetector::new()),
+            (None, Some(_)) => {}
         }
     }
 
