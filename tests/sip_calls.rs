@@ -280,3 +280,74 @@ fn a_key_the_callee_presses_is_reported() {
         "our offer names telephone events"
     );
 }
+
+#[test]
+fn an_echoing_callee_sends_the_prompt_back_sample_for_sample() {
+    let mut sipp = Sipp::uas_with("echo", &["-rtp_echo"]);
+    let daemon = daemon_for(&sipp, "");
+    let dir = tempfile::tempdir().unwrap();
+    // One second of noise: no stretch of it looks like another, so the echo
+    // can only match at one place.
+    let mut state = 0x2545_f491_u32;
+    let prompt: Vec<i16> = (0..8000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state % 16_000) as i16 - 8_000
+        })
+        .collect();
+    let prompt_path = dir.path().join("noise.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(&prompt_path, spec).unwrap();
+    for sample in &prompt {
+        writer.write_sample(*sample).unwrap();
+    }
+    writer.finalize().unwrap();
+    let recording_path = dir.path().join("call.wav");
+
+    let report = call(
+        &daemon,
+        &[
+            "--hold",
+            "2",
+            "--play",
+            prompt_path.to_str().unwrap(),
+            "--record",
+            recording_path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(report["outcome"], "answered", "{report}");
+    assert_eq!(report["recording"], recording_path.to_str().unwrap());
+    assert_passed(&mut sipp);
+
+    // What the callee heard is the prompt through µ-law; the echo brings
+    // exactly that back.
+    use dialhound_media::g711::{mulaw_decode, mulaw_encode};
+    let heard: Vec<i16> = prompt
+        .iter()
+        .map(|&s| mulaw_decode(mulaw_encode(s)))
+        .collect();
+    let mut reader = hound::WavReader::open(&recording_path).unwrap();
+    assert_eq!(reader.spec().channels, 2);
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let callee: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let ours: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    let found_at = |channel: &[i16]| {
+        (0..channel.len().saturating_sub(heard.len()))
+            .find(|&offset| channel[offset..offset + heard.len()] == heard[..])
+    };
+    assert!(
+        found_at(&callee).is_some(),
+        "the echoed prompt is not in the callee's channel"
+    );
+    assert!(
+        found_at(&ours).is_some(),
+        "the prompt is not in our channel"
+    );
+}

@@ -4,10 +4,15 @@
 //! hears the keys pressed, and is closed with the call, its figures going
 //! into the call's report.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use dialhound_media::encoded::EncodedPrompt;
-use dialhound_media::engine::{LegConfig, LegEvent, LegHandle, LegReport, MediaEngine};
+use dialhound_media::engine::{
+    AudioTap, LegConfig, LegEvent, LegHandle, LegReport, MediaEngine, TapAction,
+};
+use dialhound_media::recording::CallRecording;
 use dialhound_media::sdp::Codec;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -32,22 +37,38 @@ pub struct MediaSummary {
 }
 
 /// Places `order` with a media leg from `media` and plays `prompts` once the
-/// callee answers. The report carries the keys pressed (`dtmf`) and the
-/// media figures.
+/// callee answers; with `record`, both directions go to a stereo WAV there.
+/// The report carries the keys pressed (`dtmf`), the media figures and the
+/// recording's path.
 pub async fn place_with_media(
     agent: &SipAgent,
     media: &Arc<MediaEngine>,
     mut order: CallOrder,
     prompts: &[EncodedPrompt],
+    record: Option<&PathBuf>,
 ) -> Result<CallReport, AgentError> {
+    let recording = match record {
+        Some(path) => Some(Arc::new(Mutex::new(
+            CallRecording::create(path).map_err(|error| AgentError::Media(error.to_string()))?,
+        ))),
+        None => None,
+    };
     // Until the callee's SDP says where to send, the leg listens only.
     let placeholder = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+    let mut config = LegConfig {
+        sending: false,
+        ..LegConfig::new(Codec::Pcmu, placeholder)
+    };
+    if let Some(recording) = &recording {
+        config = config.with_tap(Box::new(RecordingTap(Arc::clone(recording))));
+    }
     let mut leg = media
-        .open_leg(LegConfig {
-            sending: false,
-            ..LegConfig::new(Codec::Pcmu, placeholder)
-        })
+        .open_leg(config)
         .map_err(|error| AgentError::Media(error.to_string()))?;
+    // Our side of the recording: the prompts as the callee hears them,
+    // written as their time comes.
+    let mut played = PlayedAudio::default();
+    let mut recording_clock = tokio::time::interval(Duration::from_millis(100));
     let (updates, mut settled) = mpsc::unbounded_channel();
     order.media = Some(MediaOffer {
         local_rtp: leg.local_addr(),
@@ -68,10 +89,18 @@ pub async fn place_with_media(
                     for prompt in prompts {
                         let _ = leg.play(prompt.clone());
                     }
+                    if recording.is_some() {
+                        played.start(prompts, codec.unwrap_or(Codec::Pcmu));
+                    }
                 }
                 CallUpdate::MediaFailed(_) => {}
             },
             Some(event) = leg.next_event() => log_event(&event),
+            _ = recording_clock.tick(), if recording.is_some() => {
+                if let Some(recording) = &recording {
+                    played.write_due(recording);
+                }
+            }
         }
     };
     let closed = close(leg).await;
@@ -80,7 +109,75 @@ pub async fn place_with_media(
         report.dtmf = leg_report.digits.clone();
         report.media = Some(summary(codec, &leg_report));
     }
+    if let Some(recording) = recording {
+        played.write_due(&recording);
+        // The tap went with the leg, so this is the last holder.
+        match Arc::try_unwrap(recording).map(|lock| lock.into_inner()) {
+            Ok(Ok(recording)) => match recording.finish() {
+                Ok(path) => report.recording = Some(path),
+                Err(error) => tracing::warn!(%error, "the call's recording is lost"),
+            },
+            _ => tracing::warn!("the call's recording is still in use; it is not finished"),
+        }
+    }
     Ok(report)
+}
+
+/// Writes what the callee sends into the recording, on the media thread.
+struct RecordingTap(Arc<Mutex<CallRecording>>);
+
+impl AudioTap for RecordingTap {
+    fn on_frame(&mut self, media_time: Duration, samples: &[i16]) -> TapAction {
+        let mut recording = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(error) = recording.push_received(media_time, samples) {
+            tracing::debug!(%error, "a received frame missed the recording");
+        }
+        TapAction::Continue
+    }
+}
+
+/// The prompts of a call decoded as the callee hears them, and how much of
+/// them the recording has.
+#[derive(Default)]
+struct PlayedAudio {
+    samples: Vec<i16>,
+    started: Option<tokio::time::Instant>,
+    written: usize,
+}
+
+impl PlayedAudio {
+    fn start(&mut self, prompts: &[EncodedPrompt], codec: Codec) {
+        for prompt in prompts {
+            let mut index = 0;
+            while let Some(frame) = prompt.frame(codec, index) {
+                self.samples.extend(frame.iter().map(|&code| match codec {
+                    Codec::Pcmu => dialhound_media::g711::mulaw_decode(code),
+                    Codec::Pcma => dialhound_media::g711::alaw_decode(code),
+                }));
+                index += 1;
+            }
+        }
+        self.started = Some(tokio::time::Instant::now());
+    }
+
+    /// Writes the samples whose time has come; the prompts start at media
+    /// time zero, as the callee's audio does.
+    fn write_due(&mut self, recording: &Mutex<CallRecording>) {
+        let Some(started) = self.started else {
+            return;
+        };
+        let due = (started.elapsed().as_secs_f64() * 8000.0) as usize;
+        let end = due.min(self.samples.len());
+        if end <= self.written {
+            return;
+        }
+        let at = Duration::from_secs_f64(self.written as f64 / 8000.0);
+        let mut recording = recording.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(error) = recording.push_sent(at, &self.samples[self.written..end]) {
+            tracing::debug!(%error, "played audio missed the recording");
+        }
+        self.written = end;
+    }
 }
 
 fn log_event(event: &LegEvent) {

@@ -185,6 +185,7 @@ impl Control {
                 say,
                 play,
                 no_media,
+                record,
             } => {
                 let prompts = self.prompts(say, play).await?;
                 let dial = Dial {
@@ -194,8 +195,13 @@ impl Control {
                     ring_timeout: seconds(ring_timeout_seconds, "ring_timeout_seconds")?,
                     with_media: !no_media,
                     prompts,
+                    record,
                 };
                 match count {
+                    Some(count) if count > 1 && dial.record.is_some() => Err(ErrorBody::new(
+                        "invalid_request",
+                        "`record` is for one call; a load test records nothing",
+                    )),
                     Some(count) if count > 1 => {
                         let rate = rate.unwrap_or(10.0);
                         if !(rate > 0.0 && rate <= 100_000.0) {

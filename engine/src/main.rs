@@ -99,8 +99,11 @@ struct CallArgs {
     #[arg(long, value_name = "FILE")]
     play: Option<PathBuf>,
     /// No RTP: offer no SDP, a signalling test only.
-    #[arg(long, conflicts_with_all = ["say", "play"])]
+    #[arg(long, conflicts_with_all = ["say", "play", "record"])]
     no_media: bool,
+    /// Record the call to this stereo WAV (left: the callee, right: us).
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -281,6 +284,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .as_ref()
                 .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone())),
             no_media: args.no_media,
+            record: args
+                .record
+                .as_ref()
+                .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone())),
         },
     };
     let bar = progress_bar(&request, cli.json);

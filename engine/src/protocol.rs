@@ -86,6 +86,9 @@ pub enum Request {
         /// Place the call without RTP: a signalling test.
         #[serde(default)]
         no_media: bool,
+        /// Record both directions to a stereo WAV at this path.
+        #[serde(default)]
+        record: Option<PathBuf>,
     },
 }
 

@@ -111,6 +111,8 @@ pub struct Dial {
     pub with_media: bool,
     /// Played one after the other once the callee answers.
     pub prompts: Vec<EncodedPrompt>,
+    /// Record both directions to a stereo WAV here.
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// How long a dial waits for a channel or a call-rate slot to come free
@@ -163,6 +165,8 @@ pub struct CallReport {
     pub dtmf: String,
     /// The call's RTP figures; absent for a call placed without media.
     pub media: Option<crate::call_flow::MediaSummary>,
+    /// The stereo WAV of the call (left: the callee, right: us), if recorded.
+    pub recording: Option<std::path::PathBuf>,
     /// How the line pool counted the call on `trunk`.
     #[serde(skip)]
     pub result: CallResult,
@@ -273,7 +277,14 @@ impl SipAgent {
             };
             let mut report = match (&self.media, dial.with_media) {
                 (Some(media), true) => {
-                    crate::call_flow::place_with_media(self, media, order, &dial.prompts).await?
+                    crate::call_flow::place_with_media(
+                        self,
+                        media,
+                        order,
+                        &dial.prompts,
+                        dial.record.as_ref(),
+                    )
+                    .await?
                 }
                 _ => self.call(order).await?,
             };
@@ -879,6 +890,7 @@ fn report(call_id: &str, trunk: &str, outcome: &Outcome, call: &OutboundCall) ->
         media_error: None,
         dtmf: String::new(),
         media: None,
+        recording: None,
         result: call_result(outcome),
     }
 }
