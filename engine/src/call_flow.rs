@@ -112,12 +112,15 @@ pub async fn place_with_media(
     if let Some(recording) = recording {
         played.write_due(&recording);
         // The tap went with the leg, so this is the last holder.
-        match Arc::try_unwrap(recording).map(|lock| lock.into_inner()) {
-            Ok(Ok(recording)) => match recording.finish() {
-                Ok(path) => report.recording = Some(path),
-                Err(error) => tracing::warn!(%error, "the call's recording is lost"),
-            },
-            _ => tracing::warn!("the call's recording is still in use; it is not finished"),
+        match Arc::try_unwrap(recording) {
+            Ok(lock) => {
+                let recording = lock.into_inner().unwrap_or_else(PoisonError::into_inner);
+                match recording.finish() {
+                    Ok(path) => report.recording = Some(path),
+                    Err(error) => tracing::warn!(%error, "the call's recording is lost"),
+                }
+            }
+            Err(_) => tracing::warn!("the call's recording is still in use; it is not finished"),
         }
     }
     Ok(report)
