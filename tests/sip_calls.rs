@@ -351,3 +351,86 @@ fn an_echoing_callee_sends_the_prompt_back_sample_for_sample() {
         "the prompt is not in our channel"
     );
 }
+
+#[test]
+fn the_callee_speaking_is_heard_and_cuts_the_prompt_short() {
+    let dir = tempfile::tempdir().unwrap();
+    // The callee's words, made with espeak-ng, with a second of silence on
+    // either side.
+    let spoken_wav = dir.path().join("spoken.wav");
+    let made = std::process::Command::new("espeak-ng")
+        .args(["-v", "en", "-w"])
+        .arg(&spoken_wav)
+        .arg("Please stop calling me about my shopping cart")
+        .status()
+        .expect("espeak-ng runs (install the espeak-ng package)");
+    assert!(made.success());
+    let spoken = dialhound_media::prompt::load_wav(&spoken_wav).unwrap();
+    let silence = vec![0i16; 8000];
+    let stream: Vec<i16> = [&silence[..], spoken.samples(), &silence[..]].concat();
+    // Where the speech lies: the first and last 20 ms with speech energy
+    // (above -40 dBFS).
+    let loud: Vec<bool> = stream
+        .chunks(160)
+        .map(|frame| {
+            let energy = frame.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / 160.0;
+            energy.sqrt() > 32768.0 * 0.01
+        })
+        .collect();
+    let onset_ms = loud.iter().position(|&l| l).unwrap() as i64 * 20;
+    let offset_ms = (loud.iter().rposition(|&l| l).unwrap() as i64 + 1) * 20;
+    let ulaw: Vec<u8> = stream
+        .iter()
+        .map(|&s| dialhound_media::g711::mulaw_encode(s))
+        .collect();
+    let stream_path = dir.path().join("speech.ulaw");
+    std::fs::write(&stream_path, ulaw).unwrap();
+
+    // Our prompt: six seconds of a tone, still playing when the callee speaks.
+    let prompt_path = dir.path().join("tone.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(&prompt_path, spec).unwrap();
+    for n in 0..48_000 {
+        let phase = n as f64 * 2.0 * std::f64::consts::PI * 440.0 / 8000.0;
+        writer.write_sample((phase.sin() * 6000.0) as i16).unwrap();
+    }
+    writer.finalize().unwrap();
+
+    let mut sipp = Sipp::uas_filled("speech", "SPEECH_FILE", stream_path.to_str().unwrap(), &[]);
+    let daemon = daemon_for(&sipp, "");
+    let report = call(
+        &daemon,
+        &["--hold", "5", "--play", prompt_path.to_str().unwrap()],
+    );
+    assert_eq!(report["outcome"], "answered", "{report}");
+    assert_passed(&mut sipp);
+    let media = &report["media"];
+    let speech = media["speech"].as_array().unwrap();
+    assert!(!speech.is_empty(), "no speech heard: {report}");
+    let start = speech[0]["start_ms"].as_i64().unwrap();
+    let end = speech.last().unwrap()["end_ms"].as_i64().unwrap();
+    assert!(
+        (start - onset_ms).abs() <= 100,
+        "speech starts at {onset_ms} ms, heard at {start} ms: {report}"
+    );
+    assert!(
+        (end - offset_ms).abs() <= 100,
+        "speech ends at {offset_ms} ms, heard at {end} ms: {report}"
+    );
+    // The prompt was cut short when the callee began to speak.
+    let barge_in = media["barge_in_ms"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{report}"));
+    eprintln!(
+        "speech {onset_ms}-{offset_ms} ms, heard {start}-{end} ms, prompt stopped at {barge_in} ms"
+    );
+    assert!(
+        barge_in >= onset_ms && barge_in - onset_ms <= 100,
+        "speech at {onset_ms} ms stopped the prompt at {barge_in} ms"
+    );
+}

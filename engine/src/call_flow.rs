@@ -14,6 +14,7 @@ use dialhound_media::engine::{
 };
 use dialhound_media::recording::CallRecording;
 use dialhound_media::sdp::Codec;
+use dialhound_media::vad::{VadEvent, VoiceDetector};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -34,6 +35,11 @@ pub struct MediaSummary {
     /// Datagrams on our RTP port that were not the callee's RTP.
     pub malformed_received: u64,
     pub send_failures: u64,
+    /// The callee's speech, as voice activity detection heard it.
+    pub speech: Vec<SpeechSegment>,
+    /// When the callee's speech cut a playing prompt short (barge-in), in
+    /// the media time of their stream.
+    pub barge_in_ms: Option<u64>,
 }
 
 /// Places `order` with a media leg from `media` and plays `prompts` once the
@@ -46,6 +52,7 @@ pub async fn place_with_media(
     mut order: CallOrder,
     prompts: &[EncodedPrompt],
     record: Option<&PathBuf>,
+    barge_in: bool,
 ) -> Result<CallReport, AgentError> {
     let recording = match record {
         Some(path) => Some(Arc::new(Mutex::new(
@@ -59,9 +66,13 @@ pub async fn place_with_media(
         sending: false,
         ..LegConfig::new(Codec::Pcmu, placeholder)
     };
-    if let Some(recording) = &recording {
-        config = config.with_tap(Box::new(RecordingTap(Arc::clone(recording))));
-    }
+    let (heard_sender, mut heard) = mpsc::unbounded_channel();
+    config = config.with_tap(Box::new(CallTap {
+        voice: VoiceDetector::default(),
+        barge_in,
+        recording: recording.clone(),
+        heard: heard_sender,
+    }));
     let mut leg = media
         .open_leg(config)
         .map_err(|error| AgentError::Media(error.to_string()))?;
@@ -77,6 +88,9 @@ pub async fn place_with_media(
     let call = agent.call(order);
     tokio::pin!(call);
     let mut codec: Option<Codec> = None;
+    let mut speech: Vec<SpeechSegment> = Vec::new();
+    let mut barge_in_at: Option<Duration> = None;
+    let mut prompt_stopped = false;
     let result = loop {
         tokio::select! {
             result = &mut call => break result,
@@ -95,7 +109,26 @@ pub async fn place_with_media(
                 }
                 CallUpdate::MediaFailed(_) => {}
             },
-            Some(event) = leg.next_event() => log_event(&event),
+            Some(event) = leg.next_event() => {
+                log_event(&event);
+                if matches!(event, LegEvent::PlaybackStopped(_)) {
+                    prompt_stopped = true;
+                }
+            }
+            Some(event) = heard.recv() => match event {
+                Heard::Speech(VadEvent::SpeechStart { at }) => speech.push(SpeechSegment {
+                    start_ms: at.as_millis() as u64,
+                    end_ms: None,
+                }),
+                Heard::Speech(VadEvent::SpeechEnd { at }) => {
+                    if let Some(segment) = speech.last_mut() {
+                        segment.end_ms = Some(at.as_millis() as u64);
+                    }
+                }
+                Heard::BargeIn(at) => {
+                    barge_in_at.get_or_insert(at);
+                }
+            },
             _ = recording_clock.tick(), if recording.is_some() => {
                 if let Some(recording) = &recording {
                     played.write_due(recording);
@@ -105,9 +138,23 @@ pub async fn place_with_media(
     };
     let closed = close(leg).await;
     let mut report = result?;
+    // What the tap said before the leg closed.
+    while let Ok(event) = heard.try_recv() {
+        if let Heard::Speech(VadEvent::SpeechEnd { at }) = event
+            && let Some(segment) = speech.last_mut()
+        {
+            segment.end_ms = Some(at.as_millis() as u64);
+        }
+    }
     if let Some(leg_report) = closed {
         report.dtmf = leg_report.digits.clone();
-        report.media = Some(summary(codec, &leg_report));
+        let mut media = summary(codec, &leg_report);
+        media.speech = speech;
+        // A barge-in counts when it cut a prompt short.
+        media.barge_in_ms = barge_in_at
+            .filter(|_| prompt_stopped)
+            .map(|at| at.as_millis() as u64);
+        report.media = Some(media);
     }
     if let Some(recording) = recording {
         played.write_due(&recording);
@@ -126,17 +173,51 @@ pub async fn place_with_media(
     Ok(report)
 }
 
-/// Writes what the callee sends into the recording, on the media thread.
-struct RecordingTap(Arc<Mutex<CallRecording>>);
+/// Listens to the callee on the media thread: voice activity (and barge-in),
+/// and the recording.
+struct CallTap {
+    voice: VoiceDetector,
+    barge_in: bool,
+    recording: Option<Arc<Mutex<CallRecording>>>,
+    heard: mpsc::UnboundedSender<Heard>,
+}
 
-impl AudioTap for RecordingTap {
+/// What the tap tells the call.
+#[derive(Debug)]
+enum Heard {
+    Speech(VadEvent),
+    /// Speech began while a prompt may have been playing, so playback was
+    /// told to stop; the callee's media time.
+    BargeIn(Duration),
+}
+
+impl AudioTap for CallTap {
     fn on_frame(&mut self, media_time: Duration, samples: &[i16]) -> TapAction {
-        let mut recording = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(error) = recording.push_received(media_time, samples) {
-            tracing::debug!(%error, "a received frame missed the recording");
+        if let Some(recording) = &self.recording {
+            let mut recording = recording.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Err(error) = recording.push_received(media_time, samples) {
+                tracing::debug!(%error, "a received frame missed the recording");
+            }
         }
-        TapAction::Continue
+        self.voice.push_frame(media_time, samples);
+        let mut action = TapAction::Continue;
+        while let Some(event) = self.voice.poll_event() {
+            if self.barge_in && matches!(event, VadEvent::SpeechStart { .. }) {
+                action = TapAction::StopPlayback;
+                let _ = self.heard.send(Heard::BargeIn(media_time));
+            }
+            let _ = self.heard.send(Heard::Speech(event));
+        }
+        action
     }
+}
+
+/// One stretch of the callee's speech, in the media time of their stream.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpeechSegment {
+    pub start_ms: u64,
+    /// Absent when the call ended mid-speech.
+    pub end_ms: Option<u64>,
 }
 
 /// The prompts of a call decoded as the callee hears them, and how much of
@@ -216,5 +297,7 @@ fn summary(codec: Option<Codec>, leg: &LegReport) -> MediaSummary {
         mos: (quality.packets_received > 0).then_some(quality.mos),
         malformed_received: leg.malformed_received,
         send_failures: leg.send_failures,
+        speech: Vec::new(),
+        barge_in_ms: None,
     }
 }

@@ -186,6 +186,7 @@ impl Control {
                 play,
                 no_media,
                 record,
+                no_barge_in,
             } => {
                 let prompts = self.prompts(say, play).await?;
                 let dial = Dial {
@@ -196,6 +197,7 @@ impl Control {
                     with_media: !no_media,
                     prompts,
                     record,
+                    barge_in: !no_barge_in,
                 };
                 match count {
                     Some(count) if count > 1 && dial.record.is_some() => Err(ErrorBody::new(

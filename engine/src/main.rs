@@ -104,6 +104,9 @@ struct CallArgs {
     /// Record the call to this stereo WAV (left: the callee, right: us).
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// Let the prompts play on when the callee starts to speak.
+    #[arg(long)]
+    no_barge_in: bool,
 }
 
 #[derive(Subcommand)]
@@ -284,6 +287,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .as_ref()
                 .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone())),
             no_media: args.no_media,
+            no_barge_in: args.no_barge_in,
             record: args
                 .record
                 .as_ref()

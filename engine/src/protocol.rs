@@ -89,6 +89,9 @@ pub enum Request {
         /// Record both directions to a stereo WAV at this path.
         #[serde(default)]
         record: Option<PathBuf>,
+        /// Let the prompts play on when the callee speaks.
+        #[serde(default)]
+        no_barge_in: bool,
     },
 }
 

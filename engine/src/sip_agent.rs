@@ -113,6 +113,8 @@ pub struct Dial {
     pub prompts: Vec<EncodedPrompt>,
     /// Record both directions to a stereo WAV here.
     pub record: Option<std::path::PathBuf>,
+    /// Stop the prompts when the callee starts to speak.
+    pub barge_in: bool,
 }
 
 /// How long a dial waits for a channel or a call-rate slot to come free
@@ -283,6 +285,7 @@ impl SipAgent {
                         order,
                         &dial.prompts,
                         dial.record.as_ref(),
+                        dial.barge_in,
                     )
                     .await?
                 }

@@ -260,12 +260,33 @@ impl Sipp {
         panic!("SIPp could not bind a free port in five tries");
     }
 
+    /// Starts SIPp as a UAS for one call on the scenario `tests/sipp/NAME.xml`
+    /// with `placeholder` replaced by `value` (SIPp reads file names in
+    /// scenarios literally).
+    pub fn uas_filled(scenario: &str, placeholder: &str, value: &str, extra: &[&str]) -> Sipp {
+        let text =
+            std::fs::read_to_string(repo().join("tests/sipp").join(format!("{scenario}.xml")))
+                .unwrap()
+                .replace(placeholder, value);
+        let filled = std::env::temp_dir().join(format!("{scenario}-{}.xml", std::process::id()));
+        std::fs::write(&filled, text).unwrap();
+        let mut args = vec!["-m", "1", "-timeout", "40s"];
+        args.extend_from_slice(extra);
+        Sipp::spawn(filled.to_str().unwrap(), None, &args)
+    }
+
     fn try_spawn(scenario: &str, port: u16, extra: &[&str]) -> Option<Sipp> {
         let dir = tempfile::tempdir().unwrap();
+        // A bare name is one of ours; a path is a scenario written elsewhere.
+        let scenario_path = if scenario.contains('/') {
+            PathBuf::from(scenario)
+        } else {
+            repo().join("tests/sipp").join(format!("{scenario}.xml"))
+        };
         let media_port = free_udp_port();
         let mut child = Command::new("sipp")
             .arg("-sf")
-            .arg(repo().join("tests/sipp").join(format!("{scenario}.xml")))
+            .arg(&scenario_path)
             .args(["-i", "127.0.0.1", "-p", &port.to_string()])
             .args(["-mp", &media_port.to_string()])
             .arg("-nostdin")
