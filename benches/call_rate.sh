@@ -56,7 +56,7 @@ for rate in "${rates[@]}"; do
   sleep 0.5
   before=$(cpu_seconds "$daemon")
   summary=$("$bin" --socket "$work/dialhound.sock" --json call --trunk bench \
-    --to 13800138000 --count "$calls" --rate "$rate" --hold 1 --ring-timeout 10)
+    --to 13800138000 --count "$calls" --rate "$rate" --hold 1 --ring-timeout 10 --no-media)
   after=$(cpu_seconds "$daemon")
   echo "$summary" >>"${CALL_RATE_LOG:-/dev/null}"
   wait "$sipp_pid" || true

@@ -320,6 +320,8 @@ fn an_echoing_callee_sends_the_prompt_back_sample_for_sample() {
             prompt_path.to_str().unwrap(),
             "--record",
             recording_path.to_str().unwrap(),
+            // The echo of our own noise would sound like the callee speaking.
+            "--no-barge-in",
         ],
     );
     assert_eq!(report["outcome"], "answered", "{report}");

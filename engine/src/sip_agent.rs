@@ -215,7 +215,7 @@ impl SipAgent {
             pool: Arc::clone(&pool),
             metrics,
             rng,
-            calls: HashMap::new(),
+            calls: HashMap::with_capacity(1024),
             keepalives: HashMap::new(),
             wakeups: BinaryHeap::new(),
             next_keepalive: Instant::now(),
@@ -418,7 +418,8 @@ struct Agent {
     pool: Arc<LinePool>,
     metrics: Arc<SipMetrics>,
     rng: rand::rngs::StdRng,
-    calls: HashMap<String, ActiveCall>,
+    /// Boxed: a call's state is large, and growing the map must not move it.
+    calls: HashMap<String, Box<ActiveCall>>,
     keepalives: HashMap<String, Keepalive>,
     /// When each call next wants `handle_timeout`; stale entries are skipped.
     wakeups: BinaryHeap<Reverse<(Instant, String)>>,
@@ -560,7 +561,7 @@ impl Agent {
         self.metrics.calls_started.inc();
         self.calls.insert(
             call_id.clone(),
-            ActiveCall {
+            Box::new(ActiveCall {
                 call,
                 trunk,
                 trunk_name: trunk_config.name.clone(),
@@ -570,7 +571,7 @@ impl Agent {
                 hang_up_at: None,
                 media,
                 media_error: None,
-            },
+            }),
         );
         self.service(now, &call_id);
     }

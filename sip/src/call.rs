@@ -23,7 +23,7 @@ use rsip::headers::UntypedHeader;
 
 use crate::dialog::{Dialog, first_uri, header_value, header_values, response_to, via_value};
 use crate::digest::{self, Credentials};
-use crate::message::Message;
+use crate::message::{Message, request_identity, response_identity};
 use crate::transaction::{
     ClientInvite, ClientNonInvite, ServerNonInvite, Timers, TransactionEvent,
 };
@@ -463,9 +463,7 @@ impl OutboundCall {
         let Some((request, source)) = self.remote_offer.take() else {
             return;
         };
-        let cseq = Message::Request(request.clone())
-            .identity()
-            .map_or(0, |identity| identity.cseq);
+        let cseq = request_identity(&request).map_or(0, |identity| identity.cseq);
         let response = response_to(
             &request,
             200,
@@ -581,7 +579,7 @@ impl OutboundCall {
     }
 
     fn handle_response(&mut self, now: Instant, response: &rsip::Response) {
-        let Ok(identity) = Message::Response(response.clone()).identity() else {
+        let Ok(identity) = response_identity(response) else {
             return;
         };
         let status = response.status_code.code();
@@ -717,7 +715,7 @@ impl OutboundCall {
     }
 
     fn handle_request(&mut self, now: Instant, request: rsip::Request, source: SocketAddr) {
-        let Ok(identity) = Message::Request(request.clone()).identity() else {
+        let Ok(identity) = request_identity(&request) else {
             return;
         };
         let branch = identity.branch.clone().unwrap_or_default();
@@ -832,7 +830,7 @@ impl OutboundCall {
             body.map(|body| (SDP, body)),
         );
         let bytes = response.to_string().into_bytes();
-        let Ok(identity) = Message::Request(request.clone()).identity() else {
+        let Ok(identity) = request_identity(&request) else {
             return;
         };
         if request.method == rsip::Method::Invite {
@@ -1125,9 +1123,7 @@ impl OutboundCall {
     }
 
     fn invite_cseq(&self) -> u32 {
-        Message::Request(self.invite.clone())
-            .identity()
-            .map_or(1, |identity| identity.cseq)
+        request_identity(&self.invite).map_or(1, |identity| identity.cseq)
     }
 
     fn end_after_cancel(&mut self, now: Instant, status: Option<u16>) {

@@ -64,6 +64,14 @@ impl Message {
         message.check_headers()?;
         message.frame_body()?;
         message.identity()?;
+        // The top Via must be well formed, not only carry a branch.
+        let headers: &dyn HeadersExt = match &message {
+            Message::Request(request) => request,
+            Message::Response(response) => response,
+        };
+        if let Ok(via) = headers.via_header() {
+            via.typed().map_err(|error| invalid("Via", error))?;
+        }
         if let Message::Request(request) = &message {
             let max_forwards = request
                 .max_forwards_header()
@@ -77,45 +85,10 @@ impl Message {
 
     /// Call-ID, CSeq and branch; checks From and To on the way.
     pub fn identity(&self) -> Result<Identity, MessageError> {
-        let headers: &dyn HeadersExt = match self {
-            Message::Request(request) => request,
-            Message::Response(response) => response,
-        };
-        let via = headers
-            .via_header()
-            .map_err(|_| MessageError::MissingHeader("Via"))?;
-        let via = via.clone().typed().map_err(|error| invalid("Via", error))?;
-        headers
-            .from_header()
-            .map_err(|_| MessageError::MissingHeader("From"))?;
-        headers
-            .to_header()
-            .map_err(|_| MessageError::MissingHeader("To"))?;
-        let call_id = headers
-            .call_id_header()
-            .map_err(|_| MessageError::MissingHeader("Call-ID"))?;
-        let call_id = UntypedHeader::value(call_id).to_owned();
-        let cseq = headers
-            .cseq_header()
-            .map_err(|_| MessageError::MissingHeader("CSeq"))?
-            .clone()
-            .typed()
-            .map_err(|error| invalid("CSeq", error))?;
-        if let Message::Request(request) = self
-            && request.method != cseq.method
-            && request.method != rsip::Method::Ack
-        {
-            return Err(MessageError::CseqMismatch {
-                cseq: cseq.method.to_string(),
-                method: request.method.to_string(),
-            });
+        match self {
+            Message::Request(request) => request_identity(request),
+            Message::Response(response) => response_identity(response),
         }
-        Ok(Identity {
-            call_id: call_id.trim().to_owned(),
-            cseq: cseq.seq,
-            cseq_method: cseq.method,
-            branch: via.branch().map(|branch| branch.to_string()),
-        })
     }
 
     fn headers(&self) -> &rsip::Headers {
@@ -430,6 +403,81 @@ fn check_via(value: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A request's Call-ID, CSeq and branch, without copying the request.
+pub fn request_identity(request: &rsip::Request) -> Result<Identity, MessageError> {
+    identity_of(request, Some(&request.method))
+}
+
+/// A response's Call-ID, CSeq and branch, without copying the response.
+pub fn response_identity(response: &rsip::Response) -> Result<Identity, MessageError> {
+    identity_of(response, None)
+}
+
+/// The identity from the raw header values: the header scans here run for
+/// every message in and out, so they read the text instead of building
+/// typed headers. [`Message::parse`] has already checked the Via and CSeq
+/// of anything that came from the wire.
+fn identity_of(
+    headers: &dyn HeadersExt,
+    method: Option<&rsip::Method>,
+) -> Result<Identity, MessageError> {
+    let via = headers
+        .via_header()
+        .map_err(|_| MessageError::MissingHeader("Via"))?;
+    headers
+        .from_header()
+        .map_err(|_| MessageError::MissingHeader("From"))?;
+    headers
+        .to_header()
+        .map_err(|_| MessageError::MissingHeader("To"))?;
+    let call_id = headers
+        .call_id_header()
+        .map_err(|_| MessageError::MissingHeader("Call-ID"))?;
+    let call_id = UntypedHeader::value(call_id).trim();
+    let cseq = headers
+        .cseq_header()
+        .map_err(|_| MessageError::MissingHeader("CSeq"))?;
+    let mut parts = UntypedHeader::value(cseq).split_whitespace();
+    let seq = parts
+        .next()
+        .and_then(|seq| seq.parse::<u32>().ok())
+        .ok_or_else(|| invalid("CSeq", "the sequence number is not a number below 2^32"))?;
+    let cseq_method = parts
+        .next()
+        .and_then(|name| name.parse::<rsip::Method>().ok())
+        .ok_or_else(|| invalid("CSeq", "no known method after the sequence number"))?;
+    if parts.next().is_some() {
+        return Err(invalid("CSeq", "more than a number and a method"));
+    }
+    if let Some(method) = method
+        && *method != cseq_method
+        && *method != rsip::Method::Ack
+    {
+        return Err(MessageError::CseqMismatch {
+            cseq: cseq_method.to_string(),
+            method: method.to_string(),
+        });
+    }
+    Ok(Identity {
+        call_id: call_id.to_owned(),
+        cseq: seq,
+        cseq_method,
+        branch: branch_of(UntypedHeader::value(via)),
+    })
+}
+
+/// The `branch` parameter of the first Via value (parameter names are
+/// case-insensitive).
+fn branch_of(via: &str) -> Option<String> {
+    let first = via.split(',').next()?;
+    first.split(';').skip(1).find_map(|parameter| {
+        let (name, value) = parameter.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("branch")
+            .then(|| value.trim().to_owned())
+    })
 }
 
 fn invalid(header: &'static str, error: impl std::fmt::Display) -> MessageError {
