@@ -830,7 +830,7 @@ impl OutboundCall {
             body.map(|body| (SDP, body)),
         );
         let bytes = response.to_string().into_bytes();
-        let Ok(identity) = request_identity(&request) else {
+        let Ok(identity) = request_identity(request) else {
             return;
         };
         if request.method == rsip::Method::Invite {
