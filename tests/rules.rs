@@ -125,3 +125,37 @@ fn explain_names_the_blocking_policy_and_the_next_chance() {
     assert!(text(&output.stdout).contains("call by rule `cart_reminder` with priority 100"));
     assert!(text(&output.stdout).contains("line premium"));
 }
+
+#[test]
+fn explain_reads_a_stored_customer_through_the_daemon() {
+    let daemon = common::Daemon::start();
+    daemon.import_sample();
+    let cart = repo().join("examples/rules/cart.rules");
+    // C00894 is in Shanghai with 774.42 in an unpaid cart; 14:00 there.
+    let output = daemon.cli_output(&[
+        "rules",
+        "explain",
+        cart.to_str().unwrap(),
+        "--customer",
+        "C00894",
+        "--at",
+        "2026-11-23T06:00:00Z",
+    ]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(stdout.contains("decision:"), "{stdout}");
+
+    let missing = daemon.cli_output(&[
+        "rules",
+        "explain",
+        cart.to_str().unwrap(),
+        "--customer",
+        "C99999",
+    ]);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("no customer `C99999`"),
+        "{}",
+        text(&missing.stderr)
+    );
+}

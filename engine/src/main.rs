@@ -137,7 +137,8 @@ enum RulesCommand {
     /// Explain the decision for one customer.
     Explain {
         file: PathBuf,
-        /// The customer's fields as JSON, or a JSON file.
+        /// The customer's fields as JSON, a JSON file, or the id of a customer
+        /// the daemon holds (read through its socket).
         #[arg(long)]
         customer: String,
         /// The instant to decide at (RFC 3339) [default: now].
@@ -232,13 +233,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     if let Command::Rules(command) = &cli.command {
         use dialhound::rules_cli;
+        // `--customer ID`: the daemon holds the customer.
+        let fetched = match command {
+            RulesCommand::Explain { customer, .. } if rules_cli::is_customer_id(customer) => {
+                Some(stored_customer(&cli, customer).await?)
+            }
+            _ => None,
+        };
         let outcome = match command {
             RulesCommand::Check { file } => rules_cli::check(file),
             RulesCommand::Fmt { file, check } => rules_cli::fmt(file, *check),
             RulesCommand::Test { file } => rules_cli::test(file),
             RulesCommand::Disasm { file } => rules_cli::disasm(file),
             RulesCommand::Explain { file, customer, at } => {
-                rules_cli::explain(file, customer, at.as_deref())
+                rules_cli::explain(file, fetched.as_deref().unwrap_or(customer), at.as_deref())
             }
         };
         print!("{}", outcome.stdout);
@@ -319,6 +327,33 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// A stored customer as the rules read it: the built-in fields and the
+/// attributes side by side, as JSON.
+async fn stored_customer(cli: &Cli, id: &str) -> anyhow::Result<String> {
+    let socket = socket_path(cli)?;
+    let request = Request::CustomerShow { id: id.to_owned() };
+    let response = dialhound::client::call(&socket, &request, |_| {}).await?;
+    let Some(mut customer) = response.result else {
+        let message = response
+            .error
+            .map_or_else(String::new, |error| error.message);
+        anyhow::bail!("the daemon has no customer `{id}` to explain: {message}");
+    };
+    let mut record = serde_json::Map::new();
+    if let Some(attributes) = customer
+        .get_mut("attributes")
+        .and_then(|attributes| attributes.as_object_mut())
+    {
+        record.append(attributes);
+    }
+    for field in ["phone", "name"] {
+        if let Some(value) = customer.get(field).filter(|value| !value.is_null()) {
+            record.insert(field.to_owned(), value.clone());
+        }
+    }
+    Ok(serde_json::Value::Object(record).to_string())
 }
 
 fn socket_path(cli: &Cli) -> anyhow::Result<PathBuf> {

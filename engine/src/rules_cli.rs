@@ -77,6 +77,15 @@ pub fn disasm(path: &Path) -> Outcome {
     with_program(path, |program, _| Outcome::ok(program.disasm()))
 }
 
+/// Whether `--customer` names a stored customer rather than giving JSON or a
+/// JSON file.
+pub fn is_customer_id(customer: &str) -> bool {
+    let trimmed = customer.trim_start();
+    !trimmed.starts_with('{')
+        && !Path::new(customer).exists()
+        && crate::customer::CustomerId::parse(customer).is_some()
+}
+
 /// `rules explain FILE --customer JSON [--at TIME]`: the decision, the first
 /// condition that failed, and the next moment it could pass.
 pub fn explain(path: &Path, customer: &str, at: Option<&str>) -> Outcome {
