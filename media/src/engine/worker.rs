@@ -18,7 +18,8 @@ use crate::encoded::{EncodedPrompt, FRAME_SAMPLES, silence_frame};
 use crate::g711::{alaw_decode, mulaw_decode};
 use crate::reception::Arrival;
 use crate::rtp_session::{
-    NtpTime, PayloadKind, RTP_HEADER_LENGTH, RtpSession, SenderSeed, SessionConfig, Ssrc,
+    NtpTime, PayloadKind, REPORT_INTERVAL, RTP_HEADER_LENGTH, RtpSession, SenderSeed,
+    SessionConfig, Ssrc,
 };
 use crate::sdp::Codec;
 
@@ -459,15 +460,26 @@ impl Leg {
         let since_epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
+        // The session believes it started up to one report interval ago, so
+        // that its first report comes after a random part of the interval:
+        // legs opened together then do not all report in the same
+        // millisecond (the storm RFC 3550 §6.2 randomises against, which one
+        // process holding thousands of legs does have). The NTP time moves
+        // back with it, so reports still carry the right wall-clock time.
+        let phase = Duration::from_micros(random_below(id, REPORT_INTERVAL.as_micros() as u64));
+        let (start, ntp_start) = match now.checked_sub(phase) {
+            Some(start) => (start, since_epoch.saturating_sub(phase)),
+            None => (now, since_epoch),
+        };
         let session = RtpSession::new(
-            now,
+            start,
             SessionConfig {
                 seed,
                 cname: config.cname,
                 audio_payload_type: config.payload_type,
                 telephone_event_payload_type: config.telephone_event,
                 remote_rtp: config.remote_rtp,
-                ntp_at_start: NtpTime::from_unix(since_epoch),
+                ntp_at_start: NtpTime::from_unix(ntp_start),
             },
         );
         Leg {
@@ -625,6 +637,12 @@ impl Leg {
             malformed_received: self.malformed_received,
         }
     }
+}
+
+/// A random number below `bound` (which must not be 0), from the standard library's
+/// randomly keyed hasher.
+fn random_below(leg: u64, bound: u64) -> u64 {
+    RandomState::new().hash_one(leg) % bound.max(1)
 }
 
 /// RFC 3550's random SSRC, first sequence number and timestamp, from the
