@@ -41,6 +41,9 @@ const PUBLISH_EVERY: u64 = 100;
 /// the next datagram arrives.
 const READS_PER_EVENT: usize = 32;
 
+/// Sockets read per tick even when the next tick is already due.
+const MIN_READS_PER_TICK: usize = 64;
+
 /// Commands applied per tick at most.
 const COMMANDS_PER_TICK: usize = 64;
 
@@ -108,7 +111,8 @@ pub(crate) fn tokens(leg: u64) -> (Token, Token) {
 pub(crate) struct Worker {
     poll: Poll,
     events: Events,
-    ready: Vec<usize>,
+    /// Tokens of sockets with data not read yet, oldest first.
+    ready: VecDeque<usize>,
     commands: mpsc::Receiver<Command>,
     shared: Arc<WorkerShared>,
     legs: Vec<Option<Leg>>,
@@ -137,7 +141,7 @@ impl Worker {
         Worker {
             poll,
             events: Events::with_capacity(1024),
-            ready: Vec::with_capacity(1024),
+            ready: VecDeque::with_capacity(1024),
             commands,
             shared,
             legs: Vec::new(),
@@ -180,7 +184,7 @@ impl Worker {
             while self.tick_at <= now {
                 self.run_tick();
             }
-            self.receive();
+            self.receive(self.tick_at);
             let now = Instant::now();
             if self.tick_at > now {
                 std::thread::sleep(self.tick_at - now);
@@ -302,28 +306,56 @@ impl Worker {
         Some(leg.report())
     }
 
-    /// Reads every socket the poller reports ready.
-    fn receive(&mut self) {
+    /// Reads the sockets the poller reports ready, until `deadline` (the
+    /// next tick): frames come first, reading uses the time left. Sockets
+    /// not reached stay queued for the next tick; at least
+    /// `MIN_READS_PER_TICK` are read per tick, so reading keeps up even
+    /// when the worker is behind.
+    fn receive(&mut self, deadline: Instant) {
         if self
             .poll
             .poll(&mut self.events, Some(Duration::ZERO))
-            .is_err()
+            .is_ok()
         {
-            return;
-        }
-        let now = Instant::now();
-        // The tokens are copied out so that the legs can be borrowed; the
-        // vector keeps its capacity from one tick to the next.
-        let mut ready = std::mem::take(&mut self.ready);
-        ready.extend(self.events.iter().map(|event| event.token().0));
-        for &token in &ready {
-            let leg = (token / 2) as u64;
-            if let Some(&index) = self.by_id.get(&leg) {
-                self.drain(index, token % 2 == 1, now);
+            for event in self.events.iter() {
+                let token = event.token().0;
+                let rtcp = token % 2 == 1;
+                let Some(&index) = self.by_id.get(&((token / 2) as u64)) else {
+                    continue;
+                };
+                let Some(Some(leg)) = self.legs.get_mut(index) else {
+                    continue;
+                };
+                let queued = if rtcp {
+                    &mut leg.rtcp_queued
+                } else {
+                    &mut leg.rtp_queued
+                };
+                if !*queued {
+                    *queued = true;
+                    self.ready.push_back(token);
+                }
             }
         }
-        ready.clear();
-        self.ready = ready;
+        let mut read = 0;
+        while let Some(token) = self.ready.pop_front() {
+            let rtcp = token % 2 == 1;
+            let Some(&index) = self.by_id.get(&((token / 2) as u64)) else {
+                continue;
+            };
+            if let Some(Some(leg)) = self.legs.get_mut(index) {
+                if rtcp {
+                    leg.rtcp_queued = false;
+                } else {
+                    leg.rtp_queued = false;
+                }
+            }
+            self.drain(index, rtcp, Instant::now());
+            read += 1;
+            if read >= MIN_READS_PER_TICK && read % 16 == 0 && Instant::now() >= deadline {
+                break;
+            }
+        }
     }
 
     /// Reads one of a leg's sockets until it is empty.
@@ -443,6 +475,9 @@ struct Leg {
     /// RTP timestamp of the peer's first audio packet, the tap's time zero.
     first_audio_timestamp: Option<u32>,
     heard: bool,
+    /// Whether the sockets wait in the worker's read queue.
+    rtp_queued: bool,
+    rtcp_queued: bool,
     send_failures: u64,
     malformed_received: u64,
 }
@@ -499,6 +534,8 @@ impl Leg {
             tap: config.tap,
             first_audio_timestamp: None,
             heard: false,
+            rtp_queued: false,
+            rtcp_queued: false,
             send_failures: 0,
             malformed_received: 0,
         }
