@@ -18,7 +18,8 @@ use crate::encoded::{EncodedPrompt, FRAME_SAMPLES, silence_frame};
 use crate::g711::{alaw_decode, mulaw_decode};
 use crate::reception::Arrival;
 use crate::rtp_session::{
-    NtpTime, PayloadKind, RTP_HEADER_LENGTH, RtpSession, SenderSeed, SessionConfig, Ssrc,
+    NtpTime, PayloadKind, REPORT_INTERVAL, RTP_HEADER_LENGTH, RtpSession, SenderSeed,
+    SessionConfig, Ssrc,
 };
 use crate::sdp::{Codec, Negotiated};
 
@@ -39,6 +40,9 @@ const PUBLISH_EVERY: u64 = 100;
 /// peer cannot starve the other legs. The socket reports ready again when
 /// the next datagram arrives.
 const READS_PER_EVENT: usize = 32;
+
+/// Sockets read per tick even when the next tick is already due.
+const MIN_READS_PER_TICK: usize = 64;
 
 /// Commands applied per tick at most.
 const COMMANDS_PER_TICK: usize = 64;
@@ -111,7 +115,8 @@ pub(crate) fn tokens(leg: u64) -> (Token, Token) {
 pub(crate) struct Worker {
     poll: Poll,
     events: Events,
-    ready: Vec<usize>,
+    /// Tokens of sockets with data not read yet, oldest first.
+    ready: VecDeque<usize>,
     commands: mpsc::Receiver<Command>,
     shared: Arc<WorkerShared>,
     legs: Vec<Option<Leg>>,
@@ -140,7 +145,7 @@ impl Worker {
         Worker {
             poll,
             events: Events::with_capacity(1024),
-            ready: Vec::with_capacity(1024),
+            ready: VecDeque::with_capacity(1024),
             commands,
             shared,
             legs: Vec::new(),
@@ -183,7 +188,7 @@ impl Worker {
             while self.tick_at <= now {
                 self.run_tick();
             }
-            self.receive();
+            self.receive(self.tick_at);
             let now = Instant::now();
             if self.tick_at > now {
                 std::thread::sleep(self.tick_at - now);
@@ -310,28 +315,56 @@ impl Worker {
         Some(leg.report())
     }
 
-    /// Reads every socket the poller reports ready.
-    fn receive(&mut self) {
+    /// Reads the sockets the poller reports ready, until `deadline` (the
+    /// next tick): frames come first, reading uses the time left. Sockets
+    /// not reached stay queued for the next tick; at least
+    /// `MIN_READS_PER_TICK` are read per tick, so reading keeps up even
+    /// when the worker is behind.
+    fn receive(&mut self, deadline: Instant) {
         if self
             .poll
             .poll(&mut self.events, Some(Duration::ZERO))
-            .is_err()
+            .is_ok()
         {
-            return;
-        }
-        let now = Instant::now();
-        // The tokens are copied out so that the legs can be borrowed; the
-        // vector keeps its capacity from one tick to the next.
-        let mut ready = std::mem::take(&mut self.ready);
-        ready.extend(self.events.iter().map(|event| event.token().0));
-        for &token in &ready {
-            let leg = (token / 2) as u64;
-            if let Some(&index) = self.by_id.get(&leg) {
-                self.drain(index, token % 2 == 1, now);
+            for event in self.events.iter() {
+                let token = event.token().0;
+                let rtcp = token % 2 == 1;
+                let Some(&index) = self.by_id.get(&((token / 2) as u64)) else {
+                    continue;
+                };
+                let Some(Some(leg)) = self.legs.get_mut(index) else {
+                    continue;
+                };
+                let queued = if rtcp {
+                    &mut leg.rtcp_queued
+                } else {
+                    &mut leg.rtp_queued
+                };
+                if !*queued {
+                    *queued = true;
+                    self.ready.push_back(token);
+                }
             }
         }
-        ready.clear();
-        self.ready = ready;
+        let mut read = 0;
+        while let Some(token) = self.ready.pop_front() {
+            let rtcp = token % 2 == 1;
+            let Some(&index) = self.by_id.get(&((token / 2) as u64)) else {
+                continue;
+            };
+            if let Some(Some(leg)) = self.legs.get_mut(index) {
+                if rtcp {
+                    leg.rtcp_queued = false;
+                } else {
+                    leg.rtp_queued = false;
+                }
+            }
+            self.drain(index, rtcp, Instant::now());
+            read += 1;
+            if read >= MIN_READS_PER_TICK && read % 16 == 0 && Instant::now() >= deadline {
+                break;
+            }
+        }
     }
 
     /// Reads one of a leg's sockets until it is empty.
@@ -451,6 +484,9 @@ struct Leg {
     /// RTP timestamp of the peer's first audio packet, the tap's time zero.
     first_audio_timestamp: Option<u32>,
     heard: bool,
+    /// Whether the sockets wait in the worker's read queue.
+    rtp_queued: bool,
+    rtcp_queued: bool,
     send_failures: u64,
     malformed_received: u64,
 }
@@ -468,15 +504,26 @@ impl Leg {
         let since_epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
+        // The session believes it started up to one report interval ago, so
+        // that its first report comes after a random part of the interval:
+        // legs opened together then do not all report in the same
+        // millisecond (the storm RFC 3550 §6.2 randomises against, which one
+        // process holding thousands of legs does have). The NTP time moves
+        // back with it, so reports still carry the right wall-clock time.
+        let phase = Duration::from_micros(random_below(id, REPORT_INTERVAL.as_micros() as u64));
+        let (start, ntp_start) = match now.checked_sub(phase) {
+            Some(start) => (start, since_epoch.saturating_sub(phase)),
+            None => (now, since_epoch),
+        };
         let session = RtpSession::new(
-            now,
+            start,
             SessionConfig {
                 seed,
                 cname: config.cname,
                 audio_payload_type: config.payload_type,
                 telephone_event_payload_type: config.telephone_event,
                 remote_rtp: config.remote_rtp,
-                ntp_at_start: NtpTime::from_unix(since_epoch),
+                ntp_at_start: NtpTime::from_unix(ntp_start),
             },
         );
         Leg {
@@ -496,6 +543,8 @@ impl Leg {
             tap: config.tap,
             first_audio_timestamp: None,
             heard: false,
+            rtp_queued: false,
+            rtcp_queued: false,
             send_failures: 0,
             malformed_received: 0,
         }
@@ -649,6 +698,12 @@ impl Leg {
             malformed_received: self.malformed_received,
         }
     }
+}
+
+/// A random number below `bound` (which must not be 0), from the standard library's
+/// randomly keyed hasher.
+fn random_below(leg: u64, bound: u64) -> u64 {
+    RandomState::new().hash_one(leg) % bound.max(1)
 }
 
 /// RFC 3550's random SSRC, first sequence number and timestamp, from the
