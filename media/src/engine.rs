@@ -82,6 +82,9 @@ pub enum MediaError {
     /// The configuration asks for something impossible.
     #[error("invalid media configuration: {0}")]
     InvalidConfig(&'static str),
+    /// DTMF keys are `0`–`9`, `*`, `#` and `A`–`D`.
+    #[error("DTMF keys are 0-9, *, # and A-D")]
+    InvalidKeys,
     /// The engine was shut down, or the leg was already closed.
     #[error("the media engine has stopped")]
     Stopped,
@@ -417,6 +420,26 @@ impl LegHandle {
             leg: self.id,
             playback,
             prompt,
+        })?;
+        Ok(playback)
+    }
+
+    /// Queues key presses (`0`–`9`, `*`, `#`, `A`–`D`) after what is already
+    /// queued: RFC 4733 telephone events when the peer takes them, else the
+    /// tones in the audio. Each key lasts 100 ms with 40 ms between keys;
+    /// the sequence ends with [`LegEvent::PlaybackDone`] like a prompt.
+    pub fn send_dtmf(&mut self, keys: &str) -> Result<PlaybackId, MediaError> {
+        let events = keys
+            .chars()
+            .map(|key| crate::dtmf::Digit(key.to_ascii_uppercase()).event())
+            .collect::<Option<Vec<u8>>>()
+            .ok_or(MediaError::InvalidKeys)?;
+        let playback = PlaybackId(self.next_playback);
+        self.next_playback += 1;
+        self.send(Command::SendKeys {
+            leg: self.id,
+            playback,
+            events,
         })?;
         Ok(playback)
     }

@@ -253,6 +253,57 @@ impl RtpSender {
         Ok(length)
     }
 
+    /// Writes one RFC 4733 telephone-event packet (§2.5): payload type
+    /// `payload_type`, the timestamp at which the key press began, and the
+    /// marker bit on its first packet. The clock moves on by `samples`, as
+    /// for the audio the event replaces, so audio after it carries on in time.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_event(
+        &mut self,
+        now: Instant,
+        payload_type: u8,
+        began_at: u32,
+        first: bool,
+        event: &[u8; 4],
+        samples: u32,
+        out: &mut [u8],
+    ) -> Result<usize, SendError> {
+        let length = RTP_HEADER_LENGTH + event.len();
+        let too_small = SendError::BufferTooSmall {
+            needed: length,
+            available: out.len(),
+        };
+        if out.len() < length {
+            return Err(too_small);
+        }
+        let header = rtp::header::Header {
+            version: 2,
+            marker: first,
+            payload_type,
+            sequence_number: self.next_sequence,
+            timestamp: began_at,
+            ssrc: self.ssrc.0,
+            ..rtp::header::Header::default()
+        };
+        header
+            .marshal_to(&mut out[..RTP_HEADER_LENGTH])
+            .map_err(|_| too_small)?;
+        out[RTP_HEADER_LENGTH..length].copy_from_slice(event);
+        self.last_sent = Some((now, self.next_timestamp));
+        self.next_sequence = self.next_sequence.wrapping_add(1);
+        self.next_timestamp = self.next_timestamp.wrapping_add(samples);
+        // Audio after the key press starts a new talk spurt.
+        self.talk_spurt_starts = true;
+        self.packets_sent += 1;
+        self.octets_sent += event.len() as u64;
+        Ok(length)
+    }
+
+    /// The timestamp the next packet will carry.
+    pub fn next_timestamp(&self) -> u32 {
+        self.next_timestamp
+    }
+
     /// `samples` of silence that are not sent: the timestamp moves on with
     /// the clock, the sequence number does not, and the next packet starts a
     /// new talk spurt.
@@ -372,6 +423,39 @@ impl RtpSession {
             length,
             destination: self.remote_rtp,
         })
+    }
+
+    /// One telephone-event packet; see [`RtpSender::write_event`]. None when
+    /// the peer accepts no telephone events.
+    pub fn write_event(
+        &mut self,
+        now: Instant,
+        began_at: Option<u32>,
+        event: &[u8; 4],
+        samples: u32,
+        out: &mut [u8],
+    ) -> Option<Result<(Outgoing, u32), SendError>> {
+        let payload_type = self.telephone_event_payload_type?;
+        let began = began_at.unwrap_or_else(|| self.sender.next_timestamp());
+        let written = self.sender.write_event(
+            now,
+            payload_type,
+            began,
+            began_at.is_none(),
+            event,
+            samples,
+            out,
+        );
+        self.sent_since_report = true;
+        Some(written.map(|length| {
+            (
+                Outgoing {
+                    length,
+                    destination: self.remote_rtp,
+                },
+                began,
+            )
+        }))
     }
 
     /// Silence not sent; see [`RtpSender::pause`].

@@ -455,3 +455,78 @@ async fn an_audio_tap_hears_the_peer_and_barges_in() {
     );
     assert_eq!(leg.try_next_event(), None);
 }
+
+/// Opens a leg sending to a sink, queues `keys`, and returns the packets the
+/// sink received until the keys were done.
+async fn keys_at_the_sink(
+    ports: RangeInclusive<u16>,
+    telephone_event: Option<u8>,
+    keys: &str,
+) -> Vec<rtp::packet::Packet> {
+    let engine = engine(ports);
+    let sink = socket().await;
+    let mut config = LegConfig::new(Codec::Pcmu, sink.local_addr().unwrap());
+    config.telephone_event = telephone_event;
+    let mut leg = engine.open_leg(config).unwrap();
+    let sent = leg.send_dtmf(keys).unwrap();
+    let mut packets = Vec::new();
+    loop {
+        let (_, packet) = next_packet(&sink).await;
+        packets.push(packet);
+        if let Some(LegEvent::PlaybackDone(done)) = leg.try_next_event()
+            && done == sent
+        {
+            break;
+        }
+        assert!(packets.len() < 500, "the keys never finished");
+    }
+    packets
+}
+
+#[tokio::test]
+async fn keys_go_out_as_rfc_4733_events_that_read_back_as_the_same_keys() {
+    let packets = keys_at_the_sink(39_000..=39_019, Some(101), "19#*").await;
+    let mut receiver = dialhound_media::dtmf::EventReceiver::new();
+    let mut heard = String::new();
+    let mut first_of_press = 0;
+    for packet in &packets {
+        if packet.header.payload_type != 101 {
+            continue;
+        }
+        if packet.header.marker {
+            first_of_press += 1;
+        }
+        if let Some(digit) = receiver
+            .handle_packet(packet.header.timestamp, &packet.payload)
+            .unwrap()
+        {
+            heard.push(digit.0);
+        }
+    }
+    assert_eq!(heard, "19#*");
+    assert_eq!(first_of_press, 4, "the marker bit starts each key press");
+    // Each press: five growing durations, then three end packets.
+    let first_press: Vec<TelephoneEvent> = packets
+        .iter()
+        .filter(|p| p.header.payload_type == 101)
+        .take(8)
+        .map(|p| TelephoneEvent::parse(&p.payload).unwrap())
+        .collect();
+    let durations: Vec<u16> = first_press.iter().map(|e| e.duration).collect();
+    assert_eq!(durations, [160, 320, 480, 640, 800, 800, 800, 800]);
+    let ends: Vec<bool> = first_press.iter().map(|e| e.end).collect();
+    assert_eq!(ends, [false, false, false, false, false, true, true, true]);
+}
+
+#[tokio::test]
+async fn without_rfc_4733_the_keys_are_sent_as_tones() {
+    let packets = keys_at_the_sink(39_020..=39_039, None, "5A").await;
+    let mut detector = dialhound_media::dtmf::ToneDetector::new();
+    let mut heard = String::new();
+    for packet in &packets {
+        assert_eq!(packet.header.payload_type, 0, "audio only");
+        let samples: Vec<i16> = packet.payload.iter().map(|&c| mulaw_decode(c)).collect();
+        heard.extend(detector.feed(&samples).into_iter().map(|digit| digit.0));
+    }
+    assert_eq!(heard, "5A");
+}

@@ -59,6 +59,11 @@ pub(crate) enum Command {
         playback: PlaybackId,
         prompt: EncodedPrompt,
     },
+    SendKeys {
+        leg: u64,
+        playback: PlaybackId,
+        events: Vec<u8>,
+    },
     Stop {
         leg: u64,
     },
@@ -225,7 +230,23 @@ impl Worker {
                 if let Some(leg) = self.leg_mut(leg) {
                     leg.queue.push_back(Playing {
                         playback,
-                        prompt,
+                        source: Source::Prompt(prompt),
+                        next_frame: 0,
+                    });
+                }
+            }
+            Command::SendKeys {
+                leg,
+                playback,
+                events,
+            } => {
+                if let Some(leg) = self.leg_mut(leg) {
+                    leg.queue.push_back(Playing {
+                        playback,
+                        source: Source::Keys {
+                            events,
+                            began_at: None,
+                        },
                         next_frame: 0,
                     });
                 }
@@ -461,8 +482,71 @@ enum FrameOutcome {
 
 struct Playing {
     playback: PlaybackId,
-    prompt: EncodedPrompt,
+    source: Source,
     next_frame: usize,
+}
+
+/// What a queued playback sends.
+enum Source {
+    Prompt(EncodedPrompt),
+    /// Key presses (RFC 4733 event codes), each [`KEY_FRAMES`] frames long:
+    /// the event, its end packet three times, and a gap.
+    Keys {
+        events: Vec<u8>,
+        /// The timestamp the key press being sent began at.
+        began_at: Option<u32>,
+    },
+}
+
+/// 100 ms of each key press.
+const KEY_TONE_FRAMES: usize = 5;
+/// The end packet goes out three times (RFC 4733 §2.5.1.4).
+const KEY_END_FRAMES: usize = 3;
+/// 40 ms between key presses.
+const KEY_GAP_FRAMES: usize = 2;
+const KEY_FRAMES: usize = KEY_TONE_FRAMES + KEY_END_FRAMES + KEY_GAP_FRAMES;
+
+impl Playing {
+    fn frames(&self) -> usize {
+        match &self.source {
+            Source::Prompt(prompt) => prompt.frames(),
+            Source::Keys { events, .. } => events.len() * KEY_FRAMES,
+        }
+    }
+}
+
+/// The low and high frequencies of a DTMF key, by RFC 4733 event code.
+fn key_frequencies(event: u8) -> (f32, f32) {
+    const LOW: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
+    const HIGH: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+    // Row and column on the keypad of 0–9, *, #, A–D.
+    let (row, column) = match event {
+        0 => (3, 1),
+        1..=9 => (usize::from((event - 1) / 3), usize::from((event - 1) % 3)),
+        10 => (3, 0),
+        11 => (3, 2),
+        _ => (usize::from(event.saturating_sub(12)).min(3), 3),
+    };
+    (LOW[row], HIGH[column])
+}
+
+/// One 20 ms frame of a key's two tones, `index` frames into the press,
+/// for a peer that takes no telephone events.
+fn key_tone_frame(event: u8, index: usize, codec: Codec) -> [u8; FRAME_SAMPLES] {
+    let (low, high) = key_frequencies(event);
+    let mut frame = [0u8; FRAME_SAMPLES];
+    for (n, code) in frame.iter_mut().enumerate() {
+        let t = (index * FRAME_SAMPLES + n) as f32 / 8000.0;
+        let sample = 7000.0
+            * ((2.0 * std::f32::consts::PI * low * t).sin()
+                + (2.0 * std::f32::consts::PI * high * t).sin());
+        let sample = sample as i16;
+        *code = match codec {
+            Codec::Pcmu => crate::g711::mulaw_encode(sample),
+            Codec::Pcma => crate::g711::alaw_encode(sample),
+        };
+    }
+    frame
 }
 
 struct Leg {
@@ -576,7 +660,7 @@ impl Leg {
         // Prompts with nothing left (an empty one, or one just finished)
         // are done before the frame is chosen.
         while let Some(playing) = self.queue.front() {
-            if playing.next_frame < playing.prompt.frames() {
+            if playing.next_frame < playing.frames() {
                 break;
             }
             let playback = playing.playback;
@@ -590,15 +674,64 @@ impl Leg {
             self.session.pause(FRAME_SAMPLES as u32);
             return FrameOutcome::NotSending;
         }
-        let playing = self.queue.front_mut();
-        let payload: &[u8] = match &playing {
-            Some(playing) => playing
-                .prompt
-                .frame(self.codec, playing.next_frame)
-                .unwrap_or(silence_frame(self.codec)),
-            None => silence_frame(self.codec),
+        let codec = self.codec;
+        let mut playing = self.queue.front_mut();
+        let tone: [u8; FRAME_SAMPLES];
+        let mut event_sent = None;
+        let payload: &[u8] = match playing.as_deref_mut() {
+            Some(Playing {
+                source: Source::Prompt(prompt),
+                next_frame,
+                ..
+            }) => prompt
+                .frame(codec, *next_frame)
+                .unwrap_or(silence_frame(codec)),
+            Some(Playing {
+                source: Source::Keys { events, began_at },
+                next_frame,
+                ..
+            }) => {
+                let event = events.get(*next_frame / KEY_FRAMES).copied().unwrap_or(0);
+                let phase = *next_frame % KEY_FRAMES;
+                if phase >= KEY_TONE_FRAMES + KEY_END_FRAMES {
+                    *began_at = None;
+                    silence_frame(codec)
+                } else {
+                    let packet = crate::dtmf::TelephoneEvent {
+                        event,
+                        end: phase >= KEY_TONE_FRAMES,
+                        volume: 10,
+                        duration: ((phase.min(KEY_TONE_FRAMES - 1) + 1) * FRAME_SAMPLES) as u16,
+                    }
+                    .to_bytes();
+                    let from = if phase == 0 { None } else { *began_at };
+                    match self
+                        .session
+                        .write_event(now, from, &packet, FRAME_SAMPLES as u32, out)
+                    {
+                        Some(written) => {
+                            event_sent = Some(written.map(|(outgoing, began)| {
+                                *began_at = Some(began);
+                                outgoing
+                            }));
+                            silence_frame(codec)
+                        }
+                        // No telephone events: the tones go in the audio.
+                        None if phase < KEY_TONE_FRAMES => {
+                            tone = key_tone_frame(event, phase, codec);
+                            &tone
+                        }
+                        None => silence_frame(codec),
+                    }
+                }
+            }
+            None => silence_frame(codec),
         };
-        let outcome = match self.session.write_audio(now, payload, out) {
+        let written = match event_sent {
+            Some(event) => event,
+            None => self.session.write_audio(now, payload, out),
+        };
+        let outcome = match written {
             Ok(outgoing) => match self
                 .rtp
                 .send_to(&out[..outgoing.length], outgoing.destination)
@@ -612,7 +745,7 @@ impl Leg {
         };
         if let Some(playing) = playing {
             playing.next_frame += 1;
-            if playing.next_frame >= playing.prompt.frames() {
+            if playing.next_frame >= playing.frames() {
                 let playback = playing.playback;
                 self.queue.pop_front();
                 let _ = self.events.send(LegEvent::PlaybackDone(playback));
