@@ -412,14 +412,30 @@ impl LegHandle {
     }
 
     /// Queues a prompt; prompts play one after the other, and each ends with
-    /// [`LegEvent::PlaybackDone`].
+    /// [`LegEvent::PlaybackDone`]. The callee's speech stops it when the tap
+    /// asks for barge-in.
     pub fn play(&mut self, prompt: EncodedPrompt) -> Result<PlaybackId, MediaError> {
+        self.queue_prompt(prompt, true)
+    }
+
+    /// Queues a prompt that plays to its end even when the callee speaks
+    /// (a legal notice, say); prompts after it can still be cut.
+    pub fn play_to_end(&mut self, prompt: EncodedPrompt) -> Result<PlaybackId, MediaError> {
+        self.queue_prompt(prompt, false)
+    }
+
+    fn queue_prompt(
+        &mut self,
+        prompt: EncodedPrompt,
+        interruptible: bool,
+    ) -> Result<PlaybackId, MediaError> {
         let playback = PlaybackId(self.next_playback);
         self.next_playback += 1;
         self.send(Command::Play {
             leg: self.id,
             playback,
             prompt,
+            interruptible,
         })?;
         Ok(playback)
     }

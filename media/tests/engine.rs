@@ -530,3 +530,32 @@ async fn without_rfc_4733_the_keys_are_sent_as_tones() {
     }
     assert_eq!(heard, "5A");
 }
+
+#[tokio::test]
+async fn a_prompt_played_to_its_end_is_not_cut_by_the_callee() {
+    let engine = engine(39_040..=39_059);
+    let peer = socket().await;
+    let (heard, _hearing) = std_mpsc::channel();
+    let mut leg = engine
+        .open_leg(
+            LegConfig::new(Codec::Pcmu, peer.local_addr().unwrap())
+                .with_tap(Box::new(LoudStops(heard))),
+        )
+        .unwrap();
+    // A short notice that must be heard, then a long prompt that may be cut.
+    let notice = leg
+        .play_to_end(EncodedPrompt::from_pcm_8k(&tone(10)))
+        .unwrap();
+    let offer = leg.play(EncodedPrompt::from_pcm_8k(&tone(500))).unwrap();
+    let loud = [mulaw_encode(10_000); 160];
+    // The callee speaks over the notice and goes on speaking.
+    let source = peer.local_addr().unwrap();
+    for sequence in 1u16..=40 {
+        let packet = rtp_packet(0, sequence, 160 * u32::from(sequence), &loud);
+        peer.send_to(&packet, leg.local_addr()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(next_event(&mut leg).await, LegEvent::FirstPacket { source });
+    assert_eq!(next_event(&mut leg).await, LegEvent::PlaybackDone(notice));
+    assert_eq!(next_event(&mut leg).await, LegEvent::PlaybackStopped(offer));
+}

@@ -58,6 +58,7 @@ pub(crate) enum Command {
         leg: u64,
         playback: PlaybackId,
         prompt: EncodedPrompt,
+        interruptible: bool,
     },
     SendKeys {
         leg: u64,
@@ -226,12 +227,14 @@ impl Worker {
                 leg,
                 playback,
                 prompt,
+                interruptible,
             } => {
                 if let Some(leg) = self.leg_mut(leg) {
                     leg.queue.push_back(Playing {
                         playback,
                         source: Source::Prompt(prompt),
                         next_frame: 0,
+                        interruptible,
                     });
                 }
             }
@@ -248,6 +251,8 @@ impl Worker {
                             began_at: None,
                         },
                         next_frame: 0,
+                        // Keys are sent whole; speech does not cut them.
+                        interruptible: false,
                     });
                 }
             }
@@ -484,6 +489,8 @@ struct Playing {
     playback: PlaybackId,
     source: Source,
     next_frame: usize,
+    /// Whether the callee's speech stops it (barge-in).
+    interruptible: bool,
 }
 
 /// What a queued playback sends.
@@ -757,6 +764,19 @@ impl Leg {
         outcome
     }
 
+    /// The callee spoke: the prompts that allow it stop, from the one playing
+    /// up to the first that must be heard out.
+    fn barge_in(&mut self) {
+        while let Some(playing) = self.queue.front() {
+            if !playing.interruptible {
+                break;
+            }
+            let playback = playing.playback;
+            self.queue.pop_front();
+            let _ = self.events.send(LegEvent::PlaybackStopped(playback));
+        }
+    }
+
     fn stop_playback(&mut self) {
         for playing in self.queue.drain(..) {
             let _ = self
@@ -814,7 +834,7 @@ impl Leg {
                     let elapsed = incoming.timestamp.wrapping_sub(first);
                     let media_time = Duration::from_micros(u64::from(elapsed) * 125);
                     if tap.on_frame(media_time, samples) == TapAction::StopPlayback {
-                        self.stop_playback();
+                        self.barge_in();
                     }
                 }
             }
