@@ -1020,4 +1020,41 @@ mod tests {
         pacer.handle_ended(t1, talking);
         assert_eq!(pacer.poll_dial(t1), 2);
     }
+
+    #[test]
+    fn a_call_that_rang_past_every_answer_counts_for_nothing() {
+        let t0 = Instant::now();
+        let config = PacerConfig {
+            capacity: 1_000,
+            max_channels: 1_000,
+            ..PacerConfig::default()
+        };
+        let mut pacer = Pacer::new(config, t0);
+        let calls: Vec<Ringing> = (0..60).map(|_| pacer.handle_dialed(t0)).collect();
+        for call in &calls[..30] {
+            pacer.handle_answered(t0 + secs(5), *call);
+        }
+        for call in &calls[30..] {
+            pacer.handle_unanswered(t0 + secs(25), *call);
+        }
+        pacer.handle_dialed(t0 + secs(25));
+        // Answers came after five seconds of ringing, give-ups after 25: a call
+        // two seconds in is as likely to answer as any, one ten seconds in is not.
+        let p = (30.0 + 0.3 * 20.0) / (60.0 + 20.0);
+        let young = pacer.figures(t0 + secs(27));
+        assert!((young.answer_rate - p).abs() < 1e-9);
+        assert!((young.expected_answers - p).abs() < 1e-9, "{young:?}");
+        let old = pacer.figures(t0 + secs(35));
+        assert_eq!(old.expected_answers, 0.0, "{old:?}");
+    }
+
+    #[test]
+    fn figures_serialize_for_metrics() {
+        let t0 = Instant::now();
+        let pacer = Pacer::new(PacerConfig::default(), t0);
+        let json = serde_json::to_value(pacer.figures(t0)).expect("figures serialize");
+        assert_eq!(json["dial"], 20, "the first second's calls");
+        assert_eq!(json["abandons"], 0);
+        assert!(json["mean_talk_ms"].is_null());
+    }
 }
