@@ -212,8 +212,12 @@ impl Pacer {
     }
 
     /// New limits, e.g. after a trunk was drained or the campaign resized; the
-    /// measurements carry on.
+    /// measurements carry on, unless the window's length changed: then its
+    /// slices no longer line up and the measuring starts afresh.
     pub fn set_config(&mut self, config: PacerConfig) {
+        if config.window != self.config.window {
+            self.buckets = [Bucket::default(); BUCKETS];
+        }
         self.config = config;
     }
 
