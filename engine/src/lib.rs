@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod directory;
 pub mod import;
 pub mod metrics;
+pub mod pacer;
 pub mod phone;
 pub mod protocol;
 pub mod redact;
