@@ -72,6 +72,17 @@ impl EncodedPrompt {
         Duration::from_millis(20 * self.frames() as u64)
     }
 
+    /// `length` bytes from sample `start` in `codec`'s encoding, as far as
+    /// the prompt (padded to whole frames) reaches.
+    pub fn samples_from(&self, codec: Codec, start: usize, length: usize) -> &[u8] {
+        let bytes = match codec {
+            Codec::Pcmu => &self.mulaw,
+            Codec::Pcma => &self.alaw,
+        };
+        let start = start.min(bytes.len());
+        &bytes[start..bytes.len().min(start.saturating_add(length))]
+    }
+
     /// Frame `index` in `codec`'s encoding, `None` past the end.
     pub fn frame(&self, codec: Codec, index: usize) -> Option<&[u8]> {
         let bytes = match codec {

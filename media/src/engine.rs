@@ -102,6 +102,8 @@ pub struct LegConfig {
     pub remote_rtp: SocketAddr,
     /// Whether we send media (false while the peer holds the call).
     pub sending: bool,
+    /// The peer's packet time, 10 to 200 ms (`a=ptime`; 20 by default).
+    pub ptime_ms: u32,
     /// SSRC, first sequence number and timestamp; drawn at random when
     /// `None`.
     pub seed: Option<SenderSeed>,
@@ -120,6 +122,7 @@ impl LegConfig {
             telephone_event: negotiated.telephone_event,
             remote_rtp: negotiated.remote_rtp,
             sending: negotiated.local_direction().sends(),
+            ptime_ms: negotiated.ptime_ms,
             seed: None,
             cname: String::new(),
             tap: None,
@@ -135,6 +138,7 @@ impl LegConfig {
             telephone_event: Some(crate::sdp::TELEPHONE_EVENT_PAYLOAD_TYPE),
             remote_rtp,
             sending: true,
+            ptime_ms: crate::sdp::DEFAULT_PTIME_MS,
             seed: None,
             cname: String::new(),
             tap: None,
@@ -161,6 +165,7 @@ impl std::fmt::Debug for LegConfig {
             .field("telephone_event", &self.telephone_event)
             .field("remote_rtp", &self.remote_rtp)
             .field("sending", &self.sending)
+            .field("ptime_ms", &self.ptime_ms)
             .field("seed", &self.seed)
             .field("cname", &self.cname)
             .field("tap", &self.tap.is_some())

@@ -559,3 +559,62 @@ async fn a_prompt_played_to_its_end_is_not_cut_by_the_callee() {
     assert_eq!(next_event(&mut leg).await, LegEvent::PlaybackDone(notice));
     assert_eq!(next_event(&mut leg).await, LegEvent::PlaybackStopped(offer));
 }
+
+#[tokio::test]
+async fn the_peers_packet_time_is_followed() {
+    let engine = engine(39_060..=39_079);
+    for ptime_ms in [10u32, 30, 40] {
+        let sink = socket().await;
+        let mut config = LegConfig::new(Codec::Pcmu, sink.local_addr().unwrap());
+        config.ptime_ms = ptime_ms;
+        let mut leg = engine.open_leg(config).unwrap();
+        let prompt = EncodedPrompt::from_pcm_8k(&tone(13));
+        let playback = leg.play(prompt.clone()).unwrap();
+        let packet_samples = ptime_ms as usize * 8;
+        let silence = silence_frame(Codec::Pcmu)[0];
+        let mut packets = Vec::new();
+        loop {
+            let (_, packet) = next_packet(&sink).await;
+            packets.push(packet);
+            if leg.try_next_event() == Some(LegEvent::PlaybackDone(playback)) {
+                break;
+            }
+            assert!(packets.len() < 1000, "the prompt never finished");
+        }
+        // Packets that left with the last of the prompt, and silence after.
+        for _ in 0..4 {
+            packets.push(next_packet(&sink).await.1);
+        }
+        for pair in packets.windows(2) {
+            assert_eq!(pair[0].payload.len(), packet_samples, "ptime {ptime_ms}");
+            assert_eq!(
+                pair[1].header.sequence_number,
+                pair[0].header.sequence_number.wrapping_add(1)
+            );
+            assert_eq!(
+                pair[1].header.timestamp,
+                pair[0].header.timestamp.wrapping_add(packet_samples as u32),
+                "ptime {ptime_ms}"
+            );
+        }
+        // The prompt starts at a packet's start and runs on unbroken.
+        let start = packets
+            .iter()
+            .position(|packet| packet.payload.iter().any(|&code| code != silence))
+            .unwrap();
+        let sent: Vec<u8> = packets[start..]
+            .iter()
+            .flat_map(|packet| packet.payload.iter().copied())
+            .collect();
+        let whole = prompt.samples_from(Codec::Pcmu, 0, usize::MAX);
+        assert!(
+            sent.len() >= whole.len(),
+            "ptime {ptime_ms}: the prompt was cut"
+        );
+        assert_eq!(&sent[..whole.len()], whole, "ptime {ptime_ms}");
+        assert!(
+            sent[whole.len()..].iter().all(|&code| code == silence),
+            "silence after the prompt"
+        );
+    }
+}

@@ -50,6 +50,17 @@ const COMMANDS_PER_TICK: usize = 64;
 /// Largest datagram read; longer ones are truncated and fail to parse.
 const RECEIVE_BUFFER: usize = 2048;
 
+/// The longest packet time followed: 200 ms, the most SDP's `a=ptime` may ask.
+const MAX_PACKET_SAMPLES: usize = 1600;
+
+/// An RTP header and the longest payload.
+const MAX_PACKET: usize = RTP_HEADER_LENGTH + MAX_PACKET_SAMPLES;
+
+/// The samples of one packet for a packet time, within what is followed.
+fn packet_samples(ptime_ms: u32) -> usize {
+    (ptime_ms.clamp(10, 200) * 8) as usize
+}
+
 /// What the engine and the leg handles ask of a worker.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -133,7 +144,7 @@ pub(crate) struct Worker {
     tick: u64,
     tick_at: Instant,
     /// Packet buffers, reused: outgoing, incoming, decoded.
-    out: [u8; RTP_HEADER_LENGTH + FRAME_SAMPLES],
+    out: [u8; MAX_PACKET],
     incoming: Box<[u8; RECEIVE_BUFFER]>,
     pcm: Box<[i16; RECEIVE_BUFFER]>,
     /// Counters since the last publication.
@@ -160,7 +171,7 @@ impl Worker {
             wheel: Default::default(),
             tick: 0,
             tick_at: Instant::now(),
-            out: [0; RTP_HEADER_LENGTH + FRAME_SAMPLES],
+            out: [0; MAX_PACKET],
             incoming: Box::new([0; RECEIVE_BUFFER]),
             pcm: Box::new([0; RECEIVE_BUFFER]),
             frames_sent: 0,
@@ -233,7 +244,7 @@ impl Worker {
                     leg.queue.push_back(Playing {
                         playback,
                         source: Source::Prompt(prompt),
-                        next_frame: 0,
+                        position: 0,
                         interruptible,
                     });
                 }
@@ -250,7 +261,7 @@ impl Worker {
                             events,
                             began_at: None,
                         },
-                        next_frame: 0,
+                        position: 0,
                         // Keys are sent whole; speech does not cut them.
                         interruptible: false,
                     });
@@ -452,7 +463,7 @@ impl Worker {
                     self.lateness.record(at.saturating_duration_since(due));
                 }
                 FrameOutcome::Failed => self.send_failures += 1,
-                FrameOutcome::NotSending => {}
+                FrameOutcome::NotSending | FrameOutcome::NotDue => {}
             }
         }
         self.tick += 1;
@@ -483,12 +494,16 @@ enum FrameOutcome {
     Failed,
     /// On hold: the timestamp moved on, nothing went out.
     NotSending,
+    /// The peer's packet time is longer than 20 ms, and this step's audio
+    /// already went out with the previous packet.
+    NotDue,
 }
 
 struct Playing {
     playback: PlaybackId,
     source: Source,
-    next_frame: usize,
+    /// How far it has gone: samples of a prompt, 20 ms frames of keys.
+    position: usize,
     /// Whether the callee's speech stops it (barge-in).
     interruptible: bool,
 }
@@ -514,11 +529,20 @@ const KEY_GAP_FRAMES: usize = 2;
 const KEY_FRAMES: usize = KEY_TONE_FRAMES + KEY_END_FRAMES + KEY_GAP_FRAMES;
 
 impl Playing {
-    fn frames(&self) -> usize {
+    /// Where `position` ends.
+    fn length(&self) -> usize {
         match &self.source {
-            Source::Prompt(prompt) => prompt.frames(),
+            Source::Prompt(prompt) => prompt.frames() * FRAME_SAMPLES,
             Source::Keys { events, .. } => events.len() * KEY_FRAMES,
         }
+    }
+
+    /// Moves on by one 20 ms frame of time.
+    fn skip_frame(&mut self) {
+        self.position += match self.source {
+            Source::Prompt(_) => FRAME_SAMPLES,
+            Source::Keys { .. } => 1,
+        };
     }
 }
 
@@ -570,6 +594,15 @@ struct Leg {
     dtmf: EventReceiver,
     /// In-band DTMF, when the peer did not negotiate RFC 4733 events.
     tones: Option<ToneDetector>,
+    /// Samples per audio packet: the peer's packet time (160 for 20 ms).
+    packet_samples: usize,
+    /// Audio samples the clock has reached, and those sent, since the leg
+    /// opened; a packet goes out when its first sample is due.
+    due_samples: u64,
+    sent_samples: u64,
+    /// A packet's payload when it is not a slice of a prompt: silence after
+    /// a prompt's end, or silence of another packet time. Grows once.
+    padded: Vec<u8>,
     digits: String,
     tap: Option<Box<dyn AudioTap>>,
     /// RTP timestamp of the peer's first audio packet, the tap's time zero.
@@ -630,6 +663,10 @@ impl Leg {
             events,
             dtmf: EventReceiver::new(),
             tones: config.telephone_event.is_none().then(ToneDetector::new),
+            packet_samples: packet_samples(config.ptime_ms),
+            due_samples: 0,
+            sent_samples: 0,
+            padded: Vec::new(),
             digits: String::new(),
             tap: config.tap,
             first_audio_timestamp: None,
@@ -649,6 +686,7 @@ impl Leg {
             .set_payload_types(negotiated.payload_type, negotiated.telephone_event);
         self.session.set_remote_rtp(negotiated.remote_rtp);
         self.sending = negotiated.local_direction().sends();
+        self.packet_samples = packet_samples(negotiated.ptime_ms);
         match (negotiated.telephone_event, &self.tones) {
             (Some(_), _) => self.tones = None,
             (None, None) => self.tones = Some(ToneDetector::new()),
@@ -656,83 +694,160 @@ impl Leg {
         }
     }
 
-    /// Sends the next frame of the prompt playing, or silence, and the RTCP
-    /// report when it is due.
-    fn send_frame(&mut self, out: &mut [u8; RTP_HEADER_LENGTH + FRAME_SAMPLES]) -> FrameOutcome {
+    /// Sends what this 20 ms step is due: the packets of the prompt playing
+    /// or of silence (one of 20 ms, or as many of the peer's packet time as
+    /// the step covers), or a key press, and the RTCP report when it is due.
+    fn send_frame(&mut self, out: &mut [u8; MAX_PACKET]) -> FrameOutcome {
         let now = Instant::now();
         self.session.handle_timeout(now);
         while let Some(transmit) = self.session.poll_transmit() {
             let _ = self.rtcp.send_to(&transmit.contents, transmit.destination);
         }
-        // Prompts with nothing left (an empty one, or one just finished)
-        // are done before the frame is chosen.
+        // Playbacks with nothing left (an empty prompt, or one just
+        // finished) are done before anything is chosen.
+        self.finish_done();
+        if !self.sending {
+            if let Some(playing) = self.queue.front_mut() {
+                playing.skip_frame();
+            }
+            self.session.pause(FRAME_SAMPLES as u32);
+            self.due_samples += FRAME_SAMPLES as u64;
+            self.sent_samples = self.due_samples;
+            return FrameOutcome::NotSending;
+        }
+        let outcome = if matches!(
+            self.queue.front(),
+            Some(Playing {
+                source: Source::Keys { .. },
+                ..
+            })
+        ) {
+            // Keys go out every 20 ms, whatever the audio's packet time.
+            self.due_samples += FRAME_SAMPLES as u64;
+            self.sent_samples = self.due_samples;
+            self.send_key_frame(now, out)
+        } else {
+            self.send_audio(now, out)
+        };
+        if matches!(outcome, FrameOutcome::Failed) {
+            self.send_failures += 1;
+        }
+        outcome
+    }
+
+    fn finish_done(&mut self) {
         while let Some(playing) = self.queue.front() {
-            if playing.next_frame < playing.frames() {
+            if playing.position < playing.length() {
                 break;
             }
             let playback = playing.playback;
             self.queue.pop_front();
             let _ = self.events.send(LegEvent::PlaybackDone(playback));
         }
-        if !self.sending {
-            if let Some(playing) = self.queue.front_mut() {
-                playing.next_frame += 1;
-            }
-            self.session.pause(FRAME_SAMPLES as u32);
-            return FrameOutcome::NotSending;
-        }
-        let codec = self.codec;
-        let mut playing = self.queue.front_mut();
-        let tone: [u8; FRAME_SAMPLES];
-        let mut event_sent = None;
-        let payload: &[u8] = match playing.as_deref_mut() {
-            Some(Playing {
-                source: Source::Prompt(prompt),
-                next_frame,
-                ..
-            }) => prompt
-                .frame(codec, *next_frame)
-                .unwrap_or(silence_frame(codec)),
-            Some(Playing {
-                source: Source::Keys { events, began_at },
-                next_frame,
-                ..
-            }) => {
-                let event = events.get(*next_frame / KEY_FRAMES).copied().unwrap_or(0);
-                let phase = *next_frame % KEY_FRAMES;
-                if phase >= KEY_TONE_FRAMES + KEY_END_FRAMES {
-                    *began_at = None;
-                    silence_frame(codec)
-                } else {
-                    let packet = crate::dtmf::TelephoneEvent {
-                        event,
-                        end: phase >= KEY_TONE_FRAMES,
-                        volume: 10,
-                        duration: ((phase.min(KEY_TONE_FRAMES - 1) + 1) * FRAME_SAMPLES) as u16,
-                    }
-                    .to_bytes();
-                    let from = if phase == 0 { None } else { *began_at };
-                    match self
-                        .session
-                        .write_event(now, from, &packet, FRAME_SAMPLES as u32, out)
-                    {
-                        Some(written) => {
-                            event_sent = Some(written.map(|(outgoing, began)| {
-                                *began_at = Some(began);
-                                outgoing
-                            }));
-                            silence_frame(codec)
-                        }
-                        // No telephone events: the tones go in the audio.
-                        None if phase < KEY_TONE_FRAMES => {
-                            tone = key_tone_frame(event, phase, codec);
-                            &tone
-                        }
-                        None => silence_frame(codec),
+    }
+
+    /// The audio packets this 20 ms step is due, each `packet_samples` long.
+    fn send_audio(&mut self, now: Instant, out: &mut [u8; MAX_PACKET]) -> FrameOutcome {
+        self.due_samples += FRAME_SAMPLES as u64;
+        let mut outcome = FrameOutcome::NotDue;
+        while self.sent_samples < self.due_samples {
+            let length = self.packet_samples;
+            let codec = self.codec;
+            let silence = silence_frame(codec)[0];
+            let payload: &[u8] = match self.queue.front() {
+                Some(Playing {
+                    source: Source::Prompt(prompt),
+                    position,
+                    ..
+                }) => {
+                    let available = prompt.samples_from(codec, *position, length);
+                    if available.len() == length {
+                        available
+                    } else {
+                        // The prompt ends inside this packet: silence after it.
+                        self.padded.clear();
+                        self.padded.extend_from_slice(available);
+                        self.padded.resize(length, silence);
+                        &self.padded
                     }
                 }
+                _ if length == FRAME_SAMPLES => silence_frame(codec),
+                _ => {
+                    self.padded.clear();
+                    self.padded.resize(length, silence);
+                    &self.padded
+                }
+            };
+            let sent = match self.session.write_audio(now, payload, out) {
+                Ok(outgoing) => match self
+                    .rtp
+                    .send_to(&out[..outgoing.length], outgoing.destination)
+                {
+                    Ok(_) => FrameOutcome::Sent(Instant::now()),
+                    Err(_) => FrameOutcome::Failed,
+                },
+                // The buffer holds a header and the longest packet time.
+                Err(_) => FrameOutcome::Failed,
+            };
+            // The step's first packet tells how late the step was.
+            if matches!(outcome, FrameOutcome::NotDue) || matches!(sent, FrameOutcome::Failed) {
+                outcome = sent;
             }
-            None => silence_frame(codec),
+            self.sent_samples += length as u64;
+            if let Some(playing) = self.queue.front_mut() {
+                playing.position += length;
+            }
+            self.finish_done();
+        }
+        outcome
+    }
+
+    /// One 20 ms step of the key press at the front of the queue.
+    fn send_key_frame(&mut self, now: Instant, out: &mut [u8; MAX_PACKET]) -> FrameOutcome {
+        let codec = self.codec;
+        let Some(Playing {
+            source: Source::Keys { events, began_at },
+            position,
+            ..
+        }) = self.queue.front_mut()
+        else {
+            return FrameOutcome::NotDue;
+        };
+        let event = events.get(*position / KEY_FRAMES).copied().unwrap_or(0);
+        let phase = *position % KEY_FRAMES;
+        *position += 1;
+        let tone: [u8; FRAME_SAMPLES];
+        let mut event_sent = None;
+        let payload: &[u8] = if phase >= KEY_TONE_FRAMES + KEY_END_FRAMES {
+            *began_at = None;
+            silence_frame(codec)
+        } else {
+            let packet = crate::dtmf::TelephoneEvent {
+                event,
+                end: phase >= KEY_TONE_FRAMES,
+                volume: 10,
+                duration: ((phase.min(KEY_TONE_FRAMES - 1) + 1) * FRAME_SAMPLES) as u16,
+            }
+            .to_bytes();
+            let from = if phase == 0 { None } else { *began_at };
+            match self
+                .session
+                .write_event(now, from, &packet, FRAME_SAMPLES as u32, out)
+            {
+                Some(written) => {
+                    event_sent = Some(written.map(|(outgoing, began)| {
+                        *began_at = Some(began);
+                        outgoing
+                    }));
+                    silence_frame(codec)
+                }
+                // No telephone events: the tones go in the audio.
+                None if phase < KEY_TONE_FRAMES => {
+                    tone = key_tone_frame(event, phase, codec);
+                    &tone
+                }
+                None => silence_frame(codec),
+            }
         };
         let written = match event_sent {
             Some(event) => event,
@@ -746,21 +861,9 @@ impl Leg {
                 Ok(_) => FrameOutcome::Sent(Instant::now()),
                 Err(_) => FrameOutcome::Failed,
             },
-            // The buffer holds a header and a 20 ms frame, which is all a
-            // payload can be.
             Err(_) => FrameOutcome::Failed,
         };
-        if let Some(playing) = playing {
-            playing.next_frame += 1;
-            if playing.next_frame >= playing.frames() {
-                let playback = playing.playback;
-                self.queue.pop_front();
-                let _ = self.events.send(LegEvent::PlaybackDone(playback));
-            }
-        }
-        if matches!(outcome, FrameOutcome::Failed) {
-            self.send_failures += 1;
-        }
+        self.finish_done();
         outcome
     }
 
