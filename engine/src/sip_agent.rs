@@ -359,6 +359,9 @@ struct ActiveCall {
     reply: Option<Reply>,
     hold: Duration,
     hang_up_at: Option<Instant>,
+    /// The deadline the wake-up heap holds for this call; other entries
+    /// for it are stale.
+    next_wake: Option<Instant>,
     media: Option<CallMedia>,
     /// Why the callee's SDP could not be used, when it could not.
     media_error: Option<String>,
@@ -569,6 +572,7 @@ impl Agent {
                 reply: Some(reply),
                 hold: order.hold,
                 hang_up_at: None,
+                next_wake: None,
                 media,
                 media_error: None,
             }),
@@ -634,12 +638,16 @@ impl Agent {
             if *at > now {
                 break;
             }
-            let Some(Reverse((_, call_id))) = self.wakeups.pop() else {
+            let Some(Reverse((at, call_id))) = self.wakeups.pop() else {
                 break;
             };
             let Some(active) = self.calls.get_mut(&call_id) else {
                 continue;
             };
+            if active.next_wake != Some(at) {
+                continue; // superseded by a later schedule
+            }
+            active.next_wake = None;
             active.call.handle_timeout(now);
             if active.hang_up_at.is_some_and(|at| now >= at) {
                 active.hang_up_at = None;
@@ -770,7 +778,12 @@ impl Agent {
             .into_iter()
             .flatten()
             .min();
-        if let Some(at) = wake {
+        // One entry per call and deadline: a call serviced again with the
+        // same deadline adds nothing to the heap.
+        if let Some(at) = wake
+            && active.next_wake != Some(at)
+        {
+            active.next_wake = Some(at);
             self.wakeups.push(Reverse((at, call_id.to_owned())));
         }
     }

@@ -50,7 +50,7 @@ impl Message {
     /// caught and reported as an unparsable message.
     pub fn parse(bytes: &[u8]) -> Result<Message, MessageError> {
         let normalized = normalize_head(bytes);
-        let bytes = normalized.as_slice();
+        let bytes = normalized.as_ref();
         let parsed = std::panic::catch_unwind(|| rsip::SipMessage::try_from(bytes))
             .map_err(|_| MessageError::Unparsable("the parser failed on this input".into()))?
             .map_err(|error| MessageError::Unparsable(error.to_string()))?;
@@ -223,12 +223,16 @@ fn is_wsp(byte: u8) -> bool {
 /// their meaning alone (RFC 3261 section 7.3.1): folded lines are joined with a
 /// single space, whitespace between a header name and its colon is dropped, and
 /// compact names become long ones. The body is not touched.
-fn normalize_head(bytes: &[u8]) -> Vec<u8> {
+fn normalize_head(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     let head_end = bytes
         .windows(4)
         .position(|window| window == b"\r\n\r\n")
         .map_or(bytes.len(), |at| at + 2);
     let (head, rest) = bytes.split_at(head_end);
+    // Most messages need nothing: read them as they came.
+    if !needs_normalizing(head) {
+        return std::borrow::Cow::Borrowed(bytes);
+    }
     let mut out = Vec::with_capacity(bytes.len());
     let mut lines = head.split_inclusive(|byte| *byte == b'\n').peekable();
     let mut first = true;
@@ -273,7 +277,28 @@ fn normalize_head(bytes: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&line);
     }
     out.extend_from_slice(rest);
-    out
+    std::borrow::Cow::Owned(out)
+}
+
+/// Whether a head has anything [`normalize_head`] rewrites: a folded line, a
+/// compact or space-padded header name, or spaces around a Via's slashes.
+fn needs_normalizing(head: &[u8]) -> bool {
+    head.split(|byte| *byte == b'\n').skip(1).any(|line| {
+        if line.first().copied().is_some_and(is_wsp) {
+            return true;
+        }
+        let Some(colon) = line.iter().position(|byte| *byte == b':') else {
+            return false;
+        };
+        let name = &line[..colon];
+        if name.last().copied().is_some_and(is_wsp) || long_name(name).is_some() {
+            return true;
+        }
+        name.eq_ignore_ascii_case(b"Via")
+            && line[colon..]
+                .windows(2)
+                .any(|pair| pair == b"/ " || pair == b" /" || pair == b"/\t" || pair == b"\t/")
+    })
 }
 
 /// Drops the whitespace around the slashes of a Via's sent-protocol, which
