@@ -254,11 +254,27 @@ impl SipAgent {
     /// allows. The report is the call's last try, with the failed trunks
     /// before it in `failovers`.
     pub async fn dial(&self, dial: Dial) -> Result<CallReport, DialError> {
+        self.dial_reserved(dial, None).await
+    }
+
+    /// As [`SipAgent::dial`], with the first try's channel and call-rate slot
+    /// already taken (by [`SipAgent::reserve`]): a caller that starts calls
+    /// at a steady rate reserves in order, so that starts do not race each
+    /// other for the trunk's call-rate slots.
+    pub async fn dial_reserved(
+        &self,
+        dial: Dial,
+        mut first: Option<Reservation>,
+    ) -> Result<CallReport, DialError> {
         let mut failovers: Vec<FailedTrunk> = Vec::new();
         let mut failed_trunks: Vec<TrunkId> = Vec::new();
         let mut last_failure: Option<CallReport> = None;
         loop {
-            let reservation = match self.reserve(&dial.route, &failed_trunks).await {
+            let reserved = match first.take() {
+                Some(reservation) => Ok(reservation),
+                None => self.reserve(&dial.route, &failed_trunks).await,
+            };
+            let reservation = match reserved {
                 Ok(reservation) => reservation,
                 Err(error) => match last_failure {
                     // Every trunk the route allows has failed this call.
@@ -309,7 +325,11 @@ impl SipAgent {
 
     /// A channel and a call-rate slot on the route, waiting up to
     /// [`CAPACITY_WAIT`] for one to come free.
-    async fn reserve(&self, route: &Route, exclude: &[TrunkId]) -> Result<Reservation, DialError> {
+    pub async fn reserve(
+        &self,
+        route: &Route,
+        exclude: &[TrunkId],
+    ) -> Result<Reservation, DialError> {
         let give_up = tokio::time::Instant::now() + CAPACITY_WAIT;
         loop {
             let now = Instant::now();
