@@ -217,6 +217,23 @@ impl Store for SledStore {
     }
 }
 
+/// Opens the database again right after the previous handle was dropped. Sled's
+/// background flusher can hold the file lock for a moment after the drop, so a lock
+/// conflict is retried for up to a second.
+#[cfg(test)]
+fn reopen(dir: &Path, vault: &Vault) -> SledStore {
+    for _ in 0..50 {
+        match SledStore::open(dir, vault) {
+            Ok(store) => return store,
+            Err(StoreError::Open { source, .. }) if source.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(error) => panic!("reopen: {error}"),
+        }
+    }
+    panic!("the database lock was not released within a second")
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -254,7 +271,7 @@ mod tests {
             store.flush().unwrap();
             assert_eq!(store.customer_count(), 2);
         }
-        let store = SledStore::open(dir.path(), &vault).unwrap();
+        let store = reopen(dir.path(), &vault);
         assert_eq!(store.customer_count(), 2);
         assert_eq!(
             store
@@ -343,7 +360,7 @@ mod tests {
             store.set_wake(&id("a"), t(20), Some(t(10))).unwrap();
             store.flush().unwrap();
         }
-        let store = SledStore::open(dir.path(), &vault).unwrap();
+        let store = reopen(dir.path(), &vault);
         assert_eq!(
             store.wakes_until(t(100), 10).unwrap(),
             vec![
@@ -477,7 +494,7 @@ mod model {
                     Op::Reopen => {
                         store.flush().unwrap();
                         drop(store);
-                        store = SledStore::open(dir.path(), &vault).unwrap();
+                        store = reopen(dir.path(), &vault);
                     }
                 }
                 prop_assert_eq!(store.customer_count(), model.customer_count());
