@@ -6,7 +6,8 @@
 //! sleeps until [`WakeWheel::next_deadline`] and asks [`WakeWheel::poll_due`] what
 //! came due. Wakes further out are refused by the wheel and stay only in the store;
 //! as time moves on and the horizon with it, the driver reads them back from the
-//! store and hands them over with [`WakeWheel::load`]. After a restart the wheel
+//! store (`Store::wakes_between` the old and the new horizon end) and hands them
+//! over with [`WakeWheel::load`]. After a restart the wheel
 //! starts empty and is filled the same way, so no wake is lost.
 //!
 //! Every customer has at most one wake: scheduling again replaces the earlier one.

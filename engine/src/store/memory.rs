@@ -106,14 +106,16 @@ impl Store for MemoryStore {
         Ok(write(&self.wakes).remove(&(at.as_millisecond(), customer.clone())))
     }
 
-    fn wakes_until(
+    fn wakes_between(
         &self,
+        from: jiff::Timestamp,
         until: jiff::Timestamp,
         limit: usize,
     ) -> Result<Vec<(jiff::Timestamp, CustomerId)>, StoreError> {
         let until = until.as_millisecond();
         read(&self.wakes)
             .iter()
+            .skip_while(|(millis, _)| *millis < from.as_millisecond())
             .take_while(|(millis, _)| *millis < until)
             .take(limit)
             .map(|(millis, customer)| {
@@ -162,6 +164,10 @@ mod tests {
         assert_eq!(
             store.wakes_until(t(100), 1).unwrap(),
             vec![(t(10), id("c"))]
+        );
+        assert_eq!(
+            store.wakes_between(t(11), t(30), 10).unwrap(),
+            vec![(t(20), id("a"))]
         );
         assert!(store.clear_wake(&id("c"), t(10)).unwrap());
         assert!(!store.clear_wake(&id("c"), t(10)).unwrap());

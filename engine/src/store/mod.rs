@@ -110,6 +110,16 @@ pub trait Store: Send + Sync + 'static {
         &self,
         until: jiff::Timestamp,
         limit: usize,
+    ) -> Result<Vec<(jiff::Timestamp, CustomerId)>, StoreError> {
+        self.wakes_between(jiff::Timestamp::MIN, until, limit)
+    }
+    /// Up to `limit` wakes at or after `from` and before `until`, in time order:
+    /// the driver refills its wheel from the old horizon to the new one.
+    fn wakes_between(
+        &self,
+        from: jiff::Timestamp,
+        until: jiff::Timestamp,
+        limit: usize,
     ) -> Result<Vec<(jiff::Timestamp, CustomerId)>, StoreError>;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), StoreError>;

@@ -192,13 +192,19 @@ impl Store for SledStore {
             .is_some())
     }
 
-    fn wakes_until(
+    fn wakes_between(
         &self,
+        from: jiff::Timestamp,
         until: jiff::Timestamp,
         limit: usize,
     ) -> Result<Vec<(jiff::Timestamp, CustomerId)>, StoreError> {
+        let from = encoding::wake_time_prefix(from);
+        let until = encoding::wake_time_prefix(until);
+        if from >= until {
+            return Ok(Vec::new());
+        }
         self.wakes
-            .range(..encoding::wake_time_prefix(until))
+            .range(from..until)
             .keys()
             .take(limit)
             .map(|key| {
@@ -375,6 +381,11 @@ mod tests {
             vec![(t(-90_000), id("early")), (t(10), id("c"))]
         );
         assert_eq!(store.wakes_until(t(100), 1).unwrap().len(), 1);
+        assert_eq!(
+            store.wakes_between(t(10), t(30), 10).unwrap(),
+            vec![(t(10), id("c")), (t(20), id("a"))]
+        );
+        assert!(store.wakes_between(t(30), t(10), 10).unwrap().is_empty());
         assert!(store.clear_wake(&id("c"), t(10)).unwrap());
         assert!(!store.clear_wake(&id("c"), t(10)).unwrap());
         assert!(!store.clear_wake(&id("a"), t(10)).unwrap());
@@ -501,6 +512,8 @@ mod model {
                 let stored = store.wakes_until(jiff::Timestamp::MAX, 100).unwrap();
                 prop_assert_eq!(stored.len(), wakes.len());
                 prop_assert_eq!(stored, model.wakes_until(jiff::Timestamp::MAX, 100).unwrap());
+                let (from, until) = (jiff::Timestamp::from_second(-20).unwrap(), jiff::Timestamp::from_second(40).unwrap());
+                prop_assert_eq!(store.wakes_between(from, until, 3).unwrap(), model.wakes_between(from, until, 3).unwrap());
                 for n in 0..6u8 {
                     let id = CustomerId::parse(&format!("c{n}")).unwrap();
                     prop_assert_eq!(store.customer(&id).unwrap(), model.customer(&id).unwrap());
