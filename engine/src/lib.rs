@@ -19,3 +19,4 @@ pub mod sip_agent;
 pub mod socket;
 pub mod store;
 pub mod vault;
+pub mod wake_wheel;

@@ -29,6 +29,15 @@
 //! u8 format = 1, i64 added at (ms since the Unix epoch), u16 reason length,
 //! reason (UTF-8), u32 sealed length, sealed E.164 number (context = phone key)
 //! ```
+//! `wakes` (key: when the customer is next evaluated, then who; the value is
+//! empty):
+//! ```text
+//! u64  milliseconds since the Unix epoch, as an i64 with its sign bit flipped,
+//!      so that byte order is time order (a range scan reads wakes in time order)
+//! ..   customer id, UTF-8 (ties in time are in id order)
+//! ```
+//! One key per customer: writing a new wake removes the previous key.
+//!
 //! `meta`: `schema_version` → u32; `key_check` → 32 bytes derived from the key.
 
 use std::collections::BTreeMap;
@@ -172,6 +181,29 @@ pub fn decode_dnc(key: &[u8], bytes: &[u8]) -> Result<DncEntry, DecodeError> {
         added_at,
         reason,
     })
+}
+
+/// The `wakes` key of a customer's wake; times are kept to the millisecond.
+pub fn encode_wake_key(at: jiff::Timestamp, customer: &CustomerId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + customer.as_str().len());
+    out.extend_from_slice(&wake_time_prefix(at));
+    out.extend_from_slice(customer.as_str().as_bytes());
+    out
+}
+
+/// The first 8 bytes of every `wakes` key at `at`'s millisecond.
+pub fn wake_time_prefix(at: jiff::Timestamp) -> [u8; 8] {
+    // Flipping the sign bit maps i64 order onto unsigned byte order.
+    ((at.as_millisecond() as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+pub fn decode_wake_key(key: &[u8]) -> Result<(jiff::Timestamp, CustomerId), DecodeError> {
+    let mut reader = Reader(key);
+    let millis = (u64::from_be_bytes(reader.array()?) ^ (1 << 63)) as i64;
+    let at = jiff::Timestamp::from_millisecond(millis).map_err(|_| DecodeError::Invalid)?;
+    let id = reader.text(reader.0.len())?;
+    let customer = CustomerId::parse(id).ok_or(DecodeError::Invalid)?;
+    Ok((at, customer))
 }
 
 fn encode_value(out: &mut Vec<u8>, value: &AttributeValue) {
@@ -399,6 +431,24 @@ mod tests {
             decode_personal(&bytes).unwrap(),
             ("+8613800138000".into(), None)
         );
+    }
+
+    #[test]
+    fn wake_keys_sort_in_time_order_and_round_trip() {
+        let id = CustomerId::parse("C-7").unwrap();
+        let times = [-86_400_000i64, -1, 0, 1, 999, 1_700_000_000_000];
+        let keys: Vec<Vec<u8>> = times
+            .iter()
+            .map(|&ms| encode_wake_key(jiff::Timestamp::from_millisecond(ms).unwrap(), &id))
+            .collect();
+        assert!(keys.windows(2).all(|pair| pair[0] < pair[1]));
+        for (&ms, key) in times.iter().zip(&keys) {
+            let (at, customer) = decode_wake_key(key).unwrap();
+            assert_eq!(at.as_millisecond(), ms);
+            assert_eq!(customer, id);
+        }
+        assert_eq!(decode_wake_key(&keys[0][..7]), Err(DecodeError::Truncated));
+        assert_eq!(decode_wake_key(&keys[0][..8]), Err(DecodeError::Invalid));
     }
 
     #[test]

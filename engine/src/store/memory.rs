@@ -1,7 +1,7 @@
 //! A [`Store`] in memory: the model the sled store is checked against, and the
 //! store for benchmarks that measure everything but the disk.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,6 +15,8 @@ pub struct MemoryStore {
     customers: RwLock<BTreeMap<CustomerId, SealedCustomer>>,
     phone_index: RwLock<HashMap<PhoneKey, CustomerId>>,
     dnc: RwLock<BTreeMap<[u8; 32], DncEntry>>,
+    /// Wakes as the sled store keys them: milliseconds, then customer id.
+    wakes: RwLock<BTreeSet<(i64, CustomerId)>>,
     count: AtomicU64,
 }
 
@@ -86,7 +88,92 @@ impl Store for MemoryStore {
         Ok(read(&self.dnc).values().cloned().collect())
     }
 
+    fn set_wake(
+        &self,
+        customer: &CustomerId,
+        at: jiff::Timestamp,
+        previous: Option<jiff::Timestamp>,
+    ) -> Result<(), StoreError> {
+        let mut wakes = write(&self.wakes);
+        if let Some(previous) = previous {
+            wakes.remove(&(previous.as_millisecond(), customer.clone()));
+        }
+        wakes.insert((at.as_millisecond(), customer.clone()));
+        Ok(())
+    }
+
+    fn clear_wake(&self, customer: &CustomerId, at: jiff::Timestamp) -> Result<bool, StoreError> {
+        Ok(write(&self.wakes).remove(&(at.as_millisecond(), customer.clone())))
+    }
+
+    fn wakes_between(
+        &self,
+        from: jiff::Timestamp,
+        until: jiff::Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(jiff::Timestamp, CustomerId)>, StoreError> {
+        let until = until.as_millisecond();
+        read(&self.wakes)
+            .iter()
+            .skip_while(|(millis, _)| *millis < from.as_millisecond())
+            .take_while(|(millis, _)| *millis < until)
+            .take(limit)
+            .map(|(millis, customer)| {
+                jiff::Timestamp::from_millisecond(*millis)
+                    .map(|at| (at, customer.clone()))
+                    .map_err(|_| StoreError::Damaged {
+                        key: "wake".into(),
+                        error: super::DecodeError::Invalid,
+                    })
+            })
+            .collect()
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(seconds: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+    }
+
+    fn id(text: &str) -> CustomerId {
+        CustomerId::parse(text).unwrap()
+    }
+
+    #[test]
+    fn wakes_come_back_in_time_order_and_a_replaced_one_once() {
+        let store = MemoryStore::new();
+        store.set_wake(&id("b"), t(30), None).unwrap();
+        store.set_wake(&id("a"), t(10), None).unwrap();
+        store.set_wake(&id("c"), t(10), None).unwrap();
+        store.set_wake(&id("a"), t(20), Some(t(10))).unwrap();
+        assert_eq!(
+            store.wakes_until(t(100), 10).unwrap(),
+            vec![(t(10), id("c")), (t(20), id("a")), (t(30), id("b"))]
+        );
+        assert_eq!(
+            store.wakes_until(t(30), 10).unwrap(),
+            vec![(t(10), id("c")), (t(20), id("a"))]
+        );
+        assert_eq!(
+            store.wakes_until(t(100), 1).unwrap(),
+            vec![(t(10), id("c"))]
+        );
+        assert_eq!(
+            store.wakes_between(t(11), t(30), 10).unwrap(),
+            vec![(t(20), id("a"))]
+        );
+        assert!(store.clear_wake(&id("c"), t(10)).unwrap());
+        assert!(!store.clear_wake(&id("c"), t(10)).unwrap());
+        assert_eq!(
+            store.wakes_until(t(25), 10).unwrap(),
+            vec![(t(20), id("a"))]
+        );
     }
 }

@@ -76,7 +76,8 @@ pub enum StoreError {
     Damaged { key: String, error: DecodeError },
 }
 
-/// Where customers, the DNC list and (later) history, ledger and CDRs live.
+/// Where customers, the DNC list, each customer's next wake and (later) history,
+/// ledger and CDRs live.
 ///
 /// Writes are durable only after [`Store::flush`] returns; nothing is acknowledged
 /// to a client before that.
@@ -94,6 +95,32 @@ pub trait Store: Send + Sync + 'static {
     /// True when the number was listed.
     fn dnc_remove(&self, phone: &PhoneKey) -> Result<bool, StoreError>;
     fn dnc_list(&self) -> Result<Vec<DncEntry>, StoreError>;
+    /// Sets the customer's next wake to `at`, removing the wake it had at
+    /// `previous`. Times are kept to the millisecond.
+    fn set_wake(
+        &self,
+        customer: &CustomerId,
+        at: jiff::Timestamp,
+        previous: Option<jiff::Timestamp>,
+    ) -> Result<(), StoreError>;
+    /// Removes the customer's wake at `at`; true when it was stored.
+    fn clear_wake(&self, customer: &CustomerId, at: jiff::Timestamp) -> Result<bool, StoreError>;
+    /// Up to `limit` wakes before `until`, in time order (ties in customer id order).
+    fn wakes_until(
+        &self,
+        until: jiff::Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(jiff::Timestamp, CustomerId)>, StoreError> {
+        self.wakes_between(jiff::Timestamp::MIN, until, limit)
+    }
+    /// Up to `limit` wakes at or after `from` and before `until`, in time order:
+    /// the driver refills its wheel from the old horizon to the new one.
+    fn wakes_between(
+        &self,
+        from: jiff::Timestamp,
+        until: jiff::Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(jiff::Timestamp, CustomerId)>, StoreError>;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), StoreError>;
 }

@@ -17,6 +17,7 @@ pub struct SledStore {
     customers: sled::Tree,
     phone_index: sled::Tree,
     dnc: sled::Tree,
+    wakes: sled::Tree,
     customer_count: AtomicU64,
 }
 
@@ -64,6 +65,7 @@ impl SledStore {
         Ok(SledStore {
             phone_index: db.open_tree("phone_index")?,
             dnc: db.open_tree("dnc")?,
+            wakes: db.open_tree("wakes")?,
             customers,
             customer_count,
             db,
@@ -167,10 +169,75 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn set_wake(
+        &self,
+        customer: &CustomerId,
+        at: jiff::Timestamp,
+        previous: Option<jiff::Timestamp>,
+    ) -> Result<(), StoreError> {
+        // One batch, so a crash keeps either the old wake or the new one.
+        let mut batch = sled::Batch::default();
+        if let Some(previous) = previous {
+            batch.remove(encoding::encode_wake_key(previous, customer));
+        }
+        batch.insert(encoding::encode_wake_key(at, customer), &[]);
+        self.wakes.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn clear_wake(&self, customer: &CustomerId, at: jiff::Timestamp) -> Result<bool, StoreError> {
+        Ok(self
+            .wakes
+            .remove(encoding::encode_wake_key(at, customer))?
+            .is_some())
+    }
+
+    fn wakes_between(
+        &self,
+        from: jiff::Timestamp,
+        until: jiff::Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(jiff::Timestamp, CustomerId)>, StoreError> {
+        let from = encoding::wake_time_prefix(from);
+        let until = encoding::wake_time_prefix(until);
+        if from >= until {
+            return Ok(Vec::new());
+        }
+        self.wakes
+            .range(from..until)
+            .keys()
+            .take(limit)
+            .map(|key| {
+                let key = key?;
+                encoding::decode_wake_key(&key).map_err(|error| StoreError::Damaged {
+                    key: "wake".into(),
+                    error,
+                })
+            })
+            .collect()
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
     }
+}
+
+/// Opens the database again right after the previous handle was dropped. Sled's
+/// background flusher can hold the file lock for a moment after the drop, so a lock
+/// conflict is retried for up to a second.
+#[cfg(test)]
+fn reopen(dir: &Path, vault: &Vault) -> SledStore {
+    for _ in 0..50 {
+        match SledStore::open(dir, vault) {
+            Ok(store) => return store,
+            Err(StoreError::Open { source, .. }) if source.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(error) => panic!("reopen: {error}"),
+        }
+    }
+    panic!("the database lock was not released within a second")
 }
 
 #[cfg(test)]
@@ -210,7 +277,7 @@ mod tests {
             store.flush().unwrap();
             assert_eq!(store.customer_count(), 2);
         }
-        let store = SledStore::open(dir.path(), &vault).unwrap();
+        let store = reopen(dir.path(), &vault);
         assert_eq!(store.customer_count(), 2);
         assert_eq!(
             store
@@ -285,6 +352,46 @@ mod tests {
     }
 
     #[test]
+    fn wakes_come_back_in_time_order_and_survive_reopen() {
+        let t = |seconds: i64| jiff::Timestamp::from_second(1_800_000_000 + seconds).unwrap();
+        let id = |text: &str| CustomerId::parse(text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::from_master_key(&[1; 32]);
+        {
+            let store = SledStore::open(dir.path(), &vault).unwrap();
+            store.set_wake(&id("b"), t(30), None).unwrap();
+            store.set_wake(&id("a"), t(10), None).unwrap();
+            store.set_wake(&id("c"), t(10), None).unwrap();
+            store.set_wake(&id("early"), t(-90_000), None).unwrap();
+            store.set_wake(&id("a"), t(20), Some(t(10))).unwrap();
+            store.flush().unwrap();
+        }
+        let store = reopen(dir.path(), &vault);
+        assert_eq!(
+            store.wakes_until(t(100), 10).unwrap(),
+            vec![
+                (t(-90_000), id("early")),
+                (t(10), id("c")),
+                (t(20), id("a")),
+                (t(30), id("b"))
+            ]
+        );
+        assert_eq!(
+            store.wakes_until(t(20), 10).unwrap(),
+            vec![(t(-90_000), id("early")), (t(10), id("c"))]
+        );
+        assert_eq!(store.wakes_until(t(100), 1).unwrap().len(), 1);
+        assert_eq!(
+            store.wakes_between(t(10), t(30), 10).unwrap(),
+            vec![(t(10), id("c")), (t(20), id("a"))]
+        );
+        assert!(store.wakes_between(t(30), t(10), 10).unwrap().is_empty());
+        assert!(store.clear_wake(&id("c"), t(10)).unwrap());
+        assert!(!store.clear_wake(&id("c"), t(10)).unwrap());
+        assert!(!store.clear_wake(&id("a"), t(10)).unwrap());
+    }
+
+    #[test]
     fn dnc_add_remove_list() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path(), &Vault::from_master_key(&[1; 32])).unwrap();
@@ -319,6 +426,8 @@ mod model {
         Write { id: u8, phone: u8, tag: u8 },
         DncAdd(u8),
         DncRemove(u8),
+        Wake { id: u8, second: i8 },
+        ClearWake(u8),
         Reopen,
     }
 
@@ -327,6 +436,8 @@ mod model {
             4 => (0..6u8, 0..6u8, any::<u8>()).prop_map(|(id, phone, tag)| Op::Write { id, phone, tag }),
             1 => (0..6u8).prop_map(Op::DncAdd),
             1 => (0..6u8).prop_map(Op::DncRemove),
+            2 => (0..6u8, any::<i8>()).prop_map(|(id, second)| Op::Wake { id, second }),
+            1 => (0..6u8).prop_map(Op::ClearWake),
             1 => Just(Op::Reopen),
         ]
     }
@@ -349,6 +460,8 @@ mod model {
             let vault = Vault::from_master_key(&[5; 32]);
             let mut store = SledStore::open(dir.path(), &vault).unwrap();
             let model = MemoryStore::new();
+            // Each customer's wake, as the caller keeps it to pass as `previous`.
+            let mut wakes: BTreeMap<u8, jiff::Timestamp> = BTreeMap::new();
             for op in ops {
                 match op {
                     Op::Write { id, phone, tag } => {
@@ -375,13 +488,32 @@ mod model {
                         let key = PhoneKey([phone; 32]);
                         prop_assert_eq!(store.dnc_remove(&key).unwrap(), model.dnc_remove(&key).unwrap());
                     }
+                    Op::Wake { id, second } => {
+                        let customer = CustomerId::parse(&format!("c{id}")).unwrap();
+                        let at = jiff::Timestamp::from_second(i64::from(second)).unwrap();
+                        let previous = wakes.insert(id, at);
+                        store.set_wake(&customer, at, previous).unwrap();
+                        model.set_wake(&customer, at, previous).unwrap();
+                    }
+                    Op::ClearWake(id) => {
+                        let customer = CustomerId::parse(&format!("c{id}")).unwrap();
+                        if let Some(at) = wakes.remove(&id) {
+                            prop_assert!(store.clear_wake(&customer, at).unwrap());
+                            prop_assert!(model.clear_wake(&customer, at).unwrap());
+                        }
+                    }
                     Op::Reopen => {
                         store.flush().unwrap();
                         drop(store);
-                        store = SledStore::open(dir.path(), &vault).unwrap();
+                        store = reopen(dir.path(), &vault);
                     }
                 }
                 prop_assert_eq!(store.customer_count(), model.customer_count());
+                let stored = store.wakes_until(jiff::Timestamp::MAX, 100).unwrap();
+                prop_assert_eq!(stored.len(), wakes.len());
+                prop_assert_eq!(stored, model.wakes_until(jiff::Timestamp::MAX, 100).unwrap());
+                let (from, until) = (jiff::Timestamp::from_second(-20).unwrap(), jiff::Timestamp::from_second(40).unwrap());
+                prop_assert_eq!(store.wakes_between(from, until, 3).unwrap(), model.wakes_between(from, until, 3).unwrap());
                 for n in 0..6u8 {
                     let id = CustomerId::parse(&format!("c{n}")).unwrap();
                     prop_assert_eq!(store.customer(&id).unwrap(), model.customer(&id).unwrap());
