@@ -21,6 +21,11 @@ pub struct SledStore {
     customer_count: AtomicU64,
 }
 
+/// sled's page cache. Its default, 1 GiB, made a 100,000-row import about
+/// 40 % slower here than 64 or 256 MiB did (51,700 against 87,000 rows/s),
+/// and a daemon has no use for that much memory.
+const CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
 impl SledStore {
     /// Opens (or creates) the database in `dir`, refusing one written by a newer
     /// format or under another key.
@@ -28,6 +33,7 @@ impl SledStore {
         let shown = dir.display().to_string();
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|source| StoreError::Open {
                 path: shown.clone(),
