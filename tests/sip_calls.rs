@@ -16,6 +16,21 @@ fn call(daemon: &Daemon, args: &[&str]) -> Value {
     daemon.cli(&full)
 }
 
+/// Writes 8 kHz mono 16-bit samples as a WAV prompt.
+fn write_wav(path: &std::path::Path, samples: &[i16]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).unwrap();
+    for sample in samples {
+        writer.write_sample(*sample).unwrap();
+    }
+    writer.finalize().unwrap();
+}
+
 /// A daemon with one trunk, `callee`, pointing at `sipp`.
 fn daemon_for(sipp: &Sipp, extra: &str) -> Daemon {
     Daemon::with_trunks(&sipp.trunk("callee", "premium", extra), 0)
@@ -298,17 +313,7 @@ fn an_echoing_callee_sends_the_prompt_back_sample_for_sample() {
         })
         .collect();
     let prompt_path = dir.path().join("noise.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut writer = hound::WavWriter::create(&prompt_path, spec).unwrap();
-    for sample in &prompt {
-        writer.write_sample(*sample).unwrap();
-    }
-    writer.finalize().unwrap();
+    write_wav(&prompt_path, &prompt);
     let recording_path = dir.path().join("call.wav");
 
     let report = call(
@@ -390,18 +395,13 @@ fn the_callee_speaking_is_heard_and_cuts_the_prompt_short() {
 
     // Our prompt: six seconds of a tone, still playing when the callee speaks.
     let prompt_path = dir.path().join("tone.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut writer = hound::WavWriter::create(&prompt_path, spec).unwrap();
-    for n in 0..48_000 {
-        let phase = n as f64 * 2.0 * std::f64::consts::PI * 440.0 / 8000.0;
-        writer.write_sample((phase.sin() * 6000.0) as i16).unwrap();
-    }
-    writer.finalize().unwrap();
+    let tone: Vec<i16> = (0..48_000)
+        .map(|n| {
+            let phase = f64::from(n) * 2.0 * std::f64::consts::PI * 440.0 / 8000.0;
+            (phase.sin() * 6000.0) as i16
+        })
+        .collect();
+    write_wav(&prompt_path, &tone);
 
     let mut sipp = Sipp::uas_filled("speech", "SPEECH_FILE", stream_path.to_str().unwrap(), &[]);
     let daemon = daemon_for(&sipp, "");
@@ -428,9 +428,6 @@ fn the_callee_speaking_is_heard_and_cuts_the_prompt_short() {
     let barge_in = media["barge_in_ms"]
         .as_i64()
         .unwrap_or_else(|| panic!("{report}"));
-    eprintln!(
-        "speech {onset_ms}-{offset_ms} ms, heard {start}-{end} ms, prompt stopped at {barge_in} ms"
-    );
     assert!(
         barge_in >= onset_ms && barge_in - onset_ms <= 100,
         "speech at {onset_ms} ms stopped the prompt at {barge_in} ms"

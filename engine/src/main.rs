@@ -289,17 +289,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             count: args.count,
             rate: args.rate,
             say: args.say.clone(),
-            // The daemon reads the file: give it a path from anywhere.
-            play: args
-                .play
-                .as_ref()
-                .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone())),
+            play: args.play.as_deref().map(daemon_path),
             no_media: args.no_media,
             no_barge_in: args.no_barge_in,
-            record: args
-                .record
-                .as_ref()
-                .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone())),
+            record: args.record.as_deref().map(daemon_path),
         },
     };
     let bar = progress_bar(&request, cli.json);
@@ -354,6 +347,12 @@ async fn stored_customer(cli: &Cli, id: &str) -> anyhow::Result<String> {
         }
     }
     Ok(serde_json::Value::Object(record).to_string())
+}
+
+/// A path the daemon opens: absolute, so that it means the same file from the
+/// daemon's working directory.
+fn daemon_path(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn socket_path(cli: &Cli) -> anyhow::Result<PathBuf> {

@@ -58,6 +58,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use dialhound_line_pool::window::{SlidingWindow, Tally};
 use serde::Serialize;
 
 /// The campaign's and trunks' limits, and how the pacer measures.
@@ -177,8 +178,9 @@ pub struct PacerFigures {
 #[derive(Debug, Clone)]
 pub struct Pacer {
     config: PacerConfig,
+    /// When the pacer started measuring.
     epoch: Instant,
-    buckets: [Bucket; BUCKETS],
+    tallies: SlidingWindow<Bucket>,
     /// Dial times of the ringing calls, oldest first.
     ringing: VecDeque<Instant>,
     connected: u32,
@@ -196,7 +198,7 @@ impl Pacer {
         Pacer {
             config,
             epoch: now,
-            buckets: [Bucket::default(); BUCKETS],
+            tallies: SlidingWindow::new(config.window, now),
             ringing: VecDeque::new(),
             connected: 0,
             abandoning: 0,
@@ -216,7 +218,7 @@ impl Pacer {
     /// slices no longer line up and the measuring starts afresh.
     pub fn set_config(&mut self, config: PacerConfig) {
         if config.window != self.config.window {
-            self.buckets = [Bucket::default(); BUCKETS];
+            self.tallies = SlidingWindow::new(config.window, self.epoch);
         }
         self.config = config;
     }
@@ -245,7 +247,7 @@ impl Pacer {
     /// twice without dialing returns the same count.
     pub fn poll_dial(&mut self, now: Instant) -> u32 {
         self.prune_starts(now);
-        let window = self.window(now);
+        let window = self.tallies.total(now);
         let elapsed = self
             .last_poll
             .map_or(Duration::ZERO, |last| now.saturating_duration_since(last))
@@ -279,7 +281,7 @@ impl Pacer {
         self.forget_ringing(call);
         let ring = now.saturating_duration_since(call.dialed_at);
         let connected = self.connected < self.config.capacity;
-        let bucket = self.bucket(now);
+        let bucket = self.tallies.at(now);
         bucket.answered += 1;
         bucket.ring_to_answer_ms += millis(ring);
         bucket.answer_ring[ring_bin(ring)] += 1;
@@ -302,7 +304,7 @@ impl Pacer {
     pub fn handle_unanswered(&mut self, now: Instant, call: Ringing) {
         self.forget_ringing(call);
         let ring = now.saturating_duration_since(call.dialed_at);
-        let bucket = self.bucket(now);
+        let bucket = self.tallies.at(now);
         bucket.unanswered += 1;
         bucket.ring_to_give_up_ms += millis(ring);
         bucket.give_up_ring[ring_bin(ring)] += 1;
@@ -313,7 +315,7 @@ impl Pacer {
         if call.connected {
             self.connected = self.connected.saturating_sub(1);
             let talk = now.saturating_duration_since(call.answered_at);
-            let bucket = self.bucket(now);
+            let bucket = self.tallies.at(now);
             bucket.ended += 1;
             bucket.talk_ms += millis(talk);
         } else {
@@ -324,7 +326,7 @@ impl Pacer {
     /// What the pacer measured over the window ending at `now`, and what it
     /// would dial now.
     pub fn figures(&self, now: Instant) -> PacerFigures {
-        let window = self.window(now);
+        let window = self.tallies.total(now);
         let decision = self.decide(now, &window);
         let mean = |sum: u64, count: u32| (count > 0).then(|| sum / u64::from(count));
         PacerFigures {
@@ -421,44 +423,8 @@ impl Pacer {
             }
         }
     }
-
-    /// The sum of the window's live slices.
-    fn window(&self, now: Instant) -> Bucket {
-        let current = self.slot(now);
-        let mut total = Bucket::default();
-        for bucket in self
-            .buckets
-            .iter()
-            .filter(|b| b.slot + BUCKETS as u64 > current && b.slot <= current)
-        {
-            total.add(bucket);
-        }
-        total
-    }
-
-    fn bucket_length(&self) -> Duration {
-        (self.config.window / BUCKETS as u32).max(Duration::from_millis(1))
-    }
-
-    fn slot(&self, now: Instant) -> u64 {
-        let since = now.saturating_duration_since(self.epoch);
-        (since.as_nanos() / self.bucket_length().as_nanos()) as u64
-    }
-
-    fn bucket(&mut self, now: Instant) -> &mut Bucket {
-        let slot = self.slot(now);
-        let bucket = &mut self.buckets[(slot % BUCKETS as u64) as usize];
-        if bucket.slot != slot {
-            *bucket = Bucket {
-                slot,
-                ..Bucket::default()
-            };
-        }
-        bucket
-    }
 }
 
-const BUCKETS: usize = 12;
 /// Ring-time histogram bins of one second; the last one holds every longer ring.
 const RING_BINS: usize = 32;
 /// Outcomes the initial answer rate counts for while few are measured.
@@ -490,7 +456,6 @@ struct Decision {
 /// One slice of the sliding window.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Bucket {
-    slot: u64,
     answered: u32,
     abandoned: u32,
     unanswered: u32,
@@ -502,7 +467,7 @@ struct Bucket {
     give_up_ring: [u32; RING_BINS],
 }
 
-impl Bucket {
+impl Tally for Bucket {
     fn add(&mut self, other: &Bucket) {
         self.answered += other.answered;
         self.abandoned += other.abandoned;
@@ -518,7 +483,9 @@ impl Bucket {
             *sum += n;
         }
     }
+}
 
+impl Bucket {
     fn abandon_rate(&self) -> f64 {
         if self.answered == 0 {
             0.0

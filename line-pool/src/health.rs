@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::window::{SlidingWindow, Tally};
+
 /// What one attempt on a trunk came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -140,13 +142,9 @@ impl Default for HealthConfig {
     }
 }
 
-const BUCKETS: usize = 12;
-
 /// One slice of the sliding window.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Bucket {
-    /// Which slice of time this bucket holds (time / bucket length).
-    slot: u64,
     attempts: u32,
     trunk_failures: u32,
     answered: u32,
@@ -155,6 +153,19 @@ struct Bucket {
     talk_ms: u64,
     mos_sum: f64,
     mos_reports: u32,
+}
+
+impl Tally for Bucket {
+    fn add(&mut self, other: &Bucket) {
+        self.attempts += other.attempts;
+        self.trunk_failures += other.trunk_failures;
+        self.answered += other.answered;
+        self.post_dial_delay_ms += other.post_dial_delay_ms;
+        self.post_dial_delays += other.post_dial_delays;
+        self.talk_ms += other.talk_ms;
+        self.mos_sum += other.mos_sum;
+        self.mos_reports += other.mos_reports;
+    }
 }
 
 /// Figures over the current window.
@@ -182,8 +193,7 @@ pub struct CallDetail {
 #[derive(Debug, Clone)]
 pub struct Health {
     config: HealthConfig,
-    epoch: Instant,
-    buckets: [Bucket; BUCKETS],
+    window: SlidingWindow<Bucket>,
     state: BreakerState,
     /// While open: when the trunk may be probed.
     reopen_at: Option<Instant>,
@@ -200,8 +210,7 @@ impl Health {
     pub fn new(config: HealthConfig, now: Instant) -> Health {
         Health {
             config,
-            epoch: now,
-            buckets: [Bucket::default(); BUCKETS],
+            window: SlidingWindow::new(config.window, now),
             state: BreakerState::Closed,
             reopen_at: None,
             reopenings: 0,
@@ -240,7 +249,7 @@ impl Health {
     /// A call on this trunk finished.
     pub fn handle_call_result(&mut self, now: Instant, result: CallResult, detail: CallDetail) {
         self.handle_timeout(now);
-        let bucket = self.bucket(now);
+        let bucket = self.window.at(now);
         bucket.attempts += 1;
         if result.is_trunk_failure() {
             bucket.trunk_failures += 1;
@@ -322,22 +331,7 @@ impl Health {
 
     /// Figures over the sliding window ending at `now`.
     pub fn figures(&self, now: Instant) -> WindowFigures {
-        let current = self.slot(now);
-        let mut total = Bucket::default();
-        for bucket in self
-            .buckets
-            .iter()
-            .filter(|b| b.slot + BUCKETS as u64 > current && b.slot <= current)
-        {
-            total.attempts += bucket.attempts;
-            total.trunk_failures += bucket.trunk_failures;
-            total.answered += bucket.answered;
-            total.post_dial_delay_ms += bucket.post_dial_delay_ms;
-            total.post_dial_delays += bucket.post_dial_delays;
-            total.talk_ms += bucket.talk_ms;
-            total.mos_sum += bucket.mos_sum;
-            total.mos_reports += bucket.mos_reports;
-        }
+        let total = self.window.total(now);
         let ratio = |part: u32| {
             if total.attempts == 0 {
                 0.0
@@ -380,29 +374,8 @@ impl Health {
             self.state_changes += 1;
             self.reopenings = 0;
             // A fresh start: the failures that opened the trunk are history.
-            self.buckets = [Bucket::default(); BUCKETS];
+            self.window.clear();
         }
-    }
-
-    fn bucket_length(&self) -> Duration {
-        (self.config.window / BUCKETS as u32).max(Duration::from_millis(1))
-    }
-
-    fn slot(&self, now: Instant) -> u64 {
-        let since = now.saturating_duration_since(self.epoch);
-        (since.as_nanos() / self.bucket_length().as_nanos()) as u64
-    }
-
-    fn bucket(&mut self, now: Instant) -> &mut Bucket {
-        let slot = self.slot(now);
-        let bucket = &mut self.buckets[(slot % BUCKETS as u64) as usize];
-        if bucket.slot != slot {
-            *bucket = Bucket {
-                slot,
-                ..Bucket::default()
-            };
-        }
-        bucket
     }
 }
 

@@ -7,6 +7,7 @@ pub mod capacity;
 pub mod config;
 pub mod health;
 pub mod pool;
+pub mod window;
 
 pub use config::{ConfigError, TrunkConfig};
 pub use health::{BreakerState, CallDetail, CallResult, Health, HealthConfig, WindowFigures};

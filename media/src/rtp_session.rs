@@ -220,36 +220,16 @@ impl RtpSender {
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<usize, SendError> {
-        let length = RTP_HEADER_LENGTH + payload.len();
-        let too_small = SendError::BufferTooSmall {
-            needed: length,
-            available: out.len(),
-        };
-        if out.len() < length {
-            return Err(too_small);
-        }
-        let header = rtp::header::Header {
-            version: 2,
+        let header = Header {
             marker: self.talk_spurt_starts,
             payload_type: self.payload_type,
-            sequence_number: self.next_sequence,
             timestamp: self.next_timestamp,
-            ssrc: self.ssrc.0,
-            ..rtp::header::Header::default()
         };
-        header
-            .marshal_to(&mut out[..RTP_HEADER_LENGTH])
-            .map_err(|_| too_small)?;
-        out[RTP_HEADER_LENGTH..length].copy_from_slice(payload);
-
-        self.last_sent = Some((now, self.next_timestamp));
-        self.next_sequence = self.next_sequence.wrapping_add(1);
+        let length = self.write(now, header, payload, out)?;
         // A payload longer than 4 GiB does not fit any datagram; wrapping is
         // what timestamps do anyway.
         self.next_timestamp = self.next_timestamp.wrapping_add(payload.len() as u32);
         self.talk_spurt_starts = false;
-        self.packets_sent += 1;
-        self.octets_sent += payload.len() as u64;
         Ok(length)
     }
 
@@ -268,7 +248,28 @@ impl RtpSender {
         samples: u32,
         out: &mut [u8],
     ) -> Result<usize, SendError> {
-        let length = RTP_HEADER_LENGTH + event.len();
+        let header = Header {
+            marker: first,
+            payload_type,
+            timestamp: began_at,
+        };
+        let length = self.write(now, header, event, out)?;
+        self.next_timestamp = self.next_timestamp.wrapping_add(samples);
+        // Audio after the key press starts a new talk spurt.
+        self.talk_spurt_starts = true;
+        Ok(length)
+    }
+
+    /// Header and payload into `out`; the sequence number and the counts move
+    /// on, the timestamp is the caller's to move.
+    fn write(
+        &mut self,
+        now: Instant,
+        header: Header,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, SendError> {
+        let length = RTP_HEADER_LENGTH + payload.len();
         let too_small = SendError::BufferTooSmall {
             needed: length,
             available: out.len(),
@@ -276,26 +277,22 @@ impl RtpSender {
         if out.len() < length {
             return Err(too_small);
         }
-        let header = rtp::header::Header {
+        rtp::header::Header {
             version: 2,
-            marker: first,
-            payload_type,
+            marker: header.marker,
+            payload_type: header.payload_type,
             sequence_number: self.next_sequence,
-            timestamp: began_at,
+            timestamp: header.timestamp,
             ssrc: self.ssrc.0,
             ..rtp::header::Header::default()
-        };
-        header
-            .marshal_to(&mut out[..RTP_HEADER_LENGTH])
-            .map_err(|_| too_small)?;
-        out[RTP_HEADER_LENGTH..length].copy_from_slice(event);
+        }
+        .marshal_to(&mut out[..RTP_HEADER_LENGTH])
+        .map_err(|_| too_small)?;
+        out[RTP_HEADER_LENGTH..length].copy_from_slice(payload);
         self.last_sent = Some((now, self.next_timestamp));
         self.next_sequence = self.next_sequence.wrapping_add(1);
-        self.next_timestamp = self.next_timestamp.wrapping_add(samples);
-        // Audio after the key press starts a new talk spurt.
-        self.talk_spurt_starts = true;
         self.packets_sent += 1;
-        self.octets_sent += event.len() as u64;
+        self.octets_sent += payload.len() as u64;
         Ok(length)
     }
 
@@ -317,6 +314,13 @@ impl RtpSender {
         let (sent_at, timestamp) = self.last_sent?;
         Some(timestamp.wrapping_add(rtp_units(now.saturating_duration_since(sent_at))))
     }
+}
+
+/// The fields of an RTP header that differ between packets of one sender.
+struct Header {
+    marker: bool,
+    payload_type: u8,
+    timestamp: u32,
 }
 
 /// One call leg's RTP and RTCP.

@@ -227,6 +227,8 @@ pub struct Sipp {
     pub port: u16,
     pub dir: tempfile::TempDir,
     child: Option<Child>,
+    /// A scenario written for this run, kept until SIPp is done with it.
+    scenario_dir: Option<tempfile::TempDir>,
 }
 
 impl Sipp {
@@ -268,11 +270,14 @@ impl Sipp {
             std::fs::read_to_string(repo().join("tests/sipp").join(format!("{scenario}.xml")))
                 .unwrap()
                 .replace(placeholder, value);
-        let filled = std::env::temp_dir().join(format!("{scenario}-{}.xml", std::process::id()));
+        let scenario_dir = tempfile::tempdir().unwrap();
+        let filled = scenario_dir.path().join(format!("{scenario}.xml"));
         std::fs::write(&filled, text).unwrap();
         let mut args = vec!["-m", "1", "-timeout", "40s"];
         args.extend_from_slice(extra);
-        Sipp::spawn(filled.to_str().unwrap(), None, &args)
+        let mut sipp = Sipp::spawn(filled.to_str().unwrap(), None, &args);
+        sipp.scenario_dir = Some(scenario_dir);
+        sipp
     }
 
     fn try_spawn(scenario: &str, port: u16, extra: &[&str]) -> Option<Sipp> {
@@ -312,6 +317,7 @@ impl Sipp {
             port,
             dir,
             child: Some(child),
+            scenario_dir: None,
         })
     }
 

@@ -18,8 +18,8 @@ use crate::encoded::{EncodedPrompt, FRAME_SAMPLES, silence_frame};
 use crate::g711::{alaw_decode, mulaw_decode};
 use crate::reception::Arrival;
 use crate::rtp_session::{
-    NtpTime, PayloadKind, REPORT_INTERVAL, RTP_HEADER_LENGTH, RtpSession, SenderSeed,
-    SessionConfig, Ssrc,
+    NtpTime, Outgoing, PayloadKind, REPORT_INTERVAL, RTP_HEADER_LENGTH, RtpSession, SendError,
+    SenderSeed, SessionConfig, Ssrc,
 };
 use crate::sdp::{Codec, Negotiated};
 
@@ -778,17 +778,8 @@ impl Leg {
                     &self.padded
                 }
             };
-            let sent = match self.session.write_audio(now, payload, out) {
-                Ok(outgoing) => match self
-                    .rtp
-                    .send_to(&out[..outgoing.length], outgoing.destination)
-                {
-                    Ok(_) => FrameOutcome::Sent(Instant::now()),
-                    Err(_) => FrameOutcome::Failed,
-                },
-                // The buffer holds a header and the longest packet time.
-                Err(_) => FrameOutcome::Failed,
-            };
+            let written = self.session.write_audio(now, payload, out);
+            let sent = self.transmit(written, out);
             // The step's first packet tells how late the step was.
             if matches!(outcome, FrameOutcome::NotDue) || matches!(sent, FrameOutcome::Failed) {
                 outcome = sent;
@@ -853,7 +844,14 @@ impl Leg {
             Some(event) => event,
             None => self.session.write_audio(now, payload, out),
         };
-        let outcome = match written {
+        let outcome = self.transmit(written, out);
+        self.finish_done();
+        outcome
+    }
+
+    /// Sends a packet written into `out`.
+    fn transmit(&self, written: Result<Outgoing, SendError>, out: &[u8]) -> FrameOutcome {
+        match written {
             Ok(outgoing) => match self
                 .rtp
                 .send_to(&out[..outgoing.length], outgoing.destination)
@@ -861,10 +859,9 @@ impl Leg {
                 Ok(_) => FrameOutcome::Sent(Instant::now()),
                 Err(_) => FrameOutcome::Failed,
             },
+            // The buffer holds a header and the longest packet time.
             Err(_) => FrameOutcome::Failed,
-        };
-        self.finish_done();
-        outcome
+        }
     }
 
     /// The callee spoke: the prompts that allow it stop, from the one playing
