@@ -42,15 +42,62 @@ pub struct MediaSummary {
     pub barge_in_ms: Option<u64>,
 }
 
-/// Places `order` with a media leg from `media` and plays `prompts` once the
-/// callee answers; with `record`, both directions go to a stereo WAV there.
-/// The report carries the keys pressed (`dtmf`), the media figures and the
-/// recording's path.
+/// What happens on an answered call, as the conversation is told it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowEvent {
+    /// The callee picked up.
+    Answered,
+    /// Every prompt asked for so far has been played (or cut short).
+    PromptsDone,
+    /// A key pressed.
+    Digit(char),
+    /// The callee started to speak (also told at the start of a listen when
+    /// they are speaking already).
+    SpeechStarted,
+    /// The last listen's time ran out.
+    Silence,
+}
+
+/// What the conversation asks of the call.
+#[derive(Debug, Clone)]
+pub enum FlowAction {
+    /// Queue a prompt after any playing.
+    Play(EncodedPrompt),
+    /// Tell [`FlowEvent::Silence`] after this long, unless something else
+    /// is told first; a new listen replaces the last one.
+    Listen(Duration),
+    /// End the call.
+    HangUp,
+}
+
+/// The call's side after answer, driven by events: a campaign's script.
+/// Sans-IO: it never waits, it answers each event with actions.
+pub trait Conversation: Send {
+    fn handle(&mut self, event: FlowEvent) -> Vec<FlowAction>;
+}
+
+/// The simplest conversation: plays its prompts once answered and stays on
+/// the line until the call's hold runs out.
+pub struct PlayPrompts<'a>(pub &'a [EncodedPrompt]);
+
+impl Conversation for PlayPrompts<'_> {
+    fn handle(&mut self, event: FlowEvent) -> Vec<FlowAction> {
+        match event {
+            FlowEvent::Answered => self.0.iter().cloned().map(FlowAction::Play).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Places `order` with a media leg from `media` and lets `conversation`
+/// drive the call once the callee answers; with `record`, both directions go
+/// to a stereo WAV there. The report carries the keys pressed (`dtmf`), the
+/// media figures and the recording's path.
 pub async fn place_with_media(
     agent: &SipAgent,
     media: &Arc<MediaEngine>,
     mut order: CallOrder,
-    prompts: &[EncodedPrompt],
+    conversation: &mut dyn Conversation,
     record: Option<&PathBuf>,
     barge_in: bool,
 ) -> Result<CallReport, AgentError> {
@@ -91,7 +138,11 @@ pub async fn place_with_media(
     let mut speech: Vec<SpeechSegment> = Vec::new();
     let mut barge_in_at: Option<Duration> = None;
     let mut prompt_stopped = false;
+    let mut flow = Flow::default();
+    let listen_timer = tokio::time::sleep(Duration::from_secs(86_400));
+    tokio::pin!(listen_timer);
     let result = loop {
+        let mut actions = Vec::new();
         tokio::select! {
             result = &mut call => break result,
             Some(update) = settled.recv() => match update {
@@ -99,28 +150,44 @@ pub async fn place_with_media(
                     codec = Some(negotiated.codec);
                     let _ = leg.negotiate(&negotiated);
                 }
-                CallUpdate::Answered => {
-                    for prompt in prompts {
-                        let _ = leg.play(prompt.clone());
-                    }
-                    if recording.is_some() {
-                        played.start(prompts, codec.unwrap_or(Codec::Pcmu));
-                    }
+                CallUpdate::Answered { call_id } => {
+                    flow.call_id = Some(call_id);
+                    actions = conversation.handle(FlowEvent::Answered);
                 }
                 CallUpdate::MediaFailed(_) => {}
             },
             Some(event) = leg.next_event() => {
                 log_event(&event);
-                if matches!(event, LegEvent::PlaybackStopped(_)) {
-                    prompt_stopped = true;
+                match event {
+                    LegEvent::PlaybackDone(_) | LegEvent::PlaybackStopped(_) => {
+                        prompt_stopped |= matches!(event, LegEvent::PlaybackStopped(_));
+                        flow.prompts_playing = flow.prompts_playing.saturating_sub(1);
+                        if flow.prompts_playing == 0 {
+                            actions = conversation.handle(FlowEvent::PromptsDone);
+                        }
+                    }
+                    LegEvent::Dtmf(digit) => actions = conversation.handle(FlowEvent::Digit(digit)),
+                    LegEvent::FirstPacket { .. } => {}
                 }
             }
+            () = &mut listen_timer, if flow.listening => {
+                flow.listening = false;
+                actions = conversation.handle(FlowEvent::Silence);
+            }
             Some(event) = heard.recv() => match event {
-                Heard::Speech(VadEvent::SpeechStart { at }) => speech.push(SpeechSegment {
-                    start_ms: at.as_millis() as u64,
-                    end_ms: None,
-                }),
+                Heard::Speech(VadEvent::SpeechStart { at }) => {
+                    speech.push(SpeechSegment {
+                        start_ms: at.as_millis() as u64,
+                        end_ms: None,
+                    });
+                    flow.speaking = true;
+                    if flow.listening {
+                        flow.listening = false;
+                        actions = conversation.handle(FlowEvent::SpeechStarted);
+                    }
+                }
                 Heard::Speech(VadEvent::SpeechEnd { at }) => {
+                    flow.speaking = false;
                     if let Some(segment) = speech.last_mut() {
                         segment.end_ms = Some(at.as_millis() as u64);
                     }
@@ -134,6 +201,40 @@ pub async fn place_with_media(
                     played.write_due(recording);
                 }
             }
+        }
+        // An action can answer at once (a listen while the callee speaks).
+        while !actions.is_empty() {
+            let mut more = Vec::new();
+            for action in actions {
+                match action {
+                    FlowAction::Play(prompt) => {
+                        if recording.is_some() {
+                            played.queue(&prompt, codec.unwrap_or(Codec::Pcmu));
+                        }
+                        if leg.play(prompt).is_ok() {
+                            flow.prompts_playing += 1;
+                        }
+                    }
+                    FlowAction::Listen(within) => {
+                        if flow.speaking {
+                            flow.listening = false;
+                            more.extend(conversation.handle(FlowEvent::SpeechStarted));
+                        } else {
+                            flow.listening = true;
+                            listen_timer
+                                .as_mut()
+                                .reset(tokio::time::Instant::now() + within);
+                        }
+                    }
+                    FlowAction::HangUp => {
+                        flow.listening = false;
+                        if let Some(call_id) = flow.call_id.take() {
+                            agent.hang_up(call_id).await;
+                        }
+                    }
+                }
+            }
+            actions = more;
         }
     };
     let closed = close(leg).await;
@@ -171,6 +272,16 @@ pub async fn place_with_media(
         }
     }
     Ok(report)
+}
+
+/// Where the conversation stands, as the call loop tracks it.
+#[derive(Debug, Default)]
+struct Flow {
+    /// Known once answered; cleared when we hang up.
+    call_id: Option<String>,
+    prompts_playing: usize,
+    listening: bool,
+    speaking: bool,
 }
 
 /// Listens to the callee on the media thread: voice activity (and barge-in),
@@ -230,18 +341,22 @@ struct PlayedAudio {
 }
 
 impl PlayedAudio {
-    fn start(&mut self, prompts: &[EncodedPrompt], codec: Codec) {
-        for prompt in prompts {
-            let mut index = 0;
-            while let Some(frame) = prompt.frame(codec, index) {
-                self.samples.extend(frame.iter().map(|&code| match codec {
-                    Codec::Pcmu => dialhound_media::g711::mulaw_decode(code),
-                    Codec::Pcma => dialhound_media::g711::alaw_decode(code),
-                }));
-                index += 1;
-            }
+    /// Adds a prompt after the ones queued, or now when they have all
+    /// played (the gap is silence).
+    fn queue(&mut self, prompt: &EncodedPrompt, codec: Codec) {
+        let started = *self.started.get_or_insert_with(tokio::time::Instant::now);
+        let now = (started.elapsed().as_secs_f64() * 8000.0) as usize;
+        if self.samples.len() < now {
+            self.samples.resize(now, 0);
         }
-        self.started = Some(tokio::time::Instant::now());
+        let mut index = 0;
+        while let Some(frame) = prompt.frame(codec, index) {
+            self.samples.extend(frame.iter().map(|&code| match codec {
+                Codec::Pcmu => dialhound_media::g711::mulaw_decode(code),
+                Codec::Pcma => dialhound_media::g711::alaw_decode(code),
+            }));
+            index += 1;
+        }
     }
 
     /// Writes the samples whose time has come; the prompts start at media

@@ -81,8 +81,9 @@ pub enum CallUpdate {
     /// The callee's SDP settled the stream: early media from a 183, the answer
     /// in the 200, or a re-INVITE (hold, unhold, a new address).
     Media(Negotiated),
-    /// The callee answered; the media from the 200 came just before.
-    Answered,
+    /// The callee answered; the media from the 200 came just before. The
+    /// Call-ID is what [`SipAgent::hang_up`] takes.
+    Answered { call_id: String },
     /// The callee's SDP cannot be used; the agent hangs up.
     MediaFailed(String),
 }
@@ -187,7 +188,7 @@ pub enum AgentError {
 /// A handle on the running agent.
 #[derive(Debug, Clone)]
 pub struct SipAgent {
-    orders: mpsc::Sender<(CallOrder, oneshot::Sender<Result<CallReport, AgentError>>)>,
+    orders: mpsc::Sender<Command>,
     local_addr: SocketAddr,
     pool: Arc<LinePool>,
     media: Option<Arc<MediaEngine>>,
@@ -242,10 +243,17 @@ impl SipAgent {
     pub async fn call(&self, order: CallOrder) -> Result<CallReport, AgentError> {
         let (reply, outcome) = oneshot::channel();
         self.orders
-            .send((order, reply))
+            .send(Command::Place(order, reply))
             .await
             .map_err(|_| AgentError::Stopped)?;
         outcome.await.map_err(|_| AgentError::Stopped)?
+    }
+
+    /// Ends an answered call now rather than when its hold runs out: a script
+    /// that has said what it had to say. Unknown or ended calls are ignored.
+    pub async fn hang_up(&self, call_id: String) {
+        // A stopped agent has ended every call already.
+        let _ = self.orders.send(Command::HangUp(call_id)).await;
     }
 
     /// Places a call on its route: reserves a trunk, and when that trunk fails
@@ -264,7 +272,18 @@ impl SipAgent {
     pub async fn dial_reserved(
         &self,
         dial: Dial,
+        first: Option<Reservation>,
+    ) -> Result<CallReport, DialError> {
+        self.dial_conversation(dial, first, None).await
+    }
+
+    /// As [`SipAgent::dial_reserved`], with `conversation` driving the
+    /// answered call in place of `dial.prompts`.
+    pub async fn dial_conversation(
+        &self,
+        dial: Dial,
         mut first: Option<Reservation>,
+        mut conversation: Option<&mut dyn crate::call_flow::Conversation>,
     ) -> Result<CallReport, DialError> {
         let mut failovers: Vec<FailedTrunk> = Vec::new();
         let mut failed_trunks: Vec<TrunkId> = Vec::new();
@@ -295,11 +314,16 @@ impl SipAgent {
             };
             let mut report = match (&self.media, dial.with_media) {
                 (Some(media), true) => {
+                    let mut prompts = crate::call_flow::PlayPrompts(&dial.prompts);
+                    let talk: &mut dyn crate::call_flow::Conversation = match &mut conversation {
+                        Some(conversation) => &mut **conversation,
+                        None => &mut prompts,
+                    };
                     crate::call_flow::place_with_media(
                         self,
                         media,
                         order,
-                        &dial.prompts,
+                        talk,
                         dial.record.as_ref(),
                         dial.barge_in,
                     )
@@ -370,6 +394,13 @@ impl CallReport {
 }
 
 type Reply = oneshot::Sender<Result<CallReport, AgentError>>;
+
+/// What the agent's handle asks of its task.
+#[derive(Debug)]
+enum Command {
+    Place(CallOrder, Reply),
+    HangUp(String),
+}
 
 struct ActiveCall {
     call: OutboundCall,
@@ -452,7 +483,7 @@ struct Agent {
 }
 
 impl Agent {
-    async fn run(mut self, mut orders: mpsc::Receiver<(CallOrder, Reply)>) {
+    async fn run(mut self, mut orders: mpsc::Receiver<Command>) {
         let socket = Arc::clone(&self.socket);
         let mut buffer = vec![0u8; MAX_DATAGRAM];
         // One timer, moved rather than made anew on every turn of the loop.
@@ -487,15 +518,15 @@ impl Agent {
                         }
                     }
                 },
-                order = orders.recv() => match order {
-                    Some((order, reply)) => {
+                command = orders.recv() => match command {
+                    Some(command) => {
                         let now = Instant::now();
-                        self.place(now, order, reply);
+                        self.obey(now, command);
                         for _ in 1..BATCH {
-                            let Ok((order, reply)) = orders.try_recv() else {
+                            let Ok(command) = orders.try_recv() else {
                                 break;
                             };
-                            self.place(now, order, reply);
+                            self.obey(now, command);
                         }
                     }
                     None => break,
@@ -532,6 +563,21 @@ impl Agent {
             .filter_map(|keepalive| keepalive.transaction.poll_timeout())
             .min();
         [call, keepalive, transactions].into_iter().flatten().min()
+    }
+
+    fn obey(&mut self, now: Instant, command: Command) {
+        match command {
+            Command::Place(order, reply) => self.place(now, order, reply),
+            Command::HangUp(call_id) => {
+                if let Some(active) = self.calls.get_mut(&call_id)
+                    && active.hang_up_at.is_some()
+                {
+                    active.hang_up_at = None;
+                    active.call.hang_up(now, HangUp::Requested);
+                    self.service(now, &call_id);
+                }
+            }
+        }
     }
 
     fn place(&mut self, now: Instant, order: CallOrder, reply: Reply) {
@@ -732,7 +778,9 @@ impl Agent {
                             Ok(negotiated) => {
                                 media.codec = Some(negotiated.codec);
                                 media.tell(CallUpdate::Media(negotiated));
-                                media.tell(CallUpdate::Answered);
+                                media.tell(CallUpdate::Answered {
+                                    call_id: call_id.to_owned(),
+                                });
                             }
                             Err(error) => {
                                 // Nothing can be said on this call: end it at once.
