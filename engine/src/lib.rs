@@ -1,6 +1,7 @@
 //! dialhound's daemon: configuration, the encrypted customer store, import, the
 //! control socket and metrics. The `dialhound` binary is a thin shell around it.
 
+pub mod attempt;
 pub mod call_flow;
 pub mod client;
 pub mod config;

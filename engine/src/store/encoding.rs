@@ -206,6 +206,53 @@ pub fn decode_wake_key(key: &[u8]) -> Result<(jiff::Timestamp, CustomerId), Deco
     Ok((at, customer))
 }
 
+/// JSON for the records written once per call (ledger entries, CDRs): a
+/// call costs far more than its record.
+pub fn encode_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // Our own plain structs, whose serialization cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+pub fn decode_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<T, super::StoreError> {
+    serde_json::from_slice(bytes).map_err(|error| super::StoreError::DamagedJson { what, error })
+}
+
+pub fn encode_history(history: &dialhound_rules::History) -> Vec<u8> {
+    encode_json(&crate::attempt::StoredHistory::from_history(history))
+}
+
+pub fn decode_history(bytes: &[u8]) -> Result<dialhound_rules::History, super::StoreError> {
+    decode_json::<crate::attempt::StoredHistory>(bytes, "contact history").map(|h| h.to_history())
+}
+
+/// A CDR's key: its campaign, a zero byte, then the end time and the attempt
+/// number, big-endian, so one campaign's CDRs scan in time order.
+pub fn cdr_key(cdr: &crate::attempt::Cdr) -> Vec<u8> {
+    let mut key = Vec::with_capacity(cdr.campaign.len() + 17);
+    key.extend_from_slice(cdr.campaign.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&wake_time_prefix(cdr.ended_at));
+    key.extend_from_slice(&cdr.attempt.to_be_bytes());
+    key
+}
+
+/// The keys of `campaign`'s CDRs that ended at or after `since`.
+pub fn cdr_range(campaign: &str, since: jiff::Timestamp) -> (Vec<u8>, Vec<u8>) {
+    let mut from = Vec::with_capacity(campaign.len() + 9);
+    from.extend_from_slice(campaign.as_bytes());
+    from.push(0);
+    let mut until = from.clone();
+    from.extend_from_slice(&wake_time_prefix(since));
+    // Campaign names hold no zero byte, so this ends the campaign's keys.
+    if let Some(last) = until.last_mut() {
+        *last = 1;
+    }
+    (from, until)
+}
+
 fn encode_value(out: &mut Vec<u8>, value: &AttributeValue) {
     match value {
         AttributeValue::Text(text) => {

@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use dialhound_rules::History;
+
 use super::{CustomerWrite, DncEntry, SealedCustomer, Store, StoreError};
+use crate::attempt::{Attempt, Cdr};
 use crate::customer::CustomerId;
 use crate::vault::PhoneKey;
 
@@ -15,8 +18,14 @@ pub struct MemoryStore {
     customers: RwLock<BTreeMap<CustomerId, SealedCustomer>>,
     phone_index: RwLock<HashMap<PhoneKey, CustomerId>>,
     dnc: RwLock<BTreeMap<[u8; 32], DncEntry>>,
-    /// Wakes as the sled store keys them: milliseconds, then customer id.
-    wakes: RwLock<BTreeSet<(i64, CustomerId)>>,
+    /// Wakes as the sled store keys them: campaign, milliseconds, customer id.
+    wakes: RwLock<BTreeSet<(String, i64, CustomerId)>>,
+    history: RwLock<HashMap<String, History>>,
+    ledger: RwLock<BTreeMap<u64, Attempt>>,
+    /// By campaign, end time in milliseconds and attempt.
+    cdrs: RwLock<BTreeMap<(String, i64, u64), Cdr>>,
+    campaigns: RwLock<BTreeMap<String, Vec<u8>>>,
+    attempt_ids: AtomicU64,
     count: AtomicU64,
 }
 
@@ -90,24 +99,41 @@ impl Store for MemoryStore {
 
     fn set_wake(
         &self,
+        campaign: &str,
         customer: &CustomerId,
         at: jiff::Timestamp,
         previous: Option<jiff::Timestamp>,
     ) -> Result<(), StoreError> {
         let mut wakes = write(&self.wakes);
         if let Some(previous) = previous {
-            wakes.remove(&(previous.as_millisecond(), customer.clone()));
+            wakes.remove(&(
+                campaign.to_owned(),
+                previous.as_millisecond(),
+                customer.clone(),
+            ));
         }
-        wakes.insert((at.as_millisecond(), customer.clone()));
+        wakes.insert((campaign.to_owned(), at.as_millisecond(), customer.clone()));
         Ok(())
     }
 
-    fn clear_wake(&self, customer: &CustomerId, at: jiff::Timestamp) -> Result<bool, StoreError> {
-        Ok(write(&self.wakes).remove(&(at.as_millisecond(), customer.clone())))
+    fn clear_wake(
+        &self,
+        campaign: &str,
+        customer: &CustomerId,
+        at: jiff::Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(
+            write(&self.wakes).remove(&(
+                campaign.to_owned(),
+                at.as_millisecond(),
+                customer.clone(),
+            )),
+        )
     }
 
     fn wakes_between(
         &self,
+        campaign: &str,
         from: jiff::Timestamp,
         until: jiff::Timestamp,
         limit: usize,
@@ -115,10 +141,11 @@ impl Store for MemoryStore {
         let until = until.as_millisecond();
         read(&self.wakes)
             .iter()
-            .skip_while(|(millis, _)| *millis < from.as_millisecond())
-            .take_while(|(millis, _)| *millis < until)
+            .filter(|(name, _, _)| name == campaign)
+            .skip_while(|(_, millis, _)| *millis < from.as_millisecond())
+            .take_while(|(_, millis, _)| *millis < until)
             .take(limit)
-            .map(|(millis, customer)| {
+            .map(|(_, millis, customer)| {
                 jiff::Timestamp::from_millisecond(*millis)
                     .map(|at| (at, customer.clone()))
                     .map_err(|_| StoreError::Damaged {
@@ -127,6 +154,96 @@ impl Store for MemoryStore {
                     })
             })
             .collect()
+    }
+
+    fn customers_after(
+        &self,
+        after: Option<&CustomerId>,
+        limit: usize,
+    ) -> Result<Vec<SealedCustomer>, StoreError> {
+        let customers = read(&self.customers);
+        let range = match after {
+            Some(after) => customers.range::<CustomerId, _>((
+                std::ops::Bound::Excluded(after),
+                std::ops::Bound::Unbounded,
+            )),
+            None => customers.range::<CustomerId, _>(..),
+        };
+        Ok(range.take(limit).map(|(_, c)| c.clone()).collect())
+    }
+
+    fn history(&self, customer: &CustomerId) -> Result<History, StoreError> {
+        Ok(read(&self.history)
+            .get(customer.as_str())
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn next_attempt_id(&self) -> Result<u64, StoreError> {
+        Ok(self.attempt_ids.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    fn begin_attempts(&self, attempts: &[Attempt]) -> Result<(), StoreError> {
+        let mut ledger = write(&self.ledger);
+        let mut history = write(&self.history);
+        for attempt in attempts {
+            ledger.insert(attempt.id, attempt.clone());
+            history
+                .entry(attempt.customer.clone())
+                .or_default()
+                .record_call(attempt.started_at);
+        }
+        Ok(())
+    }
+
+    fn finish_attempt(&self, cdr: &Cdr) -> Result<(), StoreError> {
+        let mut ledger = write(&self.ledger);
+        let mut cdrs = write(&self.cdrs);
+        let mut history = write(&self.history);
+        ledger.remove(&cdr.attempt);
+        cdrs.insert(
+            (
+                cdr.campaign.clone(),
+                cdr.ended_at.as_millisecond(),
+                cdr.attempt,
+            ),
+            cdr.clone(),
+        );
+        history
+            .entry(cdr.customer.clone())
+            .or_default()
+            .record_outcome(cdr.outcome.for_history(), cdr.ended_at);
+        Ok(())
+    }
+
+    fn open_attempts(&self) -> Result<Vec<Attempt>, StoreError> {
+        Ok(read(&self.ledger).values().cloned().collect())
+    }
+
+    fn cdrs(
+        &self,
+        campaign: &str,
+        since: jiff::Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Cdr>, StoreError> {
+        Ok(read(&self.cdrs)
+            .range((campaign.to_owned(), since.as_millisecond(), 0)..)
+            .take_while(|((name, _, _), _)| name == campaign)
+            .take(limit)
+            .map(|(_, cdr)| cdr.clone())
+            .collect())
+    }
+
+    fn campaigns(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(read(&self.campaigns)
+            .iter()
+            .map(|(name, state)| (name.clone(), state.clone()))
+            .collect())
+    }
+
+    fn save_campaign(&self, name: &str, state: &[u8]) -> Result<(), StoreError> {
+        write(&self.campaigns).insert(name.to_owned(), state.to_vec());
+        Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -149,30 +266,32 @@ mod tests {
     #[test]
     fn wakes_come_back_in_time_order_and_a_replaced_one_once() {
         let store = MemoryStore::new();
-        store.set_wake(&id("b"), t(30), None).unwrap();
-        store.set_wake(&id("a"), t(10), None).unwrap();
-        store.set_wake(&id("c"), t(10), None).unwrap();
-        store.set_wake(&id("a"), t(20), Some(t(10))).unwrap();
+        store.set_wake("cart", &id("b"), t(30), None).unwrap();
+        store.set_wake("cart", &id("a"), t(10), None).unwrap();
+        store.set_wake("cart", &id("c"), t(10), None).unwrap();
+        store
+            .set_wake("cart", &id("a"), t(20), Some(t(10)))
+            .unwrap();
         assert_eq!(
-            store.wakes_until(t(100), 10).unwrap(),
+            store.wakes_until("cart", t(100), 10).unwrap(),
             vec![(t(10), id("c")), (t(20), id("a")), (t(30), id("b"))]
         );
         assert_eq!(
-            store.wakes_until(t(30), 10).unwrap(),
+            store.wakes_until("cart", t(30), 10).unwrap(),
             vec![(t(10), id("c")), (t(20), id("a"))]
         );
         assert_eq!(
-            store.wakes_until(t(100), 1).unwrap(),
+            store.wakes_until("cart", t(100), 1).unwrap(),
             vec![(t(10), id("c"))]
         );
         assert_eq!(
-            store.wakes_between(t(11), t(30), 10).unwrap(),
+            store.wakes_between("cart", t(11), t(30), 10).unwrap(),
             vec![(t(20), id("a"))]
         );
-        assert!(store.clear_wake(&id("c"), t(10)).unwrap());
-        assert!(!store.clear_wake(&id("c"), t(10)).unwrap());
+        assert!(store.clear_wake("cart", &id("c"), t(10)).unwrap());
+        assert!(!store.clear_wake("cart", &id("c"), t(10)).unwrap());
         assert_eq!(
-            store.wakes_until(t(25), 10).unwrap(),
+            store.wakes_until("cart", t(25), 10).unwrap(),
             vec![(t(20), id("a"))]
         );
     }

@@ -18,6 +18,9 @@ pub use encoding::{
 pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 
+use dialhound_rules::History;
+
+use crate::attempt::{Attempt, Cdr};
 use crate::customer::{AttributeValue, CustomerId};
 use crate::vault::{Fingerprint, PhoneKey};
 
@@ -72,6 +75,11 @@ pub enum StoreError {
     Database(#[from] sled::Error),
     #[error("a store writer thread panicked")]
     Panicked,
+    #[error("stored {what} is damaged: {error}")]
+    DamagedJson {
+        what: &'static str,
+        error: serde_json::Error,
+    },
     #[error("stored record `{key}` is damaged: {error}")]
     Damaged { key: String, error: DecodeError },
 }
@@ -95,32 +103,72 @@ pub trait Store: Send + Sync + 'static {
     /// True when the number was listed.
     fn dnc_remove(&self, phone: &PhoneKey) -> Result<bool, StoreError>;
     fn dnc_list(&self) -> Result<Vec<DncEntry>, StoreError>;
-    /// Sets the customer's next wake to `at`, removing the wake it had at
-    /// `previous`. Times are kept to the millisecond.
+    /// Sets the customer's next wake in `campaign` to `at`, removing the
+    /// wake it had at `previous`. Times are kept to the millisecond.
     fn set_wake(
         &self,
+        campaign: &str,
         customer: &CustomerId,
         at: jiff::Timestamp,
         previous: Option<jiff::Timestamp>,
     ) -> Result<(), StoreError>;
     /// Removes the customer's wake at `at`; true when it was stored.
-    fn clear_wake(&self, customer: &CustomerId, at: jiff::Timestamp) -> Result<bool, StoreError>;
+    fn clear_wake(
+        &self,
+        campaign: &str,
+        customer: &CustomerId,
+        at: jiff::Timestamp,
+    ) -> Result<bool, StoreError>;
     /// Up to `limit` wakes before `until`, in time order (ties in customer id order).
     fn wakes_until(
         &self,
+        campaign: &str,
         until: jiff::Timestamp,
         limit: usize,
     ) -> Result<Vec<(jiff::Timestamp, CustomerId)>, StoreError> {
-        self.wakes_between(jiff::Timestamp::MIN, until, limit)
+        self.wakes_between(campaign, jiff::Timestamp::MIN, until, limit)
     }
     /// Up to `limit` wakes at or after `from` and before `until`, in time order:
     /// the driver refills its wheel from the old horizon to the new one.
     fn wakes_between(
         &self,
+        campaign: &str,
         from: jiff::Timestamp,
         until: jiff::Timestamp,
         limit: usize,
     ) -> Result<Vec<(jiff::Timestamp, CustomerId)>, StoreError>;
+    /// Up to `limit` customers after `after` (from the first when `None`), in
+    /// id order: a campaign's first look at every customer.
+    fn customers_after(
+        &self,
+        after: Option<&CustomerId>,
+        limit: usize,
+    ) -> Result<Vec<SealedCustomer>, StoreError>;
+    /// The customer's contact history, across campaigns.
+    fn history(&self, customer: &CustomerId) -> Result<History, StoreError>;
+    /// A fresh attempt number, larger than any before, across restarts.
+    fn next_attempt_id(&self) -> Result<u64, StoreError>;
+    /// Puts attempts in the ledger and counts each as a call in its
+    /// customer's history, in one batch. The caller flushes before any of
+    /// their INVITEs leave.
+    fn begin_attempts(&self, attempts: &[Attempt]) -> Result<(), StoreError>;
+    /// Ends an attempt: its CDR is written, its ledger entry goes, and the
+    /// customer's history gets the outcome, all at once.
+    fn finish_attempt(&self, cdr: &Cdr) -> Result<(), StoreError>;
+    /// Attempts begun and not finished: after a crash, the ones that were in
+    /// flight.
+    fn open_attempts(&self) -> Result<Vec<Attempt>, StoreError>;
+    /// Up to `limit` CDRs of `campaign` that ended at or after `since`, in
+    /// time order.
+    fn cdrs(
+        &self,
+        campaign: &str,
+        since: jiff::Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Cdr>, StoreError>;
+    /// Every campaign's saved state, by name (see `campaign::SavedCampaign`).
+    fn campaigns(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    fn save_campaign(&self, name: &str, state: &[u8]) -> Result<(), StoreError>;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), StoreError>;
 }

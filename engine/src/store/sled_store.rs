@@ -4,7 +4,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::encoding::{self, SCHEMA_VERSION};
+use dialhound_rules::History;
+use sled::Transactional;
+
 use super::{CustomerWrite, DncEntry, SealedCustomer, Store, StoreError};
+use crate::attempt::{Attempt, Cdr};
 use crate::customer::CustomerId;
 use crate::vault::{PhoneKey, Vault};
 
@@ -17,7 +21,10 @@ pub struct SledStore {
     customers: sled::Tree,
     phone_index: sled::Tree,
     dnc: sled::Tree,
-    wakes: sled::Tree,
+    history: sled::Tree,
+    ledger: sled::Tree,
+    cdr: sled::Tree,
+    campaigns: sled::Tree,
     customer_count: AtomicU64,
 }
 
@@ -63,20 +70,39 @@ impl SledStore {
                 db.flush()?;
             }
         }
-        for later in ["history", "ledger", "cdr", "campaigns"] {
-            db.open_tree(later)?;
-        }
         let customers = db.open_tree("customers")?;
         let customer_count = AtomicU64::new(customers.len() as u64);
         Ok(SledStore {
             phone_index: db.open_tree("phone_index")?,
             dnc: db.open_tree("dnc")?,
-            wakes: db.open_tree("wakes")?,
+            history: db.open_tree("history")?,
+            ledger: db.open_tree("ledger")?,
+            cdr: db.open_tree("cdr")?,
+            campaigns: db.open_tree("campaigns")?,
             customers,
             customer_count,
             db,
         })
     }
+
+    /// A campaign's wakes live in a tree of their own.
+    fn wakes(&self, campaign: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(format!("wakes/{campaign}"))?)
+    }
+}
+
+/// Runs `body` as a sled transaction, giving its own errors back as they were.
+fn transact<T>(
+    result: Result<T, sled::transaction::TransactionError<StoreError>>,
+) -> Result<T, StoreError> {
+    result.map_err(|error| match error {
+        sled::transaction::TransactionError::Abort(error) => error,
+        sled::transaction::TransactionError::Storage(error) => StoreError::Database(error),
+    })
+}
+
+fn abort(error: StoreError) -> sled::transaction::ConflictableTransactionError<StoreError> {
+    sled::transaction::ConflictableTransactionError::Abort(error)
 }
 
 impl Store for SledStore {
@@ -177,6 +203,7 @@ impl Store for SledStore {
 
     fn set_wake(
         &self,
+        campaign: &str,
         customer: &CustomerId,
         at: jiff::Timestamp,
         previous: Option<jiff::Timestamp>,
@@ -187,19 +214,25 @@ impl Store for SledStore {
             batch.remove(encoding::encode_wake_key(previous, customer));
         }
         batch.insert(encoding::encode_wake_key(at, customer), &[]);
-        self.wakes.apply_batch(batch)?;
+        self.wakes(campaign)?.apply_batch(batch)?;
         Ok(())
     }
 
-    fn clear_wake(&self, customer: &CustomerId, at: jiff::Timestamp) -> Result<bool, StoreError> {
+    fn clear_wake(
+        &self,
+        campaign: &str,
+        customer: &CustomerId,
+        at: jiff::Timestamp,
+    ) -> Result<bool, StoreError> {
         Ok(self
-            .wakes
+            .wakes(campaign)?
             .remove(encoding::encode_wake_key(at, customer))?
             .is_some())
     }
 
     fn wakes_between(
         &self,
+        campaign: &str,
         from: jiff::Timestamp,
         until: jiff::Timestamp,
         limit: usize,
@@ -209,7 +242,7 @@ impl Store for SledStore {
         if from >= until {
             return Ok(Vec::new());
         }
-        self.wakes
+        self.wakes(campaign)?
             .range(from..until)
             .keys()
             .take(limit)
@@ -221,6 +254,114 @@ impl Store for SledStore {
                 })
             })
             .collect()
+    }
+
+    fn customers_after(
+        &self,
+        after: Option<&CustomerId>,
+        limit: usize,
+    ) -> Result<Vec<SealedCustomer>, StoreError> {
+        let range = match after {
+            Some(after) => self.customers.range::<&[u8], _>((
+                std::ops::Bound::Excluded(after.as_str().as_bytes()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.customers.iter(),
+        };
+        range
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item?;
+                encoding::decode_customer(&key, &value).map_err(|error| StoreError::Damaged {
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    error,
+                })
+            })
+            .collect()
+    }
+
+    fn history(&self, customer: &CustomerId) -> Result<History, StoreError> {
+        match self.history.get(customer.as_str())? {
+            Some(bytes) => encoding::decode_history(&bytes),
+            None => Ok(History::new()),
+        }
+    }
+
+    fn next_attempt_id(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()? + 1)
+    }
+
+    fn begin_attempts(&self, attempts: &[Attempt]) -> Result<(), StoreError> {
+        transact(
+            (&self.ledger, &self.history).transaction(|(ledger, history)| {
+                for attempt in attempts {
+                    ledger.insert(&attempt.id.to_be_bytes(), encoding::encode_json(attempt))?;
+                    let key = attempt.customer.as_bytes();
+                    let mut record = match history.get(key)? {
+                        Some(bytes) => encoding::decode_history(&bytes).map_err(abort)?,
+                        None => History::new(),
+                    };
+                    record.record_call(attempt.started_at);
+                    history.insert(key, encoding::encode_history(&record))?;
+                }
+                Ok(())
+            }),
+        )
+    }
+
+    fn finish_attempt(&self, cdr: &Cdr) -> Result<(), StoreError> {
+        transact(
+            (&self.ledger, &self.cdr, &self.history).transaction(|(ledger, cdrs, history)| {
+                ledger.remove(&cdr.attempt.to_be_bytes())?;
+                cdrs.insert(encoding::cdr_key(cdr), encoding::encode_json(cdr))?;
+                let key = cdr.customer.as_bytes();
+                let mut record = match history.get(key)? {
+                    Some(bytes) => encoding::decode_history(&bytes).map_err(abort)?,
+                    None => History::new(),
+                };
+                record.record_outcome(cdr.outcome.for_history(), cdr.ended_at);
+                history.insert(key, encoding::encode_history(&record))?;
+                Ok(())
+            }),
+        )
+    }
+
+    fn open_attempts(&self) -> Result<Vec<Attempt>, StoreError> {
+        self.ledger
+            .iter()
+            .values()
+            .map(|value| encoding::decode_json(&value?, "ledger entry"))
+            .collect()
+    }
+
+    fn cdrs(
+        &self,
+        campaign: &str,
+        since: jiff::Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Cdr>, StoreError> {
+        let (from, until) = encoding::cdr_range(campaign, since);
+        self.cdr
+            .range(from..until)
+            .values()
+            .take(limit)
+            .map(|value| encoding::decode_json(&value?, "CDR"))
+            .collect()
+    }
+
+    fn campaigns(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.campaigns
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((String::from_utf8_lossy(&key).into_owned(), value.to_vec()))
+            })
+            .collect()
+    }
+
+    fn save_campaign(&self, name: &str, state: &[u8]) -> Result<(), StoreError> {
+        self.campaigns.insert(name.as_bytes(), state)?;
+        Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -251,6 +392,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::attempt::{Attempt, Cdr};
     use crate::vault::Fingerprint;
 
     fn customer(id: &str, phone: u8) -> SealedCustomer {
@@ -261,6 +403,62 @@ mod tests {
             sealed_personal: vec![1, 2, 3],
             attributes: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn an_open_attempt_survives_reopen_and_its_end_writes_cdr_and_history_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::from_master_key(&[1; 32]);
+        let t = |s: i64| jiff::Timestamp::from_second(1_773_000_000 + s).unwrap();
+        let attempt = |id: u64, customer: &str, at: i64| Attempt {
+            id,
+            campaign: "cart".into(),
+            customer: customer.into(),
+            rule: "cart_reminder".into(),
+            script: Some("limited_offer".into()),
+            tier: None,
+            started_at: t(at),
+        };
+        let (first, second);
+        {
+            let store = SledStore::open(dir.path(), &vault).unwrap();
+            first = store.next_attempt_id().unwrap();
+            second = store.next_attempt_id().unwrap();
+            assert!(second > first);
+            store
+                .begin_attempts(&[attempt(first, "a", 0), attempt(second, "b", 5)])
+                .unwrap();
+            let mut cdr = Cdr::interrupted(&attempt(second, "b", 5), t(40));
+            cdr.outcome = crate::attempt::CallOutcome::OptedOut;
+            store.finish_attempt(&cdr).unwrap();
+            store.flush().unwrap();
+        }
+        let store = reopen(dir.path(), &vault);
+        assert!(
+            store.next_attempt_id().unwrap() > second,
+            "ids grow across restarts"
+        );
+        assert_eq!(store.open_attempts().unwrap(), vec![attempt(first, "a", 0)]);
+        let a = store.history(&CustomerId::parse("a").unwrap()).unwrap();
+        assert_eq!(
+            a.recent_calls(),
+            &[t(0).as_second()],
+            "an open attempt counts as a call"
+        );
+        let b = store.history(&CustomerId::parse("b").unwrap()).unwrap();
+        assert_eq!(b.attempts, 1);
+        assert_eq!(b.opted_out_at, Some(t(40)));
+        let cdrs = store.cdrs("cart", t(0), 10).unwrap();
+        assert_eq!(cdrs.len(), 1);
+        assert_eq!(cdrs[0].attempt, second);
+        assert!(
+            store.cdrs("cart", t(41), 10).unwrap().is_empty(),
+            "since is honoured"
+        );
+        assert!(
+            store.cdrs("car", t(0), 10).unwrap().is_empty(),
+            "another campaign's prefix"
+        );
     }
 
     #[test]
@@ -365,16 +563,20 @@ mod tests {
         let vault = Vault::from_master_key(&[1; 32]);
         {
             let store = SledStore::open(dir.path(), &vault).unwrap();
-            store.set_wake(&id("b"), t(30), None).unwrap();
-            store.set_wake(&id("a"), t(10), None).unwrap();
-            store.set_wake(&id("c"), t(10), None).unwrap();
-            store.set_wake(&id("early"), t(-90_000), None).unwrap();
-            store.set_wake(&id("a"), t(20), Some(t(10))).unwrap();
+            store.set_wake("cart", &id("b"), t(30), None).unwrap();
+            store.set_wake("cart", &id("a"), t(10), None).unwrap();
+            store.set_wake("cart", &id("c"), t(10), None).unwrap();
+            store
+                .set_wake("cart", &id("early"), t(-90_000), None)
+                .unwrap();
+            store
+                .set_wake("cart", &id("a"), t(20), Some(t(10)))
+                .unwrap();
             store.flush().unwrap();
         }
         let store = reopen(dir.path(), &vault);
         assert_eq!(
-            store.wakes_until(t(100), 10).unwrap(),
+            store.wakes_until("cart", t(100), 10).unwrap(),
             vec![
                 (t(-90_000), id("early")),
                 (t(10), id("c")),
@@ -383,18 +585,23 @@ mod tests {
             ]
         );
         assert_eq!(
-            store.wakes_until(t(20), 10).unwrap(),
+            store.wakes_until("cart", t(20), 10).unwrap(),
             vec![(t(-90_000), id("early")), (t(10), id("c"))]
         );
-        assert_eq!(store.wakes_until(t(100), 1).unwrap().len(), 1);
+        assert_eq!(store.wakes_until("cart", t(100), 1).unwrap().len(), 1);
         assert_eq!(
-            store.wakes_between(t(10), t(30), 10).unwrap(),
+            store.wakes_between("cart", t(10), t(30), 10).unwrap(),
             vec![(t(10), id("c")), (t(20), id("a"))]
         );
-        assert!(store.wakes_between(t(30), t(10), 10).unwrap().is_empty());
-        assert!(store.clear_wake(&id("c"), t(10)).unwrap());
-        assert!(!store.clear_wake(&id("c"), t(10)).unwrap());
-        assert!(!store.clear_wake(&id("a"), t(10)).unwrap());
+        assert!(
+            store
+                .wakes_between("cart", t(30), t(10), 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(store.clear_wake("cart", &id("c"), t(10)).unwrap());
+        assert!(!store.clear_wake("cart", &id("c"), t(10)).unwrap());
+        assert!(!store.clear_wake("cart", &id("a"), t(10)).unwrap());
     }
 
     #[test]
@@ -498,14 +705,14 @@ mod model {
                         let customer = CustomerId::parse(&format!("c{id}")).unwrap();
                         let at = jiff::Timestamp::from_second(i64::from(second)).unwrap();
                         let previous = wakes.insert(id, at);
-                        store.set_wake(&customer, at, previous).unwrap();
-                        model.set_wake(&customer, at, previous).unwrap();
+                        store.set_wake("cart", &customer, at, previous).unwrap();
+                        model.set_wake("cart", &customer, at, previous).unwrap();
                     }
                     Op::ClearWake(id) => {
                         let customer = CustomerId::parse(&format!("c{id}")).unwrap();
                         if let Some(at) = wakes.remove(&id) {
-                            prop_assert!(store.clear_wake(&customer, at).unwrap());
-                            prop_assert!(model.clear_wake(&customer, at).unwrap());
+                            prop_assert!(store.clear_wake("cart", &customer, at).unwrap());
+                            prop_assert!(model.clear_wake("cart", &customer, at).unwrap());
                         }
                     }
                     Op::Reopen => {
@@ -515,11 +722,11 @@ mod model {
                     }
                 }
                 prop_assert_eq!(store.customer_count(), model.customer_count());
-                let stored = store.wakes_until(jiff::Timestamp::MAX, 100).unwrap();
+                let stored = store.wakes_until("cart", jiff::Timestamp::MAX, 100).unwrap();
                 prop_assert_eq!(stored.len(), wakes.len());
-                prop_assert_eq!(stored, model.wakes_until(jiff::Timestamp::MAX, 100).unwrap());
+                prop_assert_eq!(stored, model.wakes_until("cart", jiff::Timestamp::MAX, 100).unwrap());
                 let (from, until) = (jiff::Timestamp::from_second(-20).unwrap(), jiff::Timestamp::from_second(40).unwrap());
-                prop_assert_eq!(store.wakes_between(from, until, 3).unwrap(), model.wakes_between(from, until, 3).unwrap());
+                prop_assert_eq!(store.wakes_between("cart", from, until, 3).unwrap(), model.wakes_between("cart", from, until, 3).unwrap());
                 for n in 0..6u8 {
                     let id = CustomerId::parse(&format!("c{n}")).unwrap();
                     prop_assert_eq!(store.customer(&id).unwrap(), model.customer(&id).unwrap());
