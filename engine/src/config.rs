@@ -26,6 +26,111 @@ pub struct Config {
     pub health: HealthSettings,
     #[serde(default, rename = "trunk")]
     pub trunks: Vec<dialhound_line_pool::TrunkConfig>,
+    #[serde(default, rename = "campaign")]
+    pub campaigns: Vec<CampaignConfig>,
+}
+
+/// One `[[campaign]]` table: who it calls is the rules file's business; how
+/// many at once and how fast is the pacer's.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignConfig {
+    pub name: String,
+    /// The `.rules` file: its rules decide who is called and with which
+    /// script; its `script` blocks are what the calls say.
+    pub rules: PathBuf,
+    /// Answered calls the campaign can carry at once.
+    #[serde(default = "CampaignConfig::default_capacity")]
+    pub capacity: u32,
+    /// The pacer's guess before it has measured one.
+    #[serde(default = "CampaignConfig::default_answer_rate")]
+    pub initial_answer_rate: f64,
+    /// Abandoned calls allowed, as a share of answered calls.
+    #[serde(default = "CampaignConfig::default_abandon_target")]
+    pub abandon_target: f64,
+    /// How long the pacer's measurements look back.
+    #[serde(default = "CampaignConfig::default_window")]
+    pub window_seconds: u64,
+    /// How long a call rings before we give up.
+    #[serde(default = "CampaignConfig::default_ring_timeout")]
+    pub ring_timeout_seconds: u64,
+    /// The longest an answered call lasts, whatever its script does.
+    #[serde(default = "CampaignConfig::default_max_call")]
+    pub max_call_seconds: u64,
+    /// Record every answered call to a stereo WAV under the data directory.
+    #[serde(default)]
+    pub record: bool,
+    /// The espeak-ng voice of this campaign's scripts; `[media] voice` when
+    /// absent.
+    #[serde(default)]
+    pub voice: Option<String>,
+    /// Spoken to a customer who answers while every line of the campaign is
+    /// taken, before we hang up.
+    #[serde(default = "CampaignConfig::default_apology")]
+    pub apology: String,
+}
+
+impl CampaignConfig {
+    fn default_capacity() -> u32 {
+        50
+    }
+    fn default_answer_rate() -> f64 {
+        0.3
+    }
+    fn default_abandon_target() -> f64 {
+        0.03
+    }
+    fn default_window() -> u64 {
+        60
+    }
+    fn default_ring_timeout() -> u64 {
+        30
+    }
+    fn default_max_call() -> u64 {
+        180
+    }
+    fn default_apology() -> String {
+        "抱歉，现在线路繁忙，我们稍后再联系您。".to_owned()
+    }
+
+    /// What is wrong with the table, if anything.
+    pub fn problem(&self) -> Option<String> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            return Some(format!(
+                "campaign name `{}` must be 1 to 64 letters, digits, `-` or `_`",
+                self.name
+            ));
+        }
+        if self.capacity == 0 {
+            return Some(format!("campaign `{}`: capacity must be at least 1", self.name));
+        }
+        if !(self.initial_answer_rate > 0.0 && self.initial_answer_rate <= 1.0) {
+            return Some(format!(
+                "campaign `{}`: initial_answer_rate must be above 0 and at most 1",
+                self.name
+            ));
+        }
+        if !(self.abandon_target > 0.0 && self.abandon_target < 1.0) {
+            return Some(format!(
+                "campaign `{}`: abandon_target must be between 0 and 1",
+                self.name
+            ));
+        }
+        if self.window_seconds == 0 || self.ring_timeout_seconds == 0 || self.max_call_seconds == 0
+        {
+            return Some(format!(
+                "campaign `{}`: window_seconds, ring_timeout_seconds and max_call_seconds must be above 0",
+                self.name
+            ));
+        }
+        None
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -397,6 +502,9 @@ impl Config {
         if let Some(schema) = &mut config.import.schema {
             *schema = base.join(&*schema);
         }
+        for campaign in &mut config.campaigns {
+            campaign.rules = base.join(&campaign.rules);
+        }
         config.check(text, path)?;
         config.import.attributes = config.load_schema(text, path)?;
         Ok(config)
@@ -482,6 +590,19 @@ impl Config {
                     self.import.default_zone
                 ),
             ));
+        }
+        let mut campaign_names = std::collections::BTreeSet::new();
+        for campaign in &self.campaigns {
+            let needle = format!("\"{}\"", campaign.name);
+            if let Some(problem) = campaign.problem() {
+                return Err(invalid(&needle, problem));
+            }
+            if !campaign_names.insert(campaign.name.as_str()) {
+                return Err(invalid(
+                    &needle,
+                    format!("two [[campaign]] tables are named `{}`", campaign.name),
+                ));
+            }
         }
         let mut names = std::collections::BTreeSet::new();
         for trunk in &self.trunks {

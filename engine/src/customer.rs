@@ -250,6 +250,22 @@ pub struct Customer {
     pub attributes: BTreeMap<String, AttributeValue>,
 }
 
+impl Customer {
+    /// The customer as the rules read it: the attributes with `phone` and
+    /// `name` beside them, as JSON (see `dialhound_rules::Record::from_json`).
+    pub fn rules_json(&self) -> serde_json::Value {
+        let mut record = match serde_json::to_value(&self.attributes) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        record.insert("phone".into(), self.phone.clone().into());
+        if let Some(name) = &self.name {
+            record.insert("name".into(), name.clone().into());
+        }
+        serde_json::Value::Object(record)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,16 +91,37 @@ impl Directory {
         reason: &str,
         now: jiff::Timestamp,
     ) -> Result<bool, DirectoryError> {
-        let phone_key = self.vault.phone_key(phone.as_str());
+        let added = self.block(phone.as_str(), reason, now)?;
+        self.store.flush()?;
+        Ok(added)
+    }
+
+    /// Puts a stored customer's number (E.164, as stored) on the DNC list,
+    /// at once for every reader; durable with the next flush.
+    pub fn block(
+        &self,
+        phone: &str,
+        reason: &str,
+        now: jiff::Timestamp,
+    ) -> Result<bool, DirectoryError> {
+        let phone_key = self.vault.phone_key(phone);
         let entry = DncEntry {
             phone_key,
-            sealed_phone: self.vault.seal(phone.as_str().as_bytes(), &phone_key.0),
+            sealed_phone: self.vault.seal(phone.as_bytes(), &phone_key.0),
             added_at: now,
             reason: reason.to_owned(),
         };
-        let added = self.store.dnc_add(&entry)?;
-        self.store.flush()?;
-        Ok(added)
+        Ok(self.store.dnc_add(&entry)?)
+    }
+
+    /// Whether a stored customer's number is on the DNC list.
+    pub fn is_blocked(&self, phone: &str) -> Result<bool, DirectoryError> {
+        Ok(self.store.dnc_contains(&self.vault.phone_key(phone))?)
+    }
+
+    /// A stored customer with its personal fields opened.
+    pub fn open_customer(&self, sealed: SealedCustomer) -> Result<Customer, DirectoryError> {
+        self.unseal(sealed)
     }
 
     /// Takes a number off the DNC list, durably; true when it was listed.

@@ -3,6 +3,7 @@
 
 pub mod attempt;
 pub mod call_flow;
+pub mod campaign;
 pub mod client;
 pub mod config;
 pub mod control;

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub import_rejected_rows: IntCounterVec,
     pub socket_requests: IntCounterVec,
     pub sip: Arc<SipMetrics>,
+    pub campaigns: Arc<CampaignMetrics>,
     trunks: Option<TrunkMetrics>,
 }
 
@@ -92,6 +93,79 @@ impl SipMetrics {
     }
 }
 
+/// What campaigns count and what their pacers measure and decide.
+pub struct CampaignMetrics {
+    pub attempts: IntCounterVec,
+    pacer: GaugeVec,
+    ready: prometheus::IntGaugeVec,
+}
+
+impl CampaignMetrics {
+    fn new() -> CampaignMetrics {
+        CampaignMetrics {
+            attempts: IntCounterVec::new(
+                Opts::new(
+                    "dialhound_campaign_attempts_total",
+                    "Campaign call attempts ended, by campaign and outcome.",
+                ),
+                &["campaign", "outcome"],
+            )
+            .expect("static metric definition is valid"),
+            pacer: GaugeVec::new(
+                Opts::new(
+                    "dialhound_campaign_pacer",
+                    "The pacer's measured figures and its decision, by campaign and figure (ringing, connected, answer_rate, abandon_rate, mean_ring_to_answer_seconds, mean_talk_seconds, dial).",
+                ),
+                &["campaign", "figure"],
+            )
+            .expect("static metric definition is valid"),
+            ready: prometheus::IntGaugeVec::new(
+                Opts::new(
+                    "dialhound_campaign_ready_customers",
+                    "Customers eligible now and waiting for a line, by campaign.",
+                ),
+                &["campaign"],
+            )
+            .expect("static metric definition is valid"),
+        }
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.attempts.clone()),
+            Box::new(self.pacer.clone()),
+            Box::new(self.ready.clone()),
+        ]
+    }
+
+    pub fn count_outcome(&self, campaign: &str, outcome: crate::attempt::CallOutcome) {
+        self.attempts
+            .with_label_values(&[campaign, outcome.name()])
+            .inc();
+    }
+
+    pub fn observe(&self, campaign: &str, figures: &crate::pacer::PacerFigures, ready: usize) {
+        let seconds = |ms: Option<u64>| ms.map_or(0.0, |ms| ms as f64 / 1000.0);
+        for (figure, value) in [
+            ("ringing", f64::from(figures.ringing)),
+            ("connected", f64::from(figures.connected)),
+            ("answer_rate", figures.answer_rate),
+            ("abandon_rate", figures.abandon_rate),
+            (
+                "mean_ring_to_answer_seconds",
+                seconds(figures.mean_ring_to_answer_ms),
+            ),
+            ("mean_talk_seconds", seconds(figures.mean_talk_ms)),
+            ("dial", f64::from(figures.dial)),
+        ] {
+            self.pacer.with_label_values(&[campaign, figure]).set(value);
+        }
+        self.ready
+            .with_label_values(&[campaign])
+            .set(i64::try_from(ready).unwrap_or(i64::MAX));
+    }
+}
+
 /// Per-trunk figures, read from the line pool at each scrape.
 struct TrunkMetrics {
     pool: Arc<LinePool>,
@@ -151,6 +225,7 @@ impl Metrics {
         )
         .expect("static metric definition is valid");
         let sip = Arc::new(SipMetrics::new());
+        let campaigns = Arc::new(CampaignMetrics::new());
         for collector in [
             Box::new(build_info) as Box<dyn prometheus::core::Collector>,
             Box::new(uptime.clone()),
@@ -161,6 +236,7 @@ impl Metrics {
         ]
         .into_iter()
         .chain(sip.collectors())
+        .chain(campaigns.collectors())
         {
             registry
                 .register(collector)
@@ -175,6 +251,7 @@ impl Metrics {
             import_rejected_rows,
             socket_requests,
             sip,
+            campaigns,
             trunks: None,
         }
     }
