@@ -1469,7 +1469,9 @@ fn script_leaves(
     }
     *budget -= 1;
     match &e.kind {
-        ExprKind::Lit(Literal::Text(t)) => out.push((Some(t.clone()), e.span.clone(), String::new())),
+        ExprKind::Lit(Literal::Text(t)) => {
+            out.push((Some(t.clone()), e.span.clone(), String::new()))
+        }
         ExprKind::Cond(_, a, b) | ExprKind::Binary(BinOp::Default, a, b) => {
             script_leaves(a, lets, out, budget);
             script_leaves(b, lets, out, budget);

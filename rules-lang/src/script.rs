@@ -81,7 +81,10 @@ pub struct Template {
 pub enum Part {
     Text(String),
     /// A customer field: its slot in the schema and its name.
-    Field { slot: usize, name: String },
+    Field {
+        slot: usize,
+        name: String,
+    },
 }
 
 impl Template {
@@ -177,7 +180,11 @@ pub(crate) fn lower(
             );
             continue;
         }
-        let mut l = Lowerer { schema, src, errors };
+        let mut l = Lowerer {
+            schema,
+            src,
+            errors,
+        };
         let steps = l.steps(&d.steps);
         out.push(Script {
             name: d.name.name.clone(),
@@ -488,7 +495,9 @@ impl<'a> ScriptRun<'a> {
                 self.take(branches, Trigger::Speech, &mut out);
             }
             (State::Listening(branches), ScriptEvent::ListenTimedOut) => {
-                if !self.take(branches, Trigger::Silence, &mut out) {
+                let taken = self.take(branches, Trigger::Silence, &mut out);
+                if !taken {
+                    // No `on silence`: go on after the listen.
                     self.note_outcome(Trigger::Silence);
                     self.advance(&mut out);
                 }
