@@ -17,6 +17,7 @@ pub enum Item {
     Policy(PolicyDecl),
     Let(LetDecl),
     Rule(RuleDecl),
+    Script(ScriptDecl),
     Test(TestDecl),
 }
 
@@ -27,6 +28,7 @@ impl Item {
             Item::Policy(p) => p.span.clone(),
             Item::Let(l) => l.span.clone(),
             Item::Rule(r) => r.span.clone(),
+            Item::Script(s) => s.span.clone(),
             Item::Test(t) => t.span.clone(),
         }
     }
@@ -139,6 +141,54 @@ pub enum ClauseKind {
 #[derive(Debug, Clone)]
 pub struct Clause {
     pub kind: ClauseKind,
+    pub span: Span,
+}
+
+/// `script NAME { STEP... }`: the call flow after the callee answers.
+#[derive(Debug, Clone)]
+pub struct ScriptDecl {
+    pub name: Ident,
+    pub steps: Vec<StepDecl>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    /// `say "TEMPLATE"`; the span is the quoted text's.
+    Say(String, Span),
+    /// `play "FILE.wav"`.
+    Play(String),
+    /// `listen DURATION { on ... }`; `head` spans `listen DURATION`.
+    Listen {
+        within: i64,
+        head: Span,
+        branches: Vec<BranchDecl>,
+    },
+    OptOut,
+    HangUp,
+}
+
+#[derive(Debug, Clone)]
+pub struct StepDecl {
+    pub kind: StepKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TriggerDecl {
+    /// The digit as written between the quotes.
+    Digit(String),
+    Speech,
+    Silence,
+}
+
+/// `on TRIGGER { STEP... }` inside a `listen`.
+#[derive(Debug, Clone)]
+pub struct BranchDecl {
+    pub trigger: TriggerDecl,
+    /// Spans `on TRIGGER`.
+    pub head: Span,
+    pub steps: Vec<StepDecl>,
     pub span: Span,
 }
 

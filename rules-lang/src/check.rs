@@ -41,6 +41,7 @@ pub struct Checked {
     pub policy: Vec<Cond>,
     pub rules: Vec<RuleIr>,
     pub tests: Vec<TestCase>,
+    pub scripts: Vec<crate::script::Script>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,8 +140,20 @@ pub fn check(file: &ast::File, source: &str) -> Result<Checked, Vec<Diagnostic>>
                     out.rules.push(rule);
                 }
             }
-            ast::Item::Test(_) => {}
+            ast::Item::Script(_) | ast::Item::Test(_) => {}
         }
+    }
+    let script_decls: Vec<&ast::ScriptDecl> = file
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            ast::Item::Script(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    out.scripts = crate::script::lower(&script_decls, &c.schema, source, &mut c.errors);
+    if !script_decls.is_empty() {
+        check_script_names(file, &script_decls, &mut c.errors);
     }
     // The opt-out check always applies, policy or not.
     out.policy.insert(
@@ -1371,6 +1384,113 @@ impl Checker<'_> {
 }
 
 use ast::TestValue;
+
+/// When a file declares scripts, every script name a rule's `script`
+/// clause can yield must name one of them. The names are the text literals
+/// at the leaves of `? :` and `??` (through `let`s); a name read from a
+/// customer field cannot be checked and is an error too.
+fn check_script_names(
+    file: &ast::File,
+    scripts: &[&ast::ScriptDecl],
+    errors: &mut Vec<Diagnostic>,
+) {
+    let mut lets: HashMap<&str, &Expr> = HashMap::new();
+    let names: Vec<&str> = scripts.iter().map(|s| s.name.name.as_str()).collect();
+    let listing = names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for item in &file.items {
+        match item {
+            ast::Item::Let(l) => {
+                lets.insert(l.name.name.as_str(), &l.value);
+            }
+            ast::Item::Rule(r) => {
+                for c in &r.clauses {
+                    let ClauseKind::Script(e) = &c.kind else {
+                        continue;
+                    };
+                    let mut leaves = Vec::new();
+                    let mut budget = 10_000;
+                    script_leaves(e, &lets, &mut leaves, &mut budget);
+                    for (leaf, span, text) in leaves {
+                        match leaf {
+                            Some(name) if names.contains(&name.as_str()) => {}
+                            Some(name) => {
+                                let help = match nearest(&name, names.iter().copied()) {
+                                    Some(n) => format!("did you mean `{n}`?"),
+                                    None => format!(
+                                        "the file declares {listing}; add `script {name} {{ ... }}`"
+                                    ),
+                                };
+                                errors.push(
+                                    Diagnostic::new(
+                                        span,
+                                        format!(
+                                            "rule `{}` may choose script `{name}`, which is not declared",
+                                            r.name.name
+                                        ),
+                                    )
+                                    .with_help(help),
+                                );
+                            }
+                            None => errors.push(
+                                Diagnostic::new(
+                                    span,
+                                    format!(
+                                        "rule `{}` reads its script name from `{}`, which may name no script",
+                                        r.name.name, text
+                                    ),
+                                )
+                                .with_help(format!(
+                                    "choose among the declared scripts ({listing}) with `? :`"
+                                )),
+                            ),
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The possible values of a text expression: `Some(name)` for a literal,
+/// `None` for a value known only at run time, each with its span.
+fn script_leaves(
+    e: &Expr,
+    lets: &HashMap<&str, &Expr>,
+    out: &mut Vec<(Option<String>, ast::Span, String)>,
+    budget: &mut usize,
+) {
+    if *budget == 0 {
+        return;
+    }
+    *budget -= 1;
+    match &e.kind {
+        ExprKind::Lit(Literal::Text(t)) => {
+            out.push((Some(t.clone()), e.span.clone(), String::new()))
+        }
+        ExprKind::Cond(_, a, b) | ExprKind::Binary(BinOp::Default, a, b) => {
+            script_leaves(a, lets, out, budget);
+            script_leaves(b, lets, out, budget);
+        }
+        ExprKind::Paren(a) => script_leaves(a, lets, out, budget),
+        ExprKind::Path(p) if p.len() == 1 && lets.contains_key(p[0].name.as_str()) => {
+            if let Some(v) = lets.get(p[0].name.as_str()) {
+                // A let's leaves, reported at the use.
+                let mut inner = Vec::new();
+                script_leaves(v, lets, &mut inner, budget);
+                out.extend(inner.into_iter().map(|(n, sp, text)| match n {
+                    Some(n) => (Some(n), e.span.clone(), text),
+                    None => (None, sp, text),
+                }));
+            }
+        }
+        _ => out.push((None, e.span.clone(), crate::format::print_expr(e))),
+    }
+}
 
 fn is_arith(op: BinOp) -> bool {
     matches!(op, BinOp::Add | BinOp::Sub | BinOp::Mul)

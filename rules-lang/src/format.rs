@@ -112,6 +112,7 @@ impl<'s> Printer<'s> {
                     self.line(0, &t, l.span.clone());
                 }
                 Item::Rule(r) => self.rule(r),
+                Item::Script(s) => self.script(s),
                 Item::Test(t) => self.test(t),
             }
         }
@@ -225,6 +226,49 @@ impl<'s> Printer<'s> {
             }
         }
         self.close(0, &r.span);
+    }
+
+    fn script(&mut self, s: &ScriptDecl) {
+        self.line(
+            0,
+            &format!("script {} {{", s.name.name),
+            s.span.start..s.name.span.end,
+        );
+        self.steps(1, &s.steps);
+        self.close(0, &s.span);
+    }
+
+    fn steps(&mut self, indent: usize, steps: &[StepDecl]) {
+        for st in steps {
+            match &st.kind {
+                StepKind::Say(t, _) => self.line(indent, &format!("say \"{t}\""), st.span.clone()),
+                StepKind::Play(p) => self.line(indent, &format!("play \"{p}\""), st.span.clone()),
+                StepKind::OptOut => self.line(indent, "opt out", st.span.clone()),
+                StepKind::HangUp => self.line(indent, "hang up", st.span.clone()),
+                StepKind::Listen {
+                    within,
+                    head,
+                    branches,
+                } => {
+                    self.line(
+                        indent,
+                        &format!("listen {} {{", duration_str(*within)),
+                        head.clone(),
+                    );
+                    for b in branches {
+                        let trigger = match &b.trigger {
+                            TriggerDecl::Digit(d) => format!("digit \"{d}\""),
+                            TriggerDecl::Speech => "speech".to_string(),
+                            TriggerDecl::Silence => "silence".to_string(),
+                        };
+                        self.line(indent + 1, &format!("on {trigger} {{"), b.head.clone());
+                        self.steps(indent + 2, &b.steps);
+                        self.close(indent + 1, &b.span);
+                    }
+                    self.close(indent, &st.span);
+                }
+            }
+        }
     }
 
     fn test(&mut self, t: &TestDecl) {

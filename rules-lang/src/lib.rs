@@ -34,6 +34,7 @@ pub mod format;
 pub mod ir;
 pub mod parse;
 pub mod record;
+pub mod script;
 pub mod vm;
 pub mod wake;
 
@@ -47,6 +48,7 @@ pub use crate::error::{EvalError, RecordError, VerifyError};
 pub use crate::format::format;
 pub use crate::ir::Fallback;
 pub use crate::record::{Field, FieldType, History, Outcome, Record, Schema, Value};
+pub use crate::script::{Action, Script, ScriptEvent, ScriptRun, Step, Template, Trigger};
 pub use crate::wake::DEFAULT_HORIZON;
 
 use crate::eval::Ctx;
@@ -67,6 +69,7 @@ pub struct Program {
     optimised: Vec<RuleIr>,
     code: Code,
     tests: Vec<TestCase>,
+    scripts: Vec<Script>,
     zone_slot: Option<usize>,
 }
 
@@ -156,6 +159,7 @@ pub fn compile(source: &str, file_name: &str) -> Result<Program, Diagnostics> {
         optimised,
         code,
         tests: checked.tests,
+        scripts: checked.scripts,
     })
 }
 
@@ -176,6 +180,23 @@ impl Program {
 
     pub fn rule_names(&self) -> Vec<&str> {
         self.rules.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    /// The script declared as `script NAME { ... }`, if any.
+    pub fn script(&self, name: &str) -> Option<&Script> {
+        self.scripts.iter().find(|s| s.name == name)
+    }
+
+    /// The names of the declared scripts, in file order. Empty for a file
+    /// without scripts: the engine then uses its default script.
+    pub fn script_names(&self) -> Vec<&str> {
+        self.scripts.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    /// A runner for the script `name` for the customer in `record`.
+    pub fn run_script<'a>(&'a self, name: &str, record: &'a Record) -> Option<ScriptRun<'a>> {
+        self.script(name)
+            .map(|s| ScriptRun::new(s, record, &self.schema))
     }
 
     /// The test cases declared in the file.

@@ -70,7 +70,10 @@ fn chunks(source: &str) -> Vec<(usize, &str)> {
                 .chars()
                 .take_while(|c| c.is_ascii_alphabetic())
                 .collect();
-            if matches!(word.as_str(), "schema" | "policy" | "let" | "rule" | "test") {
+            if matches!(
+                word.as_str(),
+                "schema" | "policy" | "let" | "rule" | "script" | "test"
+            ) {
                 starts.push(pos);
             }
         }
@@ -90,6 +93,7 @@ fn check_nesting(source: &str) -> Option<Diagnostic> {
     let mut in_comment = false;
     let bytes = source.as_bytes();
     let mut questions = 0usize;
+    let mut braces = 0usize;
     for (i, &b) in bytes.iter().enumerate() {
         match b {
             b'\n' => {
@@ -113,6 +117,17 @@ fn check_nesting(source: &str) -> Option<Diagnostic> {
                 }
             }
             b')' | b']' => depth = depth.saturating_sub(1),
+            b'{' => {
+                braces += 1;
+                if braces > MAX_DEPTH {
+                    return Some(
+                        Diagnostic::new(i..i + 1, "blocks are nested too deeply").with_help(
+                            format!("use at most {MAX_DEPTH} levels of `{{ }}`; a script's `listen`s nest two levels each"),
+                        ),
+                    );
+                }
+            }
+            b'}' => braces = braces.saturating_sub(1),
             b'?' => {
                 let double = bytes.get(i + 1) == Some(&b'?') || (i > 0 && bytes[i - 1] == b'?');
                 if !double {
@@ -141,6 +156,16 @@ fn describe(r: Rule) -> Option<&'static str> {
         Rule::let_decl => "`let`",
         Rule::rule => "`rule`",
         Rule::test => "`test`",
+        Rule::script_decl => "`script NAME { ... }`",
+        Rule::say_step | Rule::kw_say => "`say \"TEXT\"`",
+        Rule::play_step | Rule::kw_play => "`play \"FILE.wav\"`",
+        Rule::listen_step | Rule::kw_listen => "`listen DURATION { ... }`",
+        Rule::branch | Rule::kw_on => "`on digit \"1\"`, `on speech` or `on silence`",
+        Rule::on_digit | Rule::kw_digit => "`digit \"1\"`",
+        Rule::on_speech => "`speech`",
+        Rule::on_silence => "`silence`",
+        Rule::opt_out_step => "`opt out`",
+        Rule::hang_up_step => "`hang up`",
         Rule::ident | Rule::name | Rule::path => "a name",
         Rule::field_decl => "a field such as `paid bool`",
         Rule::type_expr | Rule::type_name | Rule::enum_type | Rule::set_type => {
@@ -295,12 +320,75 @@ impl Builder {
                     })
                 }
                 Rule::rule => Item::Rule(self.rule(item)),
+                Rule::script_decl => Item::Script(self.script(item)),
                 Rule::test => Item::Test(self.test(item)),
                 _ => continue,
             };
             items.push(it);
         }
         File { items }
+    }
+
+    fn script(&mut self, p: Pair<Rule>) -> ScriptDecl {
+        let sp = span(&p);
+        let mut inner = p.into_inner();
+        let name = inner.next().map(ident).unwrap_or(Ident {
+            name: String::new(),
+            span: sp.clone(),
+        });
+        let steps = inner.filter_map(|s| self.step(s)).collect();
+        ScriptDecl {
+            name,
+            steps,
+            span: sp,
+        }
+    }
+
+    fn step(&mut self, p: Pair<Rule>) -> Option<StepDecl> {
+        let sp = span(&p);
+        let which = p.as_rule();
+        let mut inner = p.into_inner();
+        let kind = match which {
+            Rule::say_step => {
+                let text = inner.nth(1)?;
+                StepKind::Say(unquote(text.as_str()), span(&text))
+            }
+            Rule::play_step => StepKind::Play(unquote(inner.nth(1)?.as_str())),
+            Rule::listen_step => {
+                let d = inner.nth(1)?;
+                let within = self.duration(&d);
+                let head = sp.start..span(&d).end;
+                let branches = inner.filter_map(|b| self.branch(b)).collect();
+                StepKind::Listen {
+                    within,
+                    head,
+                    branches,
+                }
+            }
+            Rule::opt_out_step => StepKind::OptOut,
+            Rule::hang_up_step => StepKind::HangUp,
+            _ => return None,
+        };
+        Some(StepDecl { kind, span: sp })
+    }
+
+    fn branch(&mut self, p: Pair<Rule>) -> Option<BranchDecl> {
+        let sp = span(&p);
+        let mut inner = p.into_inner();
+        let t = inner.nth(1)?;
+        let head = sp.start..span(&t).end;
+        let trigger = match t.as_rule() {
+            Rule::on_digit => TriggerDecl::Digit(unquote(t.into_inner().nth(1)?.as_str())),
+            Rule::on_speech => TriggerDecl::Speech,
+            _ => TriggerDecl::Silence,
+        };
+        let steps = inner.filter_map(|s| self.step(s)).collect();
+        Some(BranchDecl {
+            trigger,
+            head,
+            steps,
+            span: sp,
+        })
     }
 
     fn schema(&mut self, p: Pair<Rule>) -> SchemaDecl {

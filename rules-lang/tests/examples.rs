@@ -35,6 +35,16 @@ fn example_rule_files_pass_their_tests() {
         );
         let again = dialhound_rules::compile(&formatted, &name).unwrap();
         assert_eq!(again.disasm(), program.disasm(), "{name}");
+        // Every file declares the scripts its rules choose, and formatting
+        // keeps them.
+        assert!(
+            !program.script_names().is_empty(),
+            "{name} declares no script"
+        );
+        assert_eq!(again.script_names(), program.script_names(), "{name}");
+        for s in program.script_names() {
+            assert_eq!(again.script(s), program.script(s), "{name}: script {s}");
+        }
     }
     assert!(
         files >= 5,

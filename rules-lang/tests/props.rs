@@ -180,6 +180,55 @@ fn bool_expr(g: &mut Gen, depth: u32) -> String {
     }
 }
 
+/// Steps of a script, written with random spacing and line breaks so that
+/// the formatter has work to do.
+fn steps(g: &mut Gen, depth: u32) -> String {
+    let mut out = String::new();
+    for _ in 0..g.below(4) {
+        let sep = g.pick(&[" ", "\n", "\n    ", "  "]);
+        let step = match g.below(if depth == 0 { 4 } else { 5 }) {
+            0 => format!(
+                "say \"{}\"",
+                g.pick(&[
+                    "您好，{customer.tag}。",
+                    "n={customer.n} m={customer.m} t={customer.t}",
+                    "{customer.tags}{{braces}}",
+                    "press 9",
+                    "",
+                ])
+            ),
+            1 => format!("play \"{}\"", g.pick(&["a.wav", "prompts/b.wav"])),
+            2 => "opt out".into(),
+            3 => "hang up".into(),
+            _ => {
+                let mut branches = String::new();
+                let mut used = Vec::new();
+                for _ in 0..g.below(4) {
+                    let t = g.pick(&[
+                        "digit \"1\"",
+                        "digit \"9\"",
+                        "digit \"#\"",
+                        "speech",
+                        "silence",
+                    ]);
+                    if used.contains(&t) {
+                        continue;
+                    }
+                    used.push(t);
+                    branches.push_str(&format!(" on {t} {{ {} }}", steps(g, depth - 1)));
+                }
+                format!(
+                    "listen {} {{{branches} }}",
+                    g.pick(&["1s", "6s", "30s", "1m"])
+                )
+            }
+        };
+        out.push_str(sep);
+        out.push_str(&step);
+    }
+    out
+}
+
 fn program(seed: u64) -> (String, Program) {
     let mut g = Gen(seed | 1);
     let mut src = schema(&mut g);
@@ -221,6 +270,11 @@ fn program(seed: u64) -> (String, Program) {
             bool_expr(&mut g, 1),
             bool_expr(&mut g, 1)
         ));
+    }
+    if g.chance(60) {
+        for name in ["s1", "s2"] {
+            src.push_str(&format!("script {name} {{{}\n}}\n", steps(&mut g, 2)));
+        }
     }
     match compile(&src, "gen.rules") {
         Ok(p) => (src, p),
@@ -353,6 +407,45 @@ proptest! {
         prop_assert_eq!(&once, &twice);
         let again = compile(&once, "gen.rules").unwrap();
         prop_assert_eq!(again.disasm(), p.disasm());
+        prop_assert_eq!(again.script_names(), p.script_names());
+        for n in p.script_names() {
+            prop_assert_eq!(again.script(n), p.script(n));
+        }
+        let file = dialhound_rules::parse::parse_file(&once).unwrap();
+        let printed = dialhound_rules::format::print_file(&file);
+        let reparsed = dialhound_rules::parse::parse_file(&printed).unwrap();
+        prop_assert_eq!(dialhound_rules::format::print_file(&reparsed), printed);
+    }
+
+    #[test]
+    fn every_script_run_ends_with_one_hang_up(seed in any::<u64>(), events in proptest::collection::vec(0u8..6, 0..40)) {
+        use dialhound_rules::{Action, ScriptEvent};
+        let (_, p) = program(seed);
+        let mut g = Gen(seed | 1);
+        let r = record(&p, &mut g);
+        for name in p.script_names() {
+            let mut run = p.run_script(name, &r).unwrap();
+            let mut out = run.start();
+            for e in &events {
+                let ev = match e {
+                    0 => ScriptEvent::PromptDone,
+                    1 => ScriptEvent::Digit('1'),
+                    2 => ScriptEvent::Digit('9'),
+                    3 => ScriptEvent::Digit('#'),
+                    4 => ScriptEvent::SpeechStarted,
+                    _ => ScriptEvent::ListenTimedOut,
+                };
+                out.extend(run.handle(ev));
+            }
+            for _ in 0..64 {
+                out.extend(run.handle(ScriptEvent::ListenTimedOut));
+                out.extend(run.handle(ScriptEvent::PromptDone));
+            }
+            prop_assert!(run.is_done());
+            prop_assert_eq!(out.last(), Some(&Action::HangUp));
+            prop_assert_eq!(out.iter().filter(|a| **a == Action::HangUp).count(), 1);
+            prop_assert_eq!(out.iter().filter(|a| **a == Action::OptOut).count(), usize::from(run.opted_out()));
+        }
     }
 
     #[test]

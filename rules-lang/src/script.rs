@@ -1,0 +1,624 @@
+//! Scripts: the call flow after the callee answers, declared as
+//! `script NAME { ... }` blocks, and [`ScriptRun`], a sans-IO runner that
+//! turns call events into actions for the media engine.
+//!
+//! A script is a tree of steps without loops, so every run ends: each event
+//! either moves forward through the tree or is ignored.
+
+use std::fmt;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+use crate::ast::{self, Span, StepKind, TriggerDecl};
+use crate::diag::{Diagnostic, nearest};
+use crate::parse::{duration_str, tod_str};
+use crate::record::{FieldType, NONE, Record, Schema, WEEKDAYS};
+
+/// The longest `listen` a script may declare.
+pub const MAX_LISTEN: Duration = Duration::from_secs(60);
+
+/// The keys a `on digit` branch may name.
+pub const DIGITS: &str = "0123456789*#ABCD";
+
+/// One compiled `script` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    pub name: String,
+    pub steps: Vec<Step>,
+}
+
+/// One step of a script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Speak the rendered text.
+    Say(Template),
+    /// Play an audio file; the path is as written, relative to the rules
+    /// file's folder.
+    Play(String),
+    /// Wait up to `within` for the first event that has a branch.
+    Listen {
+        within: Duration,
+        branches: Vec<(Trigger, Vec<Step>)>,
+    },
+    /// Put the number on the do-not-call list at once.
+    OptOut,
+    HangUp,
+}
+
+/// What ends a `listen`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Trigger {
+    /// A DTMF key: `0`-`9`, `*`, `#`, `A`-`D`.
+    Digit(char),
+    /// The callee started speaking.
+    Speech,
+    /// Nothing with a branch happened before the listen timed out.
+    Silence,
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Trigger::Digit(d) => write!(f, "digit {d}"),
+            Trigger::Speech => f.write_str("speech"),
+            Trigger::Silence => f.write_str("silence"),
+        }
+    }
+}
+
+/// The text of a `say`, with `{customer.FIELD}` placeholders resolved to
+/// schema slots at compile time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    /// The text as written between the quotes.
+    pub source: String,
+    pub parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Text(String),
+    /// A customer field: its slot in the schema and its name.
+    Field {
+        slot: usize,
+        name: String,
+    },
+}
+
+impl Template {
+    /// The text with every placeholder replaced by the record's value.
+    ///
+    /// Text, phone: as stored. Int: decimal. Money: two decimals (`80.50`).
+    /// Bool: `true`/`false`. Enum: the value's name. Time: ISO 8601 in the
+    /// customer's time zone (the schema's first `timezone` field), else UTC,
+    /// such as `2026-03-09T10:00:00+08:00`. Duration: `1h30m`. Time of day:
+    /// `09:00`. Weekday: `mon`. Time zone: its IANA name. Set: the items
+    /// joined with `, `. A field that is none renders as nothing. Never
+    /// panics: a record that does not fit the schema renders the field as
+    /// nothing.
+    pub fn render(&self, record: &Record, schema: &Schema) -> String {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Field { slot, name } => {
+                    if let Some(v) = field_text(record, schema, *slot, name) {
+                        out.push_str(&v);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn field_text(record: &Record, schema: &Schema, slot: usize, name: &str) -> Option<String> {
+    let field = schema.fields.get(slot).filter(|f| f.name == name)?;
+    let w = *record.words.get(slot)?;
+    if w == NONE {
+        return None;
+    }
+    Some(match &field.ty {
+        FieldType::Bool => (if w != 0 { "true" } else { "false" }).to_string(),
+        FieldType::Int => w.to_string(),
+        FieldType::Money => money_str(w),
+        FieldType::Text | FieldType::Phone => record.text(w)?.to_string(),
+        FieldType::Time => {
+            let ts = Timestamp::from_second(w).ok()?;
+            let tz = schema
+                .zone_slot()
+                .and_then(|z| record.words.get(z))
+                .and_then(|zw| record.zone(*zw))
+                .cloned()
+                .unwrap_or(TimeZone::UTC);
+            ts.to_zoned_datetime(tz)
+                .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string()
+        }
+        FieldType::Duration => {
+            if w < 0 {
+                format!("-{}", duration_str(w.checked_neg()?))
+            } else {
+                duration_str(w)
+            }
+        }
+        FieldType::TimeOfDay => tod_str(w),
+        FieldType::Weekday => WEEKDAYS.get(usize::try_from(w).ok()?)?.to_string(),
+        FieldType::TimeZone => record.zone(w)?.iana_name().unwrap_or("").to_string(),
+        FieldType::Enum(vs) => vs.get(usize::try_from(w).ok()?)?.clone(),
+        FieldType::TextSet => record.set(w).join(", "),
+    })
+}
+
+/// Hundredths as a decimal with two places: `8050` → `80.50`, `-5` → `-0.05`.
+fn money_str(v: i64) -> String {
+    let sign = if v < 0 { "-" } else { "" };
+    let a = v.unsigned_abs();
+    format!("{sign}{}.{:02}", a / 100, a % 100)
+}
+
+// ---- lowering ----
+
+/// Checks and compiles the file's `script` blocks against the schema.
+pub(crate) fn lower(
+    decls: &[&ast::ScriptDecl],
+    schema: &Schema,
+    src: &str,
+    errors: &mut Vec<Diagnostic>,
+) -> Vec<Script> {
+    let mut out: Vec<Script> = Vec::new();
+    for d in decls {
+        if out.iter().any(|s| s.name == d.name.name) {
+            errors.push(
+                Diagnostic::new(
+                    d.name.span.clone(),
+                    format!("script `{}` is declared twice", d.name.name),
+                )
+                .with_help("give each script its own name"),
+            );
+            continue;
+        }
+        let mut l = Lowerer {
+            schema,
+            src,
+            errors,
+        };
+        let steps = l.steps(&d.steps);
+        out.push(Script {
+            name: d.name.name.clone(),
+            steps,
+        });
+    }
+    out
+}
+
+struct Lowerer<'a> {
+    schema: &'a Schema,
+    src: &'a str,
+    errors: &'a mut Vec<Diagnostic>,
+}
+
+impl Lowerer<'_> {
+    fn err(&mut self, span: Span, msg: String, help: impl Into<String>) {
+        self.errors.push(Diagnostic::new(span, msg).with_help(help));
+    }
+
+    fn steps(&mut self, steps: &[ast::StepDecl]) -> Vec<Step> {
+        steps.iter().filter_map(|s| self.step(s)).collect()
+    }
+
+    fn step(&mut self, s: &ast::StepDecl) -> Option<Step> {
+        Some(match &s.kind {
+            StepKind::Say(text, sp) => Step::Say(self.template(text, sp)),
+            StepKind::Play(path) => {
+                if path.trim().is_empty() {
+                    self.err(
+                        s.span.clone(),
+                        "`play` needs a file".to_string(),
+                        "write the path of a WAV file, such as `play \"prompts/offer.wav\"`",
+                    );
+                }
+                Step::Play(path.clone())
+            }
+            StepKind::Listen {
+                within,
+                head,
+                branches,
+            } => {
+                let written = self.src.get(head.clone()).unwrap_or("listen").to_string();
+                let help = "listen for 1s to 60s, such as `listen 6s`";
+                if *within <= 0 {
+                    self.err(
+                        head.clone(),
+                        format!("`{written}` never hears anything"),
+                        help,
+                    );
+                } else if *within > MAX_LISTEN.as_secs() as i64 {
+                    self.err(head.clone(), format!("`{written}` is too long"), help);
+                }
+                let mut out: Vec<(Trigger, Vec<Step>)> = Vec::new();
+                for b in branches {
+                    let head_text = self.src.get(b.head.clone()).unwrap_or("on").to_string();
+                    let trigger = match &b.trigger {
+                        TriggerDecl::Speech => Trigger::Speech,
+                        TriggerDecl::Silence => Trigger::Silence,
+                        TriggerDecl::Digit(d) => {
+                            let mut chars = d.chars();
+                            match (chars.next(), chars.next()) {
+                                (Some(c), None) if DIGITS.contains(c) => Trigger::Digit(c),
+                                _ => {
+                                    self.err(
+                                        b.head.clone(),
+                                        format!("`{d}` is not a key on a phone keypad"),
+                                        "a digit is one key: `0` to `9`, `*`, `#` or `A` to `D`, such as `on digit \"1\"`",
+                                    );
+                                    continue;
+                                }
+                            }
+                        }
+                    };
+                    if out.iter().any(|(t, _)| *t == trigger) {
+                        self.err(
+                            b.head.clone(),
+                            format!("`{head_text}` appears twice in one `listen`"),
+                            "keep one of the branches",
+                        );
+                        continue;
+                    }
+                    let steps = self.steps(&b.steps);
+                    out.push((trigger, steps));
+                }
+                Step::Listen {
+                    within: Duration::from_secs(u64::try_from(*within).unwrap_or(0)),
+                    branches: out,
+                }
+            }
+            StepKind::OptOut => Step::OptOut,
+            StepKind::HangUp => Step::HangUp,
+        })
+    }
+
+    /// Splits `text` into literal parts and `{customer.FIELD}` placeholders;
+    /// `{{` and `}}` stand for literal braces. `sp` is the quoted text's span.
+    fn template(&mut self, text: &str, sp: &Span) -> Template {
+        let base = sp.start + 1;
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        let mut rest = text.char_indices().peekable();
+        while let Some((i, c)) = rest.next() {
+            match c {
+                '{' if rest.peek().is_some_and(|(_, n)| *n == '{') => {
+                    rest.next();
+                    lit.push('{');
+                }
+                '}' if rest.peek().is_some_and(|(_, n)| *n == '}') => {
+                    rest.next();
+                    lit.push('}');
+                }
+                '}' => self.err(
+                    base + i..base + i + 1,
+                    "`}` closes no placeholder".to_string(),
+                    "write `}}` for a brace, or `{customer.name}` for a field",
+                ),
+                '{' => {
+                    let Some(len) = text[i..].find('}') else {
+                        self.err(
+                            base + i..base + text.len(),
+                            format!("placeholder `{}` is not closed", &text[i..]),
+                            "close it with `}`, such as `{customer.name}`; write `{{` for a brace",
+                        );
+                        break;
+                    };
+                    let inner = &text[i + 1..i + len];
+                    let span = base + i..base + i + len + 1;
+                    while rest.peek().is_some_and(|(j, _)| *j <= i + len) {
+                        rest.next();
+                    }
+                    if let Some(p) = self.placeholder(inner.trim(), span) {
+                        if !lit.is_empty() {
+                            parts.push(Part::Text(std::mem::take(&mut lit)));
+                        }
+                        parts.push(p);
+                    }
+                }
+                _ => lit.push(c),
+            }
+        }
+        if !lit.is_empty() {
+            parts.push(Part::Text(lit));
+        }
+        Template {
+            source: text.to_string(),
+            parts,
+        }
+    }
+
+    fn placeholder(&mut self, inner: &str, span: Span) -> Option<Part> {
+        let names: Vec<&str> = self.schema.fields.iter().map(|f| f.name.as_str()).collect();
+        let listing = || {
+            if names.is_empty() {
+                "declare it in `schema customer { ... }`".to_string()
+            } else {
+                format!(
+                    "the schema declares {}",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        };
+        let Some(field) = inner.strip_prefix("customer.") else {
+            self.err(
+                span,
+                format!("`{{{inner}}}` cannot be spoken"),
+                format!(
+                    "a placeholder names a customer field, such as `{{customer.{}}}`; {}",
+                    names.first().copied().unwrap_or("name"),
+                    listing()
+                ),
+            );
+            return None;
+        };
+        match self.schema.field(field) {
+            Some((slot, f)) => Some(Part::Field {
+                slot,
+                name: f.name.clone(),
+            }),
+            None => {
+                let help = match nearest(field, names.iter().copied()) {
+                    Some(n) => format!("did you mean `customer.{n}`? {}", listing()),
+                    None => listing(),
+                };
+                self.err(span, format!("unknown field `customer.{field}`"), help);
+                None
+            }
+        }
+    }
+}
+
+// ---- the runner ----
+
+/// What happened on the call, as the media engine reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptEvent {
+    /// The last `Say` or `Play` action finished playing.
+    PromptDone,
+    /// The callee pressed a key.
+    Digit(char),
+    /// Voice activity: the callee started speaking.
+    SpeechStarted,
+    /// The timer armed by the last `Listen` action ran out.
+    ListenTimedOut,
+}
+
+/// What the media engine should do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Speak this text, then report `PromptDone`.
+    Say(String),
+    /// Play this file (relative to the rules file's folder), then report
+    /// `PromptDone`.
+    Play(String),
+    /// Arm a timer for this long and report `ListenTimedOut` when it runs
+    /// out (unless a digit or speech ends the listen first).
+    Listen(Duration),
+    /// Put the number on the do-not-call list now.
+    OptOut,
+    /// Hang up; the run is over.
+    HangUp,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State<'a> {
+    NotStarted,
+    Prompt,
+    Listening(&'a [(Trigger, Vec<Step>)]),
+    Done,
+}
+
+/// Runs one script for one call. Sans IO: it never reads the clock, never
+/// sleeps and never touches the network; the engine feeds it
+/// [`ScriptEvent`]s and carries out the [`Action`]s it returns.
+///
+/// - Prompts run one at a time: after a `Say` or `Play` the runner waits
+///   for `PromptDone` before the next step, so a `Listen` is emitted (and
+///   its timer armed) only when the prompts before it have finished.
+/// - Digits pressed while a prompt plays are kept (type-ahead): when the
+///   next `listen` starts, the first of them that has a branch answers it at
+///   once, without a `Listen` action. The rest are dropped.
+/// - In a `listen`, a digit or speech without a branch is ignored and the
+///   listen keeps waiting; the timeout runs the `on silence` branch, or,
+///   without one, goes on with the step after the `listen`.
+/// - Speech while a prompt plays is ignored (no barge-in).
+/// - After a branch's steps, the run goes on after its `listen`. Running
+///   off the end of the script hangs up.
+/// - `OptOut` is emitted at most once per run, always before the `HangUp`.
+/// - After `HangUp` every event is ignored.
+#[derive(Debug, Clone)]
+pub struct ScriptRun<'a> {
+    record: &'a Record,
+    schema: &'a Schema,
+    frames: Vec<(&'a [Step], usize)>,
+    state: State<'a>,
+    pending: Vec<char>,
+    trail: Vec<String>,
+    digits: String,
+    opted_out: bool,
+}
+
+impl<'a> ScriptRun<'a> {
+    /// A run of `script` for the customer in `record` (rendered with
+    /// `schema`, the program's schema).
+    pub fn new(script: &'a Script, record: &'a Record, schema: &'a Schema) -> Self {
+        ScriptRun {
+            record,
+            schema,
+            frames: vec![(script.steps.as_slice(), 0)],
+            state: State::NotStarted,
+            pending: Vec::new(),
+            trail: Vec::new(),
+            digits: String::new(),
+            opted_out: false,
+        }
+    }
+
+    /// The first actions, when the callee has answered. Later calls return
+    /// nothing.
+    pub fn start(&mut self) -> Vec<Action> {
+        let mut out = Vec::new();
+        if matches!(self.state, State::NotStarted) {
+            self.advance(&mut out);
+        }
+        out
+    }
+
+    /// Feeds one event; returns what to do next (often nothing).
+    pub fn handle(&mut self, event: ScriptEvent) -> Vec<Action> {
+        let mut out = Vec::new();
+        if matches!(self.state, State::Done | State::NotStarted) {
+            return out;
+        }
+        if let ScriptEvent::Digit(c) = event {
+            self.digits.push(c);
+        }
+        match (self.state, event) {
+            (State::Prompt, ScriptEvent::PromptDone) => self.advance(&mut out),
+            (State::Prompt, ScriptEvent::Digit(c)) => self.pending.push(c),
+            (State::Listening(branches), ScriptEvent::Digit(c)) => {
+                self.take(branches, Trigger::Digit(c), &mut out);
+            }
+            (State::Listening(branches), ScriptEvent::SpeechStarted) => {
+                self.take(branches, Trigger::Speech, &mut out);
+            }
+            (State::Listening(branches), ScriptEvent::ListenTimedOut) => {
+                let taken = self.take(branches, Trigger::Silence, &mut out);
+                if !taken {
+                    // No `on silence`: go on after the listen.
+                    self.note_outcome(Trigger::Silence);
+                    self.advance(&mut out);
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Whether the run has hung up.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    /// Whether the callee opted out during this run.
+    pub fn opted_out(&self) -> bool {
+        self.opted_out
+    }
+
+    /// Every key the callee pressed during the run, in order.
+    pub fn digits(&self) -> &str {
+        &self.digits
+    }
+
+    /// The path taken, one entry per step: `say`, `play`, `listen→digit 9`,
+    /// `listen→speech`, `listen→silence`, `opt out`, `hang up`.
+    pub fn trail_steps(&self) -> &[String] {
+        &self.trail
+    }
+
+    /// The path taken, for call records: `say, listen→digit 9, opt out, say, hang up`.
+    pub fn trail(&self) -> String {
+        self.trail.join(", ")
+    }
+
+    fn note_outcome(&mut self, t: Trigger) {
+        if let Some(last) = self.trail.last_mut() {
+            *last = format!("listen→{t}");
+        }
+    }
+
+    /// Enters the branch for `t`, if the listen has one.
+    fn take(
+        &mut self,
+        branches: &'a [(Trigger, Vec<Step>)],
+        t: Trigger,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let Some((_, steps)) = branches.iter().find(|(bt, _)| *bt == t) else {
+            return false;
+        };
+        self.note_outcome(t);
+        self.frames.push((steps.as_slice(), 0));
+        self.advance(out);
+        true
+    }
+
+    /// Runs steps until one waits for an event or the run ends.
+    fn advance(&mut self, out: &mut Vec<Action>) {
+        loop {
+            let Some(frame) = self.frames.last_mut() else {
+                self.hang_up(out);
+                return;
+            };
+            let (steps, i) = *frame;
+            let Some(step) = steps.get(i) else {
+                self.frames.pop();
+                continue;
+            };
+            frame.1 += 1;
+            match step {
+                Step::Say(t) => {
+                    out.push(Action::Say(t.render(self.record, self.schema)));
+                    self.trail.push("say".into());
+                    self.state = State::Prompt;
+                    return;
+                }
+                Step::Play(p) => {
+                    out.push(Action::Play(p.clone()));
+                    self.trail.push("play".into());
+                    self.state = State::Prompt;
+                    return;
+                }
+                Step::Listen { within, branches } => {
+                    self.trail.push("listen".into());
+                    let pending = std::mem::take(&mut self.pending);
+                    let typed = pending.into_iter().find_map(|c| {
+                        branches
+                            .iter()
+                            .find(|(t, _)| *t == Trigger::Digit(c))
+                            .map(|(t, s)| (*t, s))
+                    });
+                    if let Some((t, s)) = typed {
+                        self.note_outcome(t);
+                        self.frames.push((s.as_slice(), 0));
+                        continue;
+                    }
+                    out.push(Action::Listen(*within));
+                    self.state = State::Listening(branches);
+                    return;
+                }
+                Step::OptOut => {
+                    if !self.opted_out {
+                        out.push(Action::OptOut);
+                        self.opted_out = true;
+                    }
+                    self.trail.push("opt out".into());
+                }
+                Step::HangUp => {
+                    self.hang_up(out);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn hang_up(&mut self, out: &mut Vec<Action>) {
+        out.push(Action::HangUp);
+        self.trail.push("hang up".into());
+        self.frames.clear();
+        self.pending.clear();
+        self.state = State::Done;
+    }
+}
