@@ -18,7 +18,9 @@ use crate::call_flow::{Conversation, FlowAction, FlowEvent};
 use crate::config::CampaignConfig;
 use crate::customer::CustomerId;
 use crate::pacer::{Pacer, Ringing, Talking};
-use crate::sip_agent::{CallReport, Dial, Route, TierFallback};
+use dialhound_line_pool::TierFallback;
+
+use crate::sip_agent::{CallReport, Dial, Route};
 
 /// A call the driver decided to make; its attempt is in the ledger.
 pub(super) struct CallPlan {
@@ -236,7 +238,7 @@ async fn prepare_prompts(
             }
         }
         for path in plays {
-            match dialhound_media::prompt::load_wav(&folder.join(&path)) {
+            match dialhound_media::prompt::load_wav(folder.join(&path)) {
                 Ok(audio) => {
                     prompts.insert(play_key(&path), EncodedPrompt::from_pcm_8k(audio.samples()));
                 }

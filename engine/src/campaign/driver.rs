@@ -295,13 +295,14 @@ impl Driver {
                 return;
             }
         };
+        let full = page.len() == SCAN_PAGE;
         let last = page.last().map(|customer| customer.id.clone());
         for sealed in page {
             let id = sealed.id.clone();
             self.evaluate_sealed(&id, Some(sealed), now);
         }
         match last {
-            Some(last) if self.scan_continues(&last) => self.scan = Scan::From(Some(last)),
+            Some(last) if full => self.scan = Scan::From(Some(last)),
             _ => {
                 self.scan = Scan::Done;
                 tracing::info!(campaign = %self.config.name, ready = self.ready.len(), waking = self.wheel.len(), "every customer looked at");
@@ -312,10 +313,6 @@ impl Driver {
                 let _ = store.save_campaign(&name, &saved);
             }
         }
-    }
-
-    fn scan_continues(&self, _last: &CustomerId) -> bool {
-        true
     }
 
     /// Wakes that came due, and the store's wakes the wheel's horizon now
