@@ -82,6 +82,18 @@ const WITH_SCHEMA: &[(&str, &str)] = &[
         "rule r { when customer.cart_valeu > 1 }",
     ),
     (
+        "diag_script_placeholder",
+        "script offer {\n  say \"您好，{customer.nmae}\"\n}",
+    ),
+    (
+        "diag_script_listen",
+        "script offer {\n  listen 90s {\n    on digit \"1\" { hang up }\n    on digit \"1\" { opt out }\n    on digit \"10\" { }\n  }\n}",
+    ),
+    (
+        "diag_script_undeclared",
+        "rule r { script customer.paid ? \"thanks\" : \"ofer\" }\nscript offer { hang up }\nscript thanks { hang up }",
+    ),
+    (
         "diag_unknown_history_field",
         "rule r { when history.calls_todya < 1 }",
     ),
