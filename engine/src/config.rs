@@ -64,6 +64,11 @@ pub struct CampaignConfig {
     /// absent.
     #[serde(default)]
     pub voice: Option<String>,
+    /// Refuse to start when espeak-ng cannot speak the voice; `false` runs
+    /// the scripts with silent prompts instead (the demo, on a machine
+    /// without espeak-ng).
+    #[serde(default = "CampaignConfig::default_require_voice")]
+    pub require_voice: bool,
     /// Spoken to a customer who answers while every line of the campaign is
     /// taken, before we hang up.
     #[serde(default = "CampaignConfig::default_apology")]
@@ -89,6 +94,9 @@ impl CampaignConfig {
     fn default_max_call() -> u64 {
         180
     }
+    fn default_require_voice() -> bool {
+        true
+    }
     fn default_apology() -> String {
         "抱歉，现在线路繁忙，我们稍后再联系您。".to_owned()
     }
@@ -108,7 +116,10 @@ impl CampaignConfig {
             ));
         }
         if self.capacity == 0 {
-            return Some(format!("campaign `{}`: capacity must be at least 1", self.name));
+            return Some(format!(
+                "campaign `{}`: capacity must be at least 1",
+                self.name
+            ));
         }
         if !(self.initial_answer_rate > 0.0 && self.initial_answer_rate <= 1.0) {
             return Some(format!(

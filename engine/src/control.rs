@@ -30,6 +30,7 @@ pub struct Control {
     pub sip: crate::sip_agent::SipAgent,
     /// Speaks the `say` of operator calls.
     pub tts: Arc<dialhound_media::tts::TtsEngine>,
+    pub campaigns: Arc<crate::campaign::Campaigns>,
 }
 
 #[derive(Serialize)]
@@ -109,6 +110,9 @@ impl Control {
                     })
                     .await?;
                 self.count_import(&summary);
+                if summary.imported + summary.updated > 0 {
+                    self.campaigns.customers_imported().await;
+                }
                 Ok(Response::success(summary))
             }
             Request::CustomerShow { id } => {
@@ -220,6 +224,60 @@ impl Control {
                     }
                 }
             }
+            Request::CampaignStart { name } => {
+                self.campaigns.start(&name).await.map_err(campaign_error)?;
+                self.campaign_shown(&name).await
+            }
+            Request::CampaignPause { name } => {
+                self.campaigns.pause(&name).await.map_err(campaign_error)?;
+                self.campaign_shown(&name).await
+            }
+            Request::CampaignResume { name } => {
+                self.campaigns.resume(&name).await.map_err(campaign_error)?;
+                self.campaign_shown(&name).await
+            }
+            Request::CampaignStop { name } => {
+                self.campaigns.stop(&name).await.map_err(campaign_error)?;
+                self.campaign_shown(&name).await
+            }
+            Request::CampaignShow { name } => self.campaign_shown(&name).await,
+            Request::CampaignList => Ok(Response::success(self.campaigns.list().await)),
+            Request::Reload => {
+                let reloaded = self.campaigns.reload().await.map_err(campaign_error)?;
+                Ok(Response::success(json!({ "reloaded": reloaded })))
+            }
+            Request::Cdr {
+                campaign,
+                since,
+                limit,
+            } => {
+                if !self.campaigns.names().contains(&campaign) {
+                    return Err(campaign_error(crate::campaign::CampaignError::Unknown(
+                        campaign,
+                        self.campaigns.names().join(", "),
+                    )));
+                }
+                let since = match since {
+                    Some(text) => text.parse::<jiff::Timestamp>().map_err(|error| {
+                        ErrorBody::new(
+                            "invalid_request",
+                            format!("`since` must be an RFC 3339 time such as 2026-11-23T09:00:00+08:00: {error}"),
+                        )
+                    })?,
+                    None => jiff::Timestamp::MIN,
+                };
+                let limit = limit.unwrap_or(100_000);
+                let cdrs = self
+                    .blocking(move |control| {
+                        control
+                            .directory
+                            .store()
+                            .cdrs(&campaign, since, limit)
+                            .map_err(internal)
+                    })
+                    .await?;
+                Ok(Response::success(cdrs))
+            }
             Request::DncList => {
                 let listings = self
                     .blocking(|control| control.directory.dnc_list().map_err(internal))
@@ -227,6 +285,11 @@ impl Control {
                 Ok(Response::success(listings))
             }
         }
+    }
+
+    async fn campaign_shown(&self, name: &str) -> Result<Response, ErrorBody> {
+        let status = self.campaigns.show(name).await.map_err(campaign_error)?;
+        Ok(Response::success(status))
     }
 
     /// The prompts of an operator's call: `say` spoken by espeak-ng, then the
@@ -431,6 +494,17 @@ fn seconds(value: Option<f64>, field: &str) -> Result<Option<Duration>, ErrorBod
                 })
         })
         .transpose()
+}
+
+fn campaign_error(error: crate::campaign::CampaignError) -> ErrorBody {
+    use crate::campaign::CampaignError;
+    let code = match &error {
+        CampaignError::Unknown(..) => "not_found",
+        CampaignError::NotRunning(_) | CampaignError::AlreadyRunning(_) => "conflict",
+        CampaignError::Rules { .. } => "rules",
+        CampaignError::Store(..) => "internal",
+    };
+    ErrorBody::new(code, error.to_string())
 }
 
 fn dial_error(error: DialError) -> ErrorBody {

@@ -14,6 +14,15 @@ use crate::vault::Vault;
 /// Runs the daemon until SIGTERM or SIGINT, then stops accepting work, flushes the
 /// store and removes the socket.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    serve_until(config, shutdown_signal()).await
+}
+
+/// Runs the daemon until `stop` completes (or fails), then shuts it down as
+/// [`serve`] does.
+pub async fn serve_until(
+    config: Config,
+    stop: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
     let vault = Vault::open_or_create(&config.daemon.key_file)?;
     let data_dir = config.daemon.data_dir.clone();
     let store: Arc<dyn Store> = {
@@ -48,6 +57,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("cannot listen for SIP on {}", config.sip.listen))?;
     tracing::info!(address = %sip.local_addr(), "SIP agent listening");
+    let services = Arc::new(crate::campaign::Services {
+        store: Arc::clone(&store),
+        directory: directory.clone(),
+        agent: sip.clone(),
+        media: Arc::clone(&media),
+        data_dir: data_dir.clone(),
+        voice: config.media.voice.clone(),
+        tts_rate: config.media.tts_rate,
+        tiers: trunks.tiers().to_vec(),
+        max_channels: config.trunks.iter().map(|trunk| trunk.channels).sum(),
+        max_cps: config.trunks.iter().map(|trunk| trunk.cps).sum(),
+        metrics: Arc::clone(&metrics.campaigns),
+    });
+    let campaigns = Arc::new(crate::campaign::Campaigns::new(&config.campaigns, services));
+    campaigns
+        .recover()
+        .await
+        .context("cannot carry on the campaigns that were running")?;
     let control = Arc::new(Control {
         directory,
         trunks,
@@ -63,6 +90,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             )
             .context("the [media] voice settings cannot be used")?,
         ),
+        campaigns: Arc::clone(&campaigns),
     });
 
     let metrics_task = match config.daemon.metrics {
@@ -89,9 +117,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "dialhound ready"
     );
 
-    shutdown_signal().await?;
+    if let Err(error) = stop.await {
+        tracing::warn!(%error, "stopping");
+    }
     tracing::info!("shutting down: no new requests, flushing the store");
     socket_task.abort();
+    campaigns.abort_all().await;
     sip_task.abort();
     if let Some(task) = metrics_task {
         task.abort();

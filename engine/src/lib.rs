@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod customer;
 pub mod daemon;
+pub mod demo;
 pub mod demo_carrier;
 pub mod directory;
 pub mod import;

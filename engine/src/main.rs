@@ -45,6 +45,10 @@ enum LogFormat {
 enum Command {
     /// Run the daemon (needs --config).
     Serve,
+    /// Watch a campaign run on this machine: a daemon on embedded defaults,
+    /// a built-in loopback carrier, the example customers and the
+    /// e-commerce campaign, then a summary. Needs nothing else installed.
+    Demo(DemoArgs),
     /// The daemon's version, uptime and customer count.
     Status,
     /// Import customers from a CSV or XLSX file.
@@ -63,6 +67,63 @@ enum Command {
     /// The `.rules` tooling, run on a file (no daemon needed).
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Campaigns: start, pause, resume, stop, and see how they go.
+    #[command(subcommand)]
+    Campaign(CampaignCommand),
+    /// Compile every campaign's rules file again; new rules take effect for
+    /// the next decision, calls in progress go on, and a file with errors is
+    /// refused (its campaign keeps the rules it had).
+    Reload,
+    /// A campaign's call detail records, oldest first.
+    Cdr(CdrArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Seconds the campaign places new calls; calls in flight then finish.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// Customers to import.
+    #[arg(long, default_value_t = 300)]
+    customers: usize,
+}
+
+#[derive(Subcommand)]
+enum CampaignCommand {
+    /// Start calling: every customer is looked at, then wakes and changes
+    /// drive it.
+    Start {
+        name: String,
+    },
+    /// No new calls; calls in progress go on.
+    Pause {
+        name: String,
+    },
+    Resume {
+        name: String,
+    },
+    /// No new calls; the campaign ends when its last call does.
+    Stop {
+        name: String,
+    },
+    /// Every campaign the configuration names, with its state.
+    List,
+    /// One campaign: state, queue, calls in flight, outcomes and the pacer.
+    Show {
+        name: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct CdrArgs {
+    #[arg(long)]
+    campaign: String,
+    /// Only records of calls that ended at or after this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Print CSV with a header row.
+    #[arg(long, conflicts_with = "json")]
+    csv: bool,
 }
 
 #[derive(clap::Args)]
@@ -231,6 +292,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         dialhound::daemon::serve(config).await?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Demo(args) = &cli.command {
+        if std::env::var_os("RUST_LOG").is_some() {
+            init_logging(cli.log_format);
+        }
+        let summary = dialhound::demo::run(dialhound::demo::DemoOptions {
+            seconds: args.seconds,
+            customers: args.customers,
+            progress: !cli.json,
+        })
+        .await?;
+        if cli.json {
+            println!("{}", serde_json::to_string(&summary)?);
+        } else {
+            println!("{summary}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Command::Rules(command) = &cli.command {
         use dialhound::rules_cli;
         // `--customer ID`: the daemon holds the customer.
@@ -259,7 +337,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let socket = socket_path(&cli)?;
     let request = match &cli.command {
-        Command::Serve | Command::Rules(_) => unreachable!("handled above"),
+        Command::Serve | Command::Rules(_) | Command::Demo(_) => unreachable!("handled above"),
         Command::Status => Request::Status,
         Command::Import(args) => import_request(args, &cli)?,
         Command::Customer(CustomerCommand::Show { id }) => Request::CustomerShow { id: id.clone() },
@@ -293,6 +371,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_media: args.no_media,
             no_barge_in: args.no_barge_in,
             record: args.record.as_deref().map(daemon_path),
+        },
+        Command::Campaign(command) => match command {
+            CampaignCommand::Start { name } => Request::CampaignStart { name: name.clone() },
+            CampaignCommand::Pause { name } => Request::CampaignPause { name: name.clone() },
+            CampaignCommand::Resume { name } => Request::CampaignResume { name: name.clone() },
+            CampaignCommand::Stop { name } => Request::CampaignStop { name: name.clone() },
+            CampaignCommand::List => Request::CampaignList,
+            CampaignCommand::Show { name } => Request::CampaignShow { name: name.clone() },
+        },
+        Command::Reload => Request::Reload,
+        Command::Cdr(args) => Request::Cdr {
+            campaign: args.campaign.clone(),
+            since: args.since.clone(),
+            limit: None,
         },
     };
     let bar = progress_bar(&request, cli.json);
@@ -512,9 +604,91 @@ fn print_response(cli: &Cli, response: &Response) -> ExitCode {
             text(&result["admin"])
         ),
         Command::Call(_) => print_call(&result),
-        Command::Serve | Command::Rules(_) => {}
+        Command::Campaign(CampaignCommand::List) => {
+            for campaign in result.as_array().cloned().unwrap_or_default() {
+                print_campaign(&campaign);
+            }
+        }
+        Command::Campaign(_) => print_campaign(&result),
+        Command::Reload => {
+            let names: Vec<String> = result["reloaded"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(text)
+                .collect();
+            println!(
+                "new rules for: {}",
+                if names.is_empty() {
+                    "no running campaign".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            );
+        }
+        Command::Cdr(args) => print_cdrs(&result, args.csv),
+        Command::Serve | Command::Rules(_) | Command::Demo(_) => {}
     }
     ExitCode::SUCCESS
+}
+
+fn print_campaign(campaign: &Value) {
+    let outcomes = campaign["outcomes"]
+        .as_object()
+        .map(|outcomes| {
+            outcomes
+                .iter()
+                .map(|(outcome, count)| format!("{outcome} {}", text(count)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    println!(
+        "{:<16} {:<8} ready {:>6}  in flight {:>5}  capacity {:>4}  {}",
+        text(&campaign["name"]),
+        text(&campaign["state"]),
+        text(&campaign["ready"]),
+        text(&campaign["in_flight"]),
+        text(&campaign["capacity"]),
+        outcomes
+    );
+    let pacer = &campaign["pacer"];
+    if pacer.is_object() {
+        println!(
+            "  pacer: ringing {}, connected {}, answer rate {:.0}%, abandons {:.1}%, dialling {} now",
+            text(&pacer["ringing"]),
+            text(&pacer["connected"]),
+            pacer["answer_rate"].as_f64().unwrap_or(0.0) * 100.0,
+            pacer["abandon_rate"].as_f64().unwrap_or(0.0) * 100.0,
+            text(&pacer["dial"]),
+        );
+    }
+}
+
+fn print_cdrs(result: &Value, csv: bool) {
+    let cdrs: Vec<dialhound::attempt::Cdr> =
+        serde_json::from_value(result.clone()).unwrap_or_default();
+    if csv {
+        println!("{}", dialhound::attempt::Cdr::CSV_HEADER);
+        for cdr in &cdrs {
+            println!("{}", cdr.csv_row());
+        }
+        return;
+    }
+    for cdr in &cdrs {
+        println!(
+            "{:>8} {:<12} {:<11} {:>4} {:<12} {:<5} {}",
+            cdr.attempt,
+            cdr.customer,
+            cdr.outcome.name(),
+            cdr.sip_status.map(|s| s.to_string()).unwrap_or_default(),
+            cdr.trunk.as_deref().unwrap_or("-"),
+            cdr.dtmf,
+            cdr.script_path
+        );
+    }
+    println!("{} call records", cdrs.len());
 }
 
 fn print_import(result: &Value) {

@@ -93,6 +93,35 @@ pub enum Request {
         #[serde(default)]
         no_barge_in: bool,
     },
+    CampaignStart {
+        name: String,
+    },
+    CampaignPause {
+        name: String,
+    },
+    CampaignResume {
+        name: String,
+    },
+    CampaignStop {
+        name: String,
+    },
+    CampaignList,
+    CampaignShow {
+        name: String,
+    },
+    /// Compile every campaign's rules file again; a file with errors is
+    /// refused and the campaign keeps its rules.
+    Reload,
+    /// A campaign's call detail records, oldest first.
+    Cdr {
+        campaign: String,
+        /// RFC 3339; from the first record when absent.
+        #[serde(default)]
+        since: Option<String>,
+        /// At most this many records [default: 100,000].
+        #[serde(default)]
+        limit: Option<usize>,
+    },
 }
 
 /// Every command name, for errors and metrics labels.
@@ -108,6 +137,14 @@ pub const COMMANDS: &[&str] = &[
     "trunk_drain",
     "trunk_enable",
     "call",
+    "campaign_start",
+    "campaign_pause",
+    "campaign_resume",
+    "campaign_stop",
+    "campaign_list",
+    "campaign_show",
+    "reload",
+    "cdr",
 ];
 
 impl Request {
@@ -124,6 +161,14 @@ impl Request {
             Request::TrunkDrain { .. } => "trunk_drain",
             Request::TrunkEnable { .. } => "trunk_enable",
             Request::Call { .. } => "call",
+            Request::CampaignStart { .. } => "campaign_start",
+            Request::CampaignPause { .. } => "campaign_pause",
+            Request::CampaignResume { .. } => "campaign_resume",
+            Request::CampaignStop { .. } => "campaign_stop",
+            Request::CampaignList => "campaign_list",
+            Request::CampaignShow { .. } => "campaign_show",
+            Request::Reload => "reload",
+            Request::Cdr { .. } => "cdr",
         }
     }
 

@@ -356,28 +356,36 @@ impl SipAgent {
     ) -> Result<Reservation, DialError> {
         let give_up = tokio::time::Instant::now() + CAPACITY_WAIT;
         loop {
-            let now = Instant::now();
-            let error = match route {
-                Route::Trunk(trunk) => match self.pool.reserve_on(*trunk, now) {
-                    Some(reservation) => return Ok(reservation),
-                    None => DialError::TrunkUnavailable(
-                        self.pool
-                            .config(*trunk)
-                            .map_or_else(|| format!("#{}", trunk.0), |c| c.name.clone()),
-                    ),
-                },
-                Route::Tier { tier, fallback } => {
-                    match self.pool.select_and_reserve(tier, *fallback, exclude, now) {
-                        Ok(reservation) => return Ok(reservation),
-                        Err(error @ SelectError::UnknownTier(_)) => return Err(error.into()),
-                        Err(error) => error.into(),
-                    }
-                }
+            let error = match self.try_reserve(route, exclude) {
+                Ok(reservation) => return Ok(reservation),
+                Err(error @ DialError::NoTrunk(SelectError::UnknownTier(_))) => return Err(error),
+                Err(error) => error,
             };
             if tokio::time::Instant::now() >= give_up {
                 return Err(error);
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// A channel and a call-rate slot on the route now, or why there is none.
+    pub fn try_reserve(
+        &self,
+        route: &Route,
+        exclude: &[TrunkId],
+    ) -> Result<Reservation, DialError> {
+        let now = Instant::now();
+        match route {
+            Route::Trunk(trunk) => self.pool.reserve_on(*trunk, now).ok_or_else(|| {
+                DialError::TrunkUnavailable(
+                    self.pool
+                        .config(*trunk)
+                        .map_or_else(|| format!("#{}", trunk.0), |c| c.name.clone()),
+                )
+            }),
+            Route::Tier { tier, fallback } => Ok(self
+                .pool
+                .select_and_reserve(tier, *fallback, exclude, now)?),
         }
     }
 }

@@ -33,6 +33,17 @@ pub(super) struct CallPlan {
     pub record: Record,
     pub program: Arc<Program>,
     pub config: CampaignConfig,
+    /// The line taken for it before its attempt was written.
+    pub reservation: Option<dialhound_line_pool::Reservation>,
+}
+
+impl CallPlan {
+    pub fn route(&self) -> Route {
+        Route::Tier {
+            tier: self.tier.clone(),
+            fallback: TierFallback::LaterTiers,
+        }
+    }
 }
 
 /// What the driver hears when a call's CDR is written.
@@ -43,7 +54,7 @@ pub(super) struct Finished {
 
 /// Runs one call to its CDR.
 pub(super) async fn run(
-    plan: CallPlan,
+    mut plan: CallPlan,
     ringing: Ringing,
     services: Arc<Services>,
     tts: Arc<TtsEngine>,
@@ -91,10 +102,7 @@ pub(super) async fn run(
         let _ = std::fs::create_dir_all(folder);
     }
     let dial = Dial {
-        route: Route::Tier {
-            tier: plan.tier.clone(),
-            fallback: TierFallback::LaterTiers,
-        },
+        route: plan.route(),
         to_user: plan.phone.clone(),
         hold: Duration::from_secs(plan.config.max_call_seconds),
         ring_timeout: Some(Duration::from_secs(plan.config.ring_timeout_seconds)),
@@ -105,7 +113,7 @@ pub(super) async fn run(
     };
     let placed = services
         .agent
-        .dial_conversation(dial, None, Some(&mut conversation))
+        .dial_conversation(dial, plan.reservation.take(), Some(&mut conversation))
         .await;
     let now = Instant::now();
     {

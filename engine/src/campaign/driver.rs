@@ -104,11 +104,19 @@ pub(super) fn spawn(
     let tts = Arc::new(
         TtsEngine::new(
             services.data_dir.join("tts-cache"),
-            voice,
+            voice.clone(),
             services.tts_rate,
         )
         .map_err(|error| format!("its voice cannot be used: {error}"))?,
     );
+    if let Err(error) = tts.check_voice() {
+        if config.require_voice {
+            return Err(format!(
+                "espeak-ng cannot speak its voice `{voice}`: {error} (install espeak-ng, or set `voice`)"
+            ));
+        }
+        tracing::warn!(campaign = %config.name, %error, "espeak-ng cannot speak; the scripts run with silent prompts");
+    }
     let now = Instant::now();
     let pacer = Pacer::new(
         PacerConfig {
@@ -237,6 +245,7 @@ impl Driver {
                     self.evaluate(&customer, now);
                 }
             }
+            Command::Rescan => self.scan = Scan::From(None),
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
@@ -288,7 +297,11 @@ impl Driver {
         let Scan::From(after) = &self.scan else {
             return;
         };
-        let page = match self.services.store.customers_after(after.as_ref(), SCAN_PAGE) {
+        let page = match self
+            .services
+            .store
+            .customers_after(after.as_ref(), SCAN_PAGE)
+        {
             Ok(page) => page,
             Err(error) => {
                 tracing::error!(campaign = %self.config.name, %error, "cannot read customers; the scan waits");
@@ -468,9 +481,22 @@ impl Driver {
             };
             // Decided again: time has passed, the rules may be new, another
             // campaign may have called.
-            match self.plan(&ready.customer, now) {
-                Some(plan) => plans.push(plan),
-                None => self.evaluate(&ready.customer, now),
+            let Some(mut plan) = self.plan(&ready.customer, now) else {
+                self.evaluate(&ready.customer, now);
+                continue;
+            };
+            // A line first: an attempt is only written when its INVITE can
+            // leave at once.
+            match self.services.agent.try_reserve(&plan.route(), &[]) {
+                Ok(reservation) => {
+                    plan.reservation = Some(reservation);
+                    plans.push(plan);
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "no line free; the customer waits");
+                    self.ready.push(ready.customer, ready.priority);
+                    break;
+                }
             }
         }
         if plans.is_empty() {
@@ -499,11 +525,11 @@ impl Driver {
         }
         for plan in plans {
             let customer = plan.customer.clone();
-            if let Err(error) =
-                self.services
-                    .store
-                    .clear_wake(&self.config.name, &customer, plan.attempt.started_at)
-            {
+            if let Err(error) = self.services.store.clear_wake(
+                &self.config.name,
+                &customer,
+                plan.attempt.started_at,
+            ) {
                 tracing::debug!(%error, "a waiting customer's wake stays");
             }
             self.in_flight.insert(customer);
@@ -561,6 +587,7 @@ impl Driver {
             record,
             program: Arc::clone(&self.program),
             config: self.config.clone(),
+            reservation: None,
         })
     }
 

@@ -74,6 +74,8 @@ pub(crate) enum Command {
     Stop,
     Reload(Arc<dialhound_rules::Program>),
     Changed(Vec<CustomerId>),
+    /// Look at every customer again (an import changed some).
+    Rescan,
     Status(oneshot::Sender<CampaignStatus>),
 }
 
@@ -240,6 +242,14 @@ impl Campaigns {
         }
         for driver in self.running.lock().await.values() {
             let _ = driver.commands.send(Command::Changed(customers.to_vec()));
+        }
+    }
+
+    /// An import changed customers: each running campaign looks at every
+    /// customer again.
+    pub async fn customers_imported(&self) {
+        for driver in self.running.lock().await.values() {
+            let _ = driver.commands.send(Command::Rescan);
         }
     }
 
