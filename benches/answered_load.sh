@@ -18,6 +18,8 @@
 #             counting as on time. frames % is packets seen against the
 #             packets the timestamps span. The daemon's /metrics does not
 #             export the media engine's own lateness histogram.
+#   load      the 1-minute load average when the run began (other work on
+#             the machine skews every figure)
 #
 #   cargo build --release -p dialhound && bash benches/answered_load.sh [HOLD_SECONDS] [CALLS...]
 #
@@ -172,13 +174,15 @@ CONFIG
 }
 
 one_run() { # calls: one row of the table
-  local calls=$1
+  local calls=$1 load
+  load=$(cut -d' ' -f1 /proc/loadavg)
   rm -rf "$work/data" "$work/dialhound.sock" "$work/prompts"
   mkdir -p "$work/prompts"
   write_config
   "$bin" serve --config "$work/dialhound.toml" 2>"$work/daemon.log" &
   local daemon=$!
   for _ in $(seq 100); do [ -S "$work/dialhound.sock" ] && break; sleep 0.1; done
+  kill -0 "$daemon" 2>/dev/null || { echo "the daemon did not start:" >&2; tail -5 "$work/daemon.log" >&2; exit 1; }
   sipp -sn uas -i 127.0.0.1 -p "$sip_port" -mp "$media_port" -rtp_echo -m "$calls" -nostdin \
     -timeout $((calls / rate + hold + 120))s -trace_err -error_file "$work/sipp.err" >/dev/null 2>&1 &
   local sipp=$!
@@ -249,8 +253,8 @@ one_run() { # calls: one row of the table
   fi
   declare -A l=([p50_us]=- [p99_us]=- [max_us]=- [frames_pct]=-)
   for pair in ${lateness#LATENESS }; do l[${pair%%=*}]=${pair#*=}; done
-  printf '%6s %7s %7s %6s %7s %7s %9s %8s %8s %8s %8s\n' "$calls" "$failed" "$peak" \
-    "$cpu" "$sipp_cpu" "${idle_rss}" "$per_call" "${l[p50_us]}" "${l[p99_us]}" "${l[max_us]}" "${l[frames_pct]}"
+  printf '%6s %7s %7s %6s %7s %8s %9s %8s %8s %8s %8s %5s\n' "$calls" "$failed" "$peak" \
+    "$cpu" "$sipp_cpu" "${idle_rss}" "$per_call" "${l[p50_us]}" "${l[p99_us]}" "${l[max_us]}" "${l[frames_pct]}" "$load"
   if [ -n "${ANSWERED_LOAD_LOG:-}" ]; then
     { echo "$calls calls: $lateness"
       [ -n "${t0:-}" ] && awk -v t="$ticks" -v d="$(awk -v s="$t1" -v r="$t0" 'BEGIN { print s - r }')" '
@@ -265,8 +269,8 @@ one_run() { # calls: one row of the table
 }
 
 echo "hold ${hold} s, ${rate} calls/s, ${workers} media thread(s), prompt ${prompt_seconds} s, machine of $(nproc) cores"
-printf '%6s %7s %7s %6s %7s %7s %9s %8s %8s %8s %8s\n' \
-  calls failed peak "cpu %" "sipp %" "idle KiB" "KiB/call" "p50 µs" "p99 µs" "max µs" "frames %"
+printf '%6s %7s %7s %6s %7s %8s %9s %8s %8s %8s %8s %5s\n' \
+  calls failed peak "cpu %" "sipp %" "idle KiB" "KiB/call" "p50 µs" "p99 µs" "max µs" "frames %" load
 for calls in "${counts[@]}"; do
   for _ in $(seq "$runs"); do
     one_run "$calls"

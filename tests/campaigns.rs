@@ -273,3 +273,239 @@ fn a_campaign_keeps_hours_caps_and_opt_outs_and_its_cdrs_match_what_sipp_saw() {
     );
     assert_eq!(count("failed") + count("interrupted"), 0, "{records:?}");
 }
+
+/// A script that keeps the line a while: long enough to catch calls in
+/// flight.
+fn holding_script(name: &str, seconds: u32) -> String {
+    format!(
+        r#"
+script {name} {{
+  say "您好"
+  listen {seconds}s {{
+    on digit "9" {{
+      opt out
+      hang up
+    }}
+  }}
+  hang up
+}}
+"#
+    )
+}
+
+#[test]
+fn after_sigkill_calls_in_flight_read_interrupted_none_is_placed_twice_and_the_campaign_carries_on()
+{
+    let sipp = Sipp::trunk_on("answer", None);
+    let work = tempfile::tempdir().unwrap();
+    let now = Timestamp::now();
+    let zone = dialhound::demo::afternoon_zone(now);
+    let rules_path = work.path().join("crash.rules");
+    std::fs::write(
+        &rules_path,
+        rules("23:59", "hold", &holding_script("hold", 10)),
+    )
+    .unwrap();
+    let mut daemon = campaign_daemon(&sipp, "crash", &rules_path, 100, 300);
+    let customers = 400;
+    let csv = customers_csv(work.path(), customers, &zone);
+    daemon.cli(&["import", csv.to_str().unwrap()]);
+    let started = daemon.cli(&["campaign", "start", "crash"]);
+    assert_eq!(started["ok"], true, "{started}");
+    let busy = wait_for(
+        &daemon,
+        "crash",
+        Duration::from_secs(60),
+        "200 calls in flight",
+        |status| status["in_flight"].as_u64().unwrap_or(0) >= 200,
+    );
+    daemon.kill_hard();
+    let restarted_at = Timestamp::now();
+    daemon.restart();
+
+    // Every customer answered at last: the campaign carried on by itself.
+    wait_for(
+        &daemon,
+        "crash",
+        Duration::from_secs(150),
+        "every customer answered",
+        |status| {
+            status["state"] == "running" && status["in_flight"] == 0 && {
+                let answered: BTreeSet<String> = cdrs(&daemon, "crash")
+                    .iter()
+                    .filter(|cdr| cdr["outcome"] == "answered")
+                    .map(|cdr| cdr["customer"].as_str().unwrap().to_owned())
+                    .collect();
+                answered.len() == customers
+            }
+        },
+    );
+    let records = cdrs(&daemon, "crash");
+    let interrupted: Vec<&Value> = records
+        .iter()
+        .filter(|cdr| cdr["outcome"] == "interrupted")
+        .collect();
+    assert!(
+        interrupted.len() >= 100,
+        "{} calls were in flight at the kill, {} read interrupted",
+        busy["in_flight"],
+        interrupted.len()
+    );
+    for cdr in &interrupted {
+        assert!(time(cdr, "started_at") < restarted_at, "{cdr}");
+    }
+    let attempts: BTreeSet<u64> = records
+        .iter()
+        .map(|cdr| cdr["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(attempts.len(), records.len(), "an attempt has two records");
+    assert!(
+        sipp.invited_call_ids().len() <= records.len(),
+        "an INVITE left without its attempt in the ledger"
+    );
+    let mut by_customer: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    for cdr in &records {
+        by_customer
+            .entry(cdr["customer"].as_str().unwrap())
+            .or_default()
+            .push(cdr);
+    }
+    for (customer, calls) in &by_customer {
+        assert!(
+            calls.len() <= 2,
+            "{customer} was called {} times: {calls:?}",
+            calls.len()
+        );
+        if let [first, second] = calls.as_slice() {
+            assert_eq!(first["outcome"], "interrupted", "{customer}: {calls:?}");
+            let gap = time(second, "started_at").duration_since(time(first, "started_at"));
+            assert!(
+                gap >= jiff::SignedDuration::from_secs(20),
+                "{customer}: calls {gap:?} apart"
+            );
+        }
+    }
+    assert!(
+        records
+            .iter()
+            .any(|cdr| time(cdr, "started_at") > restarted_at),
+        "no call after the restart"
+    );
+}
+
+#[test]
+fn reload_swaps_the_rules_mid_campaign_refuses_a_broken_file_and_calls_in_progress_finish() {
+    let sipp = Sipp::trunk_on("answer", None);
+    let work = tempfile::tempdir().unwrap();
+    let zone = dialhound::demo::afternoon_zone(Timestamp::now());
+    let rules_path = work.path().join("swap.rules");
+    std::fs::write(
+        &rules_path,
+        rules("23:59", "first", &holding_script("first", 6)),
+    )
+    .unwrap();
+    // Two calls a second: the campaign is still calling when the rules change.
+    let daemon = campaign_daemon(&sipp, "swap", &rules_path, 2, 50);
+    let csv = customers_csv(work.path(), 20, &zone);
+    daemon.cli(&["import", csv.to_str().unwrap()]);
+    daemon.cli(&["campaign", "start", "swap"]);
+    wait_for(
+        &daemon,
+        "swap",
+        Duration::from_secs(30),
+        "calls in flight",
+        |status| status["in_flight"].as_u64().unwrap_or(0) >= 3,
+    );
+
+    // A broken file is refused and changes nothing.
+    std::fs::write(&rules_path, "rule broken {").unwrap();
+    let refused = daemon.cli(&["reload"]);
+    assert_eq!(refused["ok"], false, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains("keeps the rules it had"), "{message}");
+    assert_eq!(show(&daemon, "swap")["state"], "running");
+
+    std::fs::write(
+        &rules_path,
+        rules("23:59", "second", &holding_script("second", 1)),
+    )
+    .unwrap();
+    let reloaded_at = Timestamp::now();
+    let reloaded = daemon.cli(&["reload"]);
+    assert_eq!(reloaded["ok"], true, "{reloaded}");
+    assert_eq!(reloaded["result"]["reloaded"][0], "swap");
+
+    wait_for(
+        &daemon,
+        "swap",
+        Duration::from_secs(90),
+        "every customer called",
+        |status| status["in_flight"] == 0 && cdrs(&daemon, "swap").len() == 20,
+    );
+    let records = cdrs(&daemon, "swap");
+    for cdr in &records {
+        // The calls in progress at the reload were not dropped.
+        assert_eq!(cdr["outcome"], "answered", "{cdr}");
+        let script = cdr["script"].as_str().unwrap();
+        if time(cdr, "started_at") > reloaded_at {
+            assert_eq!(script, "second", "{cdr}");
+        }
+    }
+    let before = records
+        .iter()
+        .filter(|cdr| cdr["script"] == "first")
+        .count();
+    let after = records
+        .iter()
+        .filter(|cdr| cdr["script"] == "second")
+        .count();
+    assert!(
+        before >= 3 && after >= 1,
+        "{before} calls on the old rules, {after} on the new"
+    );
+    // The first script's calls held the line for their full listen.
+    for cdr in records.iter().filter(|cdr| cdr["script"] == "first") {
+        assert!(
+            cdr["script_path"].as_str().unwrap().contains("listen"),
+            "{cdr}"
+        );
+    }
+}
+
+#[test]
+fn a_shortened_demo_runs_to_its_summary() {
+    let output = std::process::Command::new(common::BIN)
+        .args(["--json", "demo", "--seconds", "4", "--customers", "12"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let attempts = summary["attempts"].as_u64().unwrap();
+    assert!(attempts > 0, "{summary}");
+    let outcomes: u64 = summary["by_outcome"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(outcomes, attempts, "{summary}");
+    assert_eq!(
+        summary["carrier"]["invites"], attempts,
+        "one INVITE per attempt: {summary}"
+    );
+    assert_eq!(
+        summary["on_dnc_list"],
+        summary["by_outcome"]["opted_out"].as_u64().unwrap_or(0),
+        "{summary}"
+    );
+    assert_eq!(
+        summary["by_outcome"]["interrupted"],
+        Value::Null,
+        "{summary}"
+    );
+}

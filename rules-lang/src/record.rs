@@ -340,6 +340,16 @@ impl Outcome {
     }
 }
 
+/// `at` in whole seconds since the epoch, rounded up.
+fn ceil_second(at: Timestamp) -> i64 {
+    let whole = at.as_second();
+    if at.subsec_nanosecond() > 0 {
+        whole.saturating_add(1)
+    } else {
+        whole
+    }
+}
+
 /// How many recent call times the history keeps; enough for any per-day or
 /// rolling cap a rule can state below this number.
 pub const MAX_RECENT_CALLS: usize = 16;
@@ -365,9 +375,11 @@ impl History {
         History::default()
     }
 
-    /// Records a call placed at `at`, counting it as an attempt.
+    /// Records a call placed at `at`, counting it as an attempt. The time is
+    /// kept to the second, rounded up, so that caps such as `20s apart` hold
+    /// for the real gap between calls.
     pub fn record_call(&mut self, at: Timestamp) {
-        self.push_call(at.as_second());
+        self.push_call(ceil_second(at));
         self.attempts = self.attempts.saturating_add(1);
     }
 
@@ -383,7 +395,7 @@ impl History {
     /// Restores a recent call time from storage without counting an
     /// attempt (set `attempts` separately).
     pub fn add_recent_call(&mut self, at: Timestamp) {
-        self.push_call(at.as_second());
+        self.push_call(ceil_second(at));
     }
 
     pub(crate) fn push_call(&mut self, at: i64) {
