@@ -463,6 +463,18 @@ fn reload_swaps_the_rules_mid_campaign_refuses_a_broken_file_and_calls_in_progre
         before >= 3 && after >= 1,
         "{before} calls on the old rules, {after} on the new"
     );
+    let page = daemon.scrape();
+    common::promtool_check(&page);
+    for line in [
+        "dialhound_campaign_attempts_total{campaign=\"swap\",outcome=\"answered\"} 20",
+        "dialhound_campaign_ready_customers{campaign=\"swap\"} 0",
+        "dialhound_campaign_pacer{campaign=\"swap\",figure=\"ringing\"} 0",
+    ] {
+        assert!(
+            page.lines().any(|l| l == line),
+            "missing `{line}` in:\n{page}"
+        );
+    }
     // The first script's calls held the line for their full listen.
     for cdr in records.iter().filter(|cdr| cdr["script"] == "first") {
         assert!(

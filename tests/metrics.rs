@@ -4,9 +4,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use common::Daemon;
 
 #[test]
@@ -16,29 +13,7 @@ fn metrics_page_passes_promtool_and_counts_the_work() {
     daemon.raw(b"{\"command\":\"fly\"}\n");
     let page = daemon.scrape();
 
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is installed (package `prometheus`)");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(page.as_bytes())
-        .unwrap();
-    let output = promtool.wait_with_output().unwrap();
-    let complaints = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success() && complaints.trim().is_empty(),
-        "promtool: {complaints}\n{page}"
-    );
+    common::promtool_check(&page);
 
     for line in [
         "dialhound_build_info{version=\"0.1.0\"} 1",
