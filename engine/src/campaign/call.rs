@@ -190,7 +190,7 @@ fn cdr_of(attempt: &Attempt, report: &CallReport, conversation: &CampaignConvers
 
 /// The script when the rules name none the file declares: a greeting, a
 /// chance to opt out, goodbye.
-fn default_script() -> Script {
+pub(super) fn default_script() -> Script {
     let text = |text: &str| {
         Step::Say(Template {
             source: text.to_owned(),
@@ -272,6 +272,31 @@ fn collect<'a>(steps: &'a [Step], says: &mut Vec<&'a Template>, plays: &mut Vec<
             Step::OptOut | Step::HangUp => {}
         }
     }
+}
+
+/// The script's `say` lines that name no customer field: the same for
+/// every call.
+pub(super) fn fixed_lines(script: &Script) -> Vec<String> {
+    let mut says = Vec::new();
+    collect(&script.steps, &mut says, &mut Vec::new());
+    says.into_iter()
+        .filter(|template| {
+            template
+                .parts
+                .iter()
+                .all(|part| matches!(part, Part::Text(_)))
+        })
+        .map(|template| {
+            template
+                .parts
+                .iter()
+                .map(|part| match part {
+                    Part::Text(text) => text.as_str(),
+                    Part::Field { .. } => "",
+                })
+                .collect()
+        })
+        .collect()
 }
 
 fn say_key(text: &str) -> String {

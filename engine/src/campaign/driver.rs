@@ -192,6 +192,7 @@ impl Driver {
     ) {
         self.save().await;
         self.apology = self.prepare_apology().await;
+        self.speak_fixed_lines().await;
         tracing::info!(campaign = %self.config.name, state = ?self.state, "campaign driver started");
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -237,6 +238,7 @@ impl Driver {
             Command::Reload(program) => {
                 tracing::info!(campaign = %self.config.name, "new rules take effect for the next decision");
                 self.program = program;
+                self.speak_fixed_lines().await;
                 // Queued customers are decided again when they are dialled.
             }
             Command::Changed(customers) => {
@@ -377,23 +379,20 @@ impl Driver {
         let verdict = self.decide(id, sealed, now);
         let name = &self.config.name;
         let store = &self.services.store;
-        let stored_wake = self.wheel.cancel(id);
+        self.wheel.cancel(id);
         let written = match verdict {
             Verdict::Call { priority } => {
                 self.ready.push(id.clone(), priority);
                 // Due now in the store: a restart finds it waiting.
-                store.set_wake(name, id, now, stored_wake)
+                store.set_wake(name, id, now)
             }
             Verdict::WakeAt(at) => {
                 if self.wheel.schedule(id.clone(), at) == Placed::BeyondHorizon {
                     tracing::trace!(customer = %id, %at, "wake beyond the wheel; kept in the store");
                 }
-                store.set_wake(name, id, at, stored_wake)
+                store.set_wake(name, id, at)
             }
-            Verdict::Never => match stored_wake {
-                Some(at) => store.clear_wake(name, id, at).map(|_| ()),
-                None => Ok(()),
-            },
+            Verdict::Never => store.clear_wake(name, id).map(|_| ()),
         };
         if let Err(error) = written {
             tracing::error!(campaign = %name, customer = %id, %error, "cannot store the customer's wake");
@@ -525,11 +524,8 @@ impl Driver {
         }
         for plan in plans {
             let customer = plan.customer.clone();
-            if let Err(error) = self.services.store.clear_wake(
-                &self.config.name,
-                &customer,
-                plan.attempt.started_at,
-            ) {
+            // The open attempt stands for it now.
+            if let Err(error) = self.services.store.clear_wake(&self.config.name, &customer) {
                 tracing::debug!(%error, "a waiting customer's wake stays");
             }
             self.in_flight.insert(customer);
@@ -634,6 +630,26 @@ impl Driver {
         if !matches!(written, Ok(Ok(()))) {
             tracing::error!(campaign = %self.config.name, "cannot save the campaign's state");
         }
+    }
+
+    /// Speaks every script line that names no customer field once, into
+    /// the cache, so that the first calls do not all speak them at once.
+    async fn speak_fixed_lines(&self) {
+        let mut lines = call::fixed_lines(&call::default_script());
+        for name in self.program.script_names() {
+            if let Some(script) = self.program.script(name) {
+                lines.extend(call::fixed_lines(script));
+            }
+        }
+        lines.sort();
+        lines.dedup();
+        let tts = Arc::clone(&self.tts);
+        let spoken = tokio::task::spawn_blocking(move || {
+            lines.iter().filter(|line| tts.speak(line).is_ok()).count()
+        })
+        .await
+        .unwrap_or(0);
+        tracing::debug!(campaign = %self.config.name, lines = spoken, "fixed script lines spoken");
     }
 
     async fn prepare_apology(&self) -> Option<EncodedPrompt> {

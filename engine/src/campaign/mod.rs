@@ -151,9 +151,6 @@ impl Campaigns {
 
     pub async fn start(&self, name: &str) -> Result<(), CampaignError> {
         let saved = self.saved(name)?;
-        if self.running.lock().await.contains_key(name) {
-            return Err(CampaignError::AlreadyRunning(name.to_owned()));
-        }
         self.launch(
             name,
             SavedCampaign {
@@ -232,17 +229,6 @@ impl Campaigns {
             }
         }
         Ok(reloaded)
-    }
-
-    /// Customers whose records changed (an import): each running campaign
-    /// looks at them again.
-    pub async fn customers_changed(&self, customers: &[CustomerId]) {
-        if customers.is_empty() {
-            return;
-        }
-        for driver in self.running.lock().await.values() {
-            let _ = driver.commands.send(Command::Changed(customers.to_vec()));
-        }
     }
 
     /// An import changed customers: each running campaign looks at every

@@ -102,33 +102,18 @@ impl Store for MemoryStore {
         campaign: &str,
         customer: &CustomerId,
         at: jiff::Timestamp,
-        previous: Option<jiff::Timestamp>,
     ) -> Result<(), StoreError> {
         let mut wakes = write(&self.wakes);
-        if let Some(previous) = previous {
-            wakes.remove(&(
-                campaign.to_owned(),
-                previous.as_millisecond(),
-                customer.clone(),
-            ));
-        }
+        wakes.retain(|(name, _, who)| !(name == campaign && who == customer));
         wakes.insert((campaign.to_owned(), at.as_millisecond(), customer.clone()));
         Ok(())
     }
 
-    fn clear_wake(
-        &self,
-        campaign: &str,
-        customer: &CustomerId,
-        at: jiff::Timestamp,
-    ) -> Result<bool, StoreError> {
-        Ok(
-            write(&self.wakes).remove(&(
-                campaign.to_owned(),
-                at.as_millisecond(),
-                customer.clone(),
-            )),
-        )
+    fn clear_wake(&self, campaign: &str, customer: &CustomerId) -> Result<bool, StoreError> {
+        let mut wakes = write(&self.wakes);
+        let before = wakes.len();
+        wakes.retain(|(name, _, who)| !(name == campaign && who == customer));
+        Ok(wakes.len() < before)
     }
 
     fn wakes_between(
@@ -266,12 +251,10 @@ mod tests {
     #[test]
     fn wakes_come_back_in_time_order_and_a_replaced_one_once() {
         let store = MemoryStore::new();
-        store.set_wake("cart", &id("b"), t(30), None).unwrap();
-        store.set_wake("cart", &id("a"), t(10), None).unwrap();
-        store.set_wake("cart", &id("c"), t(10), None).unwrap();
-        store
-            .set_wake("cart", &id("a"), t(20), Some(t(10)))
-            .unwrap();
+        store.set_wake("cart", &id("b"), t(30)).unwrap();
+        store.set_wake("cart", &id("a"), t(10)).unwrap();
+        store.set_wake("cart", &id("c"), t(10)).unwrap();
+        store.set_wake("cart", &id("a"), t(20)).unwrap();
         assert_eq!(
             store.wakes_until("cart", t(100), 10).unwrap(),
             vec![(t(10), id("c")), (t(20), id("a")), (t(30), id("b"))]
@@ -288,8 +271,8 @@ mod tests {
             store.wakes_between("cart", t(11), t(30), 10).unwrap(),
             vec![(t(20), id("a"))]
         );
-        assert!(store.clear_wake("cart", &id("c"), t(10)).unwrap());
-        assert!(!store.clear_wake("cart", &id("c"), t(10)).unwrap());
+        assert!(store.clear_wake("cart", &id("c")).unwrap());
+        assert!(!store.clear_wake("cart", &id("c")).unwrap());
         assert_eq!(
             store.wakes_until("cart", t(25), 10).unwrap(),
             vec![(t(20), id("a"))]

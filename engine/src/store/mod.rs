@@ -103,22 +103,16 @@ pub trait Store: Send + Sync + 'static {
     /// True when the number was listed.
     fn dnc_remove(&self, phone: &PhoneKey) -> Result<bool, StoreError>;
     fn dnc_list(&self) -> Result<Vec<DncEntry>, StoreError>;
-    /// Sets the customer's next wake in `campaign` to `at`, removing the
-    /// wake it had at `previous`. Times are kept to the millisecond.
+    /// Sets the customer's next wake in `campaign` to `at`, replacing the
+    /// wake it had. Times are kept to the millisecond.
     fn set_wake(
         &self,
         campaign: &str,
         customer: &CustomerId,
         at: jiff::Timestamp,
-        previous: Option<jiff::Timestamp>,
     ) -> Result<(), StoreError>;
-    /// Removes the customer's wake at `at`; true when it was stored.
-    fn clear_wake(
-        &self,
-        campaign: &str,
-        customer: &CustomerId,
-        at: jiff::Timestamp,
-    ) -> Result<bool, StoreError>;
+    /// Removes the customer's wake in `campaign`; true when it had one.
+    fn clear_wake(&self, campaign: &str, customer: &CustomerId) -> Result<bool, StoreError>;
     /// Up to `limit` wakes before `until`, in time order (ties in customer id order).
     fn wakes_until(
         &self,

@@ -85,9 +85,13 @@ impl SledStore {
         })
     }
 
-    /// A campaign's wakes live in a tree of their own.
-    fn wakes(&self, campaign: &str) -> Result<sled::Tree, StoreError> {
-        Ok(self.db.open_tree(format!("wakes/{campaign}"))?)
+    /// A campaign's wakes live in a tree of their own, keyed by time, with
+    /// an index from customer to its wake's time.
+    fn wakes(&self, campaign: &str) -> Result<(sled::Tree, sled::Tree), StoreError> {
+        Ok((
+            self.db.open_tree(format!("wakes/{campaign}"))?,
+            self.db.open_tree(format!("wake_of/{campaign}"))?,
+        ))
     }
 }
 
@@ -99,6 +103,20 @@ fn transact<T>(
         sled::transaction::TransactionError::Abort(error) => error,
         sled::transaction::TransactionError::Storage(error) => StoreError::Database(error),
     })
+}
+
+fn wake_time(at: jiff::Timestamp) -> [u8; 8] {
+    at.as_millisecond().to_be_bytes()
+}
+
+fn decode_wake_time(bytes: &[u8]) -> Result<jiff::Timestamp, StoreError> {
+    <[u8; 8]>::try_from(bytes)
+        .ok()
+        .and_then(|millis| jiff::Timestamp::from_millisecond(i64::from_be_bytes(millis)).ok())
+        .ok_or(StoreError::Damaged {
+            key: "wake index entry".into(),
+            error: encoding::DecodeError::Invalid,
+        })
 }
 
 fn abort(error: StoreError) -> sled::transaction::ConflictableTransactionError<StoreError> {
@@ -206,28 +224,32 @@ impl Store for SledStore {
         campaign: &str,
         customer: &CustomerId,
         at: jiff::Timestamp,
-        previous: Option<jiff::Timestamp>,
     ) -> Result<(), StoreError> {
-        // One batch, so a crash keeps either the old wake or the new one.
-        let mut batch = sled::Batch::default();
-        if let Some(previous) = previous {
-            batch.remove(encoding::encode_wake_key(previous, customer));
-        }
-        batch.insert(encoding::encode_wake_key(at, customer), &[]);
-        self.wakes(campaign)?.apply_batch(batch)?;
-        Ok(())
+        let (wakes, index) = self.wakes(campaign)?;
+        // One transaction, so a crash keeps either the old wake or the new one.
+        transact((&wakes, &index).transaction(|(wakes, index)| {
+            let key = customer.as_str().as_bytes();
+            if let Some(previous) = index.insert(key, &wake_time(at))? {
+                let previous = decode_wake_time(&previous).map_err(abort)?;
+                wakes.remove(encoding::encode_wake_key(previous, customer))?;
+            }
+            wakes.insert(encoding::encode_wake_key(at, customer), &[])?;
+            Ok(())
+        }))
     }
 
-    fn clear_wake(
-        &self,
-        campaign: &str,
-        customer: &CustomerId,
-        at: jiff::Timestamp,
-    ) -> Result<bool, StoreError> {
-        Ok(self
-            .wakes(campaign)?
-            .remove(encoding::encode_wake_key(at, customer))?
-            .is_some())
+    fn clear_wake(&self, campaign: &str, customer: &CustomerId) -> Result<bool, StoreError> {
+        let (wakes, index) = self.wakes(campaign)?;
+        transact((&wakes, &index).transaction(|(wakes, index)| {
+            match index.remove(customer.as_str().as_bytes())? {
+                Some(previous) => {
+                    let previous = decode_wake_time(&previous).map_err(abort)?;
+                    wakes.remove(encoding::encode_wake_key(previous, customer))?;
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        }))
     }
 
     fn wakes_between(
@@ -243,6 +265,7 @@ impl Store for SledStore {
             return Ok(Vec::new());
         }
         self.wakes(campaign)?
+            .0
             .range(from..until)
             .keys()
             .take(limit)
@@ -563,15 +586,11 @@ mod tests {
         let vault = Vault::from_master_key(&[1; 32]);
         {
             let store = SledStore::open(dir.path(), &vault).unwrap();
-            store.set_wake("cart", &id("b"), t(30), None).unwrap();
-            store.set_wake("cart", &id("a"), t(10), None).unwrap();
-            store.set_wake("cart", &id("c"), t(10), None).unwrap();
-            store
-                .set_wake("cart", &id("early"), t(-90_000), None)
-                .unwrap();
-            store
-                .set_wake("cart", &id("a"), t(20), Some(t(10)))
-                .unwrap();
+            store.set_wake("cart", &id("b"), t(30)).unwrap();
+            store.set_wake("cart", &id("a"), t(10)).unwrap();
+            store.set_wake("cart", &id("c"), t(10)).unwrap();
+            store.set_wake("cart", &id("early"), t(-90_000)).unwrap();
+            store.set_wake("cart", &id("a"), t(20)).unwrap();
             store.flush().unwrap();
         }
         let store = reopen(dir.path(), &vault);
@@ -599,9 +618,16 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        assert!(store.clear_wake("cart", &id("c"), t(10)).unwrap());
-        assert!(!store.clear_wake("cart", &id("c"), t(10)).unwrap());
-        assert!(!store.clear_wake("cart", &id("a"), t(10)).unwrap());
+        assert!(store.clear_wake("cart", &id("c")).unwrap());
+        assert!(!store.clear_wake("cart", &id("c")).unwrap());
+        assert!(
+            store
+                .wakes_until("cart", t(15), 10)
+                .unwrap()
+                .iter()
+                .all(|(_, c)| c != &id("a")),
+            "a's old wake went with the new one"
+        );
     }
 
     #[test]
@@ -673,7 +699,7 @@ mod model {
             let vault = Vault::from_master_key(&[5; 32]);
             let mut store = SledStore::open(dir.path(), &vault).unwrap();
             let model = MemoryStore::new();
-            // Each customer's wake, as the caller keeps it to pass as `previous`.
+            // Each customer's wake, as the model of the model.
             let mut wakes: BTreeMap<u8, jiff::Timestamp> = BTreeMap::new();
             for op in ops {
                 match op {
@@ -704,16 +730,15 @@ mod model {
                     Op::Wake { id, second } => {
                         let customer = CustomerId::parse(&format!("c{id}")).unwrap();
                         let at = jiff::Timestamp::from_second(i64::from(second)).unwrap();
-                        let previous = wakes.insert(id, at);
-                        store.set_wake("cart", &customer, at, previous).unwrap();
-                        model.set_wake("cart", &customer, at, previous).unwrap();
+                        wakes.insert(id, at);
+                        store.set_wake("cart", &customer, at).unwrap();
+                        model.set_wake("cart", &customer, at).unwrap();
                     }
                     Op::ClearWake(id) => {
                         let customer = CustomerId::parse(&format!("c{id}")).unwrap();
-                        if let Some(at) = wakes.remove(&id) {
-                            prop_assert!(store.clear_wake("cart", &customer, at).unwrap());
-                            prop_assert!(model.clear_wake("cart", &customer, at).unwrap());
-                        }
+                        let had = wakes.remove(&id).is_some();
+                        prop_assert_eq!(store.clear_wake("cart", &customer).unwrap(), had);
+                        prop_assert_eq!(model.clear_wake("cart", &customer).unwrap(), had);
                     }
                     Op::Reopen => {
                         store.flush().unwrap();
