@@ -16,7 +16,7 @@
 #             stream a packet's lateness is its send time minus the time its
 #             RTP timestamp says it was due, the stream's earliest packet
 #             counting as on time. frames % is the packets seen against
-#             50 per second per stream seen. The daemon's /metrics does not
+#             50 per second per sampled stream. The daemon's /metrics does not
 #             export the media engine's own lateness histogram.
 #   load      the 1-minute load average when the run began (other work on
 #             the machine skews every figure)
@@ -86,7 +86,7 @@ PY
 # Send lateness off the wire: RTP from the daemon's ports to SIPp's echo port.
 cat >"$work/lateness.py" <<'PY'
 import ctypes, resource, socket, struct, sys, time
-seconds, lo, hi, every, dst = float(sys.argv[1]), *map(int, sys.argv[2:6])
+seconds, lo, hi, every, dst, calls = float(sys.argv[1]), *map(int, sys.argv[2:7])
 DROP = 17
 prog = [  # classic BPF: outgoing IPv4 UDP, unfragmented, sport in [lo, hi], sport % every == 0, dport == dst
     (0x20, 0, 0, 0xFFFFF000 + 4),  # A = pkttype
@@ -140,11 +140,13 @@ for pkts in streams.values():
     best = min(offsets)
     late += [(o - best) / 1000 for o in offsets]
 seen = sum(len(pkts) for pkts in streams.values())
+# A fresh daemon hands out RTP ports in order from `lo`: the sampled ones, even a silent one.
+expected = max(len(streams), len(range(lo, lo + 2 * calls, every)))
 late.sort()
 q = lambda p: late[min(len(late) - 1, int(p * len(late)))] if late else float("nan")
 use = resource.getrusage(resource.RUSAGE_SELF)
 print(f"LATENESS streams={len(streams)} packets={len(late)} p50_us={q(0.5):.0f} p99_us={q(0.99):.0f} "
-      f"max_us={late[-1] if late else float('nan'):.0f} frames_pct={100 * seen / max(1, 50 * seconds * len(streams)):.2f} "
+      f"max_us={late[-1] if late else float('nan'):.0f} frames_pct={100 * seen / max(1, 50 * seconds * expected):.2f} "
       f"capture_cpu_s={use.ru_utime + use.ru_stime:.2f}")
 PY
 
@@ -208,7 +210,7 @@ one_run() { # calls: one row of the table
   local window=$((playing_until - SECONDS))
   local cpu0 sipp0 t0 cpu1 sipp1 t1 rss_samples=() lateness=""
   if [ -n "$full" ] && ((window >= 2)); then
-    python3 "$work/lateness.py" "$((window - 1))" 30000 49999 40 "$media_port" >"$work/lateness.out" 2>&1 &
+    python3 "$work/lateness.py" "$((window - 1))" 30000 49999 40 "$media_port" "$calls" >"$work/lateness.out" 2>&1 &
     local capture=$!
     thread_ticks "$daemon" >"$work/threads0"
     cpu0=$(cpu_ticks "$daemon"); sipp0=$(cpu_ticks "$sipp"); t0=$(date +%s.%N)
@@ -222,6 +224,7 @@ one_run() { # calls: one row of the table
     thread_ticks "$daemon" >"$work/threads1"
     wait "$capture" || true
     lateness=$(grep '^LATENESS' "$work/lateness.out" || true)
+    [ -n "$lateness" ] || echo "  no lateness capture: $(tail -1 "$work/lateness.out")" >&2
   else
     # Never all up at once: keep the peak for the row.
     while kill -0 "$caller" 2>/dev/null && ((SECONDS < started + calls / rate + hold)); do
@@ -247,7 +250,7 @@ one_run() { # calls: one row of the table
     sipp_cpu=$(awk -v a="$sipp1" -v b="$sipp0" -v t="$ticks" -v s="$t1" -v r="$t0" 'BEGIN { printf "%.1f", 100 * (a - b) / t / (s - r) }')
     local rss
     rss=$(printf '%s\n' "${rss_samples[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
-    per_call=$(awk -v r="$rss" -v i="$idle_rss" -v n="$peak" 'BEGIN { printf "%.1f", (r - i) / n }')
+    per_call=$(awk -v r="$rss" -v i="$idle_rss" -v n="$peak" 'BEGIN { if (n > 0) printf "%.1f", (r - i) / n; else print "-" }')
   fi
   declare -A l=([p50_us]=- [p99_us]=- [max_us]=- [frames_pct]=-)
   for pair in ${lateness#LATENESS }; do l[${pair%%=*}]=${pair#*=}; done
