@@ -351,7 +351,8 @@ cps      = 20
 [[campaign]]
 name                 = "{CAMPAIGN}"
 rules                = "cart.rules"
-capacity             = 20
+capacity             = 40
+initial_answer_rate  = 0.5
 ring_timeout_seconds = 8
 max_call_seconds     = 60
 require_voice        = {spoken}

@@ -202,16 +202,21 @@ impl VoiceDetector {
     fn analyse_block(&mut self) {
         let start = self.pending_start;
         let end = start.saturating_add(BLOCK_DURATION);
-        let score = self.detector.predict_i16(&self.pending);
         let rms = rms(&self.block_energy);
+        let gate = dbfs_to_rms(self.config.min_level_dbfs)
+            .max(self.noise_floor * db_to_ratio(self.config.above_noise_db));
+        // The neural score is the costly part, and it only matters for a
+        // block loud enough to pass the gate while no speech is going on:
+        // a quiet block is never voiced, and once speech has started the
+        // gate alone decides when it ends. So a line that is quiet, or
+        // steadily loud (the floor rises to it), costs almost nothing.
+        let scored_speech = rms >= gate
+            && (matches!(self.state, State::Speech { .. })
+                || self.detector.predict_i16(&self.pending) >= self.config.threshold);
         self.pending.clear();
         self.block_energy.clear();
         self.pending_start = end;
-
-        let gate = dbfs_to_rms(self.config.min_level_dbfs)
-            .max(self.noise_floor * db_to_ratio(self.config.above_noise_db));
-        let scored_speech = score >= self.config.threshold;
-        let voiced = scored_speech && rms >= gate;
+        let voiced = scored_speech;
         if !scored_speech {
             // The floor falls at once to a quieter block and rises slowly
             // (time constant about 320 ms) so that speech cannot lift it.
