@@ -166,8 +166,15 @@ impl ToneDetector {
 
     fn analyse(&mut self) -> Option<Digit> {
         let energy: f32 = self.block.iter().map(|s| s * s).sum();
-        let row_power = ROWS.map(|f| goertzel(&self.block, f));
-        let column_power = COLUMNS.map(|f| goertzel(&self.block, f));
+        if energy <= MIN_ENERGY {
+            // Too quiet to be a key: the filters need not run.
+            self.candidate = None;
+            self.held = None;
+            return None;
+        }
+        let powers = goertzel_bank(&self.block);
+        let row_power = [powers[0], powers[1], powers[2], powers[3]];
+        let column_power = [powers[4], powers[5], powers[6], powers[7]];
         let (row, row_peak) = strongest(&row_power);
         let (column, column_peak) = strongest(&column_power);
         // Goertzel power of a pure tone of amplitude a over N samples is about
@@ -184,8 +191,8 @@ impl ToneDetector {
                 .all(|(i, p)| i == column || *p < column_peak * 0.16);
         // Twist: the two tones within 8 dB of each other (power ratio 6.3).
         let twist_ok = row_peak < column_peak * 6.3 && column_peak < row_peak * 6.3;
-        let found = (energy > 1e5 && tone_share > 0.6 && others_quiet && twist_ok)
-            .then(|| Digit(KEYPAD[row][column]));
+        let found =
+            (tone_share > 0.6 && others_quiet && twist_ok).then(|| Digit(KEYPAD[row][column]));
         let reported = match (found, self.candidate) {
             (Some(digit), Some((previous, blocks))) if previous == digit => {
                 self.candidate = Some((digit, blocks + 1));
@@ -208,15 +215,31 @@ impl ToneDetector {
     }
 }
 
-fn goertzel(block: &[f32], frequency: f32) -> f32 {
-    let coefficient = 2.0 * (2.0 * std::f32::consts::PI * frequency / SAMPLE_RATE).cos();
-    let (mut previous, mut before) = (0.0f32, 0.0f32);
-    for sample in block {
-        let current = sample + coefficient * previous - before;
-        before = previous;
-        previous = current;
+/// A block's energy at or under this is silence to the detector.
+const MIN_ENERGY: f32 = 1e5;
+
+/// The Goertzel power at the four row and four column frequencies, in one
+/// pass over the block (the eight filters side by side vectorise).
+fn goertzel_bank(block: &[f32]) -> [f32; 8] {
+    let mut coefficients = [0.0f32; 8];
+    for (coefficient, frequency) in coefficients.iter_mut().zip(ROWS.iter().chain(&COLUMNS)) {
+        *coefficient = 2.0 * (2.0 * std::f32::consts::PI * frequency / SAMPLE_RATE).cos();
     }
-    previous * previous + before * before - coefficient * previous * before
+    let mut previous = [0.0f32; 8];
+    let mut before = [0.0f32; 8];
+    for &sample in block {
+        for filter in 0..8 {
+            let current = sample + coefficients[filter] * previous[filter] - before[filter];
+            before[filter] = previous[filter];
+            previous[filter] = current;
+        }
+    }
+    let mut powers = [0.0f32; 8];
+    for filter in 0..8 {
+        powers[filter] = previous[filter] * previous[filter] + before[filter] * before[filter]
+            - coefficients[filter] * previous[filter] * before[filter];
+    }
+    powers
 }
 
 fn strongest(powers: &[f32; 4]) -> (usize, f32) {

@@ -60,16 +60,17 @@ impl Default for VadConfig {
 pub struct VoiceDetector {
     config: VadConfig,
     detector: Box<earshot::Detector>,
-    /// 16 kHz samples waiting to fill a block.
-    pending: Vec<i16>,
-    /// Media time of `pending[0]`, or of the next sample when it is empty.
+    /// The 8 kHz samples of the block being filled.
+    block: Vec<i16>,
+    /// The block upsampled to 16 kHz, made only when it is scored.
+    upsampled: Vec<i16>,
+    /// Media time of `block[0]`, or of the next sample when it is empty.
     pending_start: Duration,
     /// Whether a frame was fed yet.
     started: bool,
-    /// Last 8 kHz sample fed, for interpolating across frames.
+    /// The 8 kHz sample just before `block[0]`, for interpolating across
+    /// blocks.
     previous_sample: i16,
-    /// The 8 kHz samples of the block being filled, for its RMS.
-    block_energy: Vec<i16>,
     noise_floor: f32,
     /// Recent blocks (start time, RMS), to move a start back to where the
     /// energy began.
@@ -131,11 +132,11 @@ impl VoiceDetector {
         VoiceDetector {
             config,
             detector: earshot::Detector::default_boxed(),
-            pending: Vec::with_capacity(2 * BLOCK),
+            block: Vec::with_capacity(BLOCK / 2),
+            upsampled: Vec::with_capacity(BLOCK),
             pending_start: Duration::ZERO,
             started: false,
             previous_sample: 0,
-            block_energy: Vec::with_capacity(BLOCK / 2),
             // Until the floor is measured, the gate is the absolute minimum.
             noise_floor: dbfs_to_rms(config.min_level_dbfs - config.above_noise_db),
             history: VecDeque::with_capacity(ONSET_LOOKBACK + 1),
@@ -151,7 +152,7 @@ impl VoiceDetector {
     pub fn push_frame(&mut self, media_time: Duration, frame: &[i16]) {
         let expected = self
             .pending_start
-            .saturating_add(samples_duration(self.pending.len() / 2));
+            .saturating_add(samples_duration(self.block.len()));
         let tolerance = Duration::from_millis(1);
         if !self.started {
             self.started = true;
@@ -161,20 +162,14 @@ impl VoiceDetector {
         } else if media_time > expected.saturating_add(tolerance) {
             let gap = media_time - expected;
             if gap > MAX_FILLED_GAP {
-                self.pending.clear();
-                self.block_energy.clear();
+                self.block.clear();
                 self.pending_start = media_time;
             } else {
                 let missing = duration_samples(gap);
-                self.previous_sample = 0;
-                for _ in 0..missing {
-                    self.push_sample(0);
-                }
+                self.push_samples(std::iter::repeat_n(0, missing));
             }
         }
-        for sample in frame {
-            self.push_sample(*sample);
-        }
+        self.push_samples(frame.iter().copied());
     }
 
     /// The next event, if any. Drain after every [`Self::push_frame`].
@@ -187,22 +182,34 @@ impl VoiceDetector {
         matches!(self.state, State::Speech { .. })
     }
 
-    fn push_sample(&mut self, sample: i16) {
-        // Midpoint of two i16 fits in i16.
-        let midpoint = ((i32::from(self.previous_sample) + i32::from(sample)) / 2) as i16;
-        self.previous_sample = sample;
-        self.pending.push(midpoint);
-        self.pending.push(sample);
-        self.block_energy.push(sample);
-        if self.pending.len() == BLOCK {
-            self.analyse_block();
+    fn push_samples(&mut self, samples: impl Iterator<Item = i16>) {
+        for sample in samples {
+            self.block.push(sample);
+            if self.block.len() == BLOCK / 2 {
+                self.analyse_block();
+            }
         }
+    }
+
+    /// The block at 16 kHz: each sample preceded by its midpoint with the
+    /// one before.
+    fn upsample(&mut self) -> &[i16] {
+        self.upsampled.clear();
+        let mut previous = self.previous_sample;
+        for &sample in &self.block {
+            // Midpoint of two i16 fits in i16.
+            self.upsampled
+                .push(((i32::from(previous) + i32::from(sample)) / 2) as i16);
+            self.upsampled.push(sample);
+            previous = sample;
+        }
+        &self.upsampled
     }
 
     fn analyse_block(&mut self) {
         let start = self.pending_start;
         let end = start.saturating_add(BLOCK_DURATION);
-        let rms = rms(&self.block_energy);
+        let rms = rms(&self.block);
         let gate = dbfs_to_rms(self.config.min_level_dbfs)
             .max(self.noise_floor * db_to_ratio(self.config.above_noise_db));
         // The neural score is the costly part, and it only matters for a
@@ -211,10 +218,13 @@ impl VoiceDetector {
         // gate alone decides when it ends. So a line that is quiet, or
         // steadily loud (the floor rises to it), costs almost nothing.
         let scored_speech = rms >= gate
-            && (matches!(self.state, State::Speech { .. })
-                || self.detector.predict_i16(&self.pending) >= self.config.threshold);
-        self.pending.clear();
-        self.block_energy.clear();
+            && (matches!(self.state, State::Speech { .. }) || {
+                let threshold = self.config.threshold;
+                self.upsample();
+                self.detector.predict_i16(&self.upsampled) >= threshold
+            });
+        self.previous_sample = self.block.last().copied().unwrap_or(0);
+        self.block.clear();
         self.pending_start = end;
         let voiced = scored_speech;
         if !scored_speech {
@@ -306,8 +316,9 @@ fn rms(samples: &[i16]) -> f32 {
     if samples.is_empty() {
         return 0.0;
     }
-    let energy: f64 = samples.iter().map(|s| f64::from(*s).powi(2)).sum();
-    (energy / samples.len() as f64).sqrt() as f32
+    // i16 squares summed in i64 cannot overflow for any block.
+    let energy: i64 = samples.iter().map(|&s| i64::from(s) * i64::from(s)).sum();
+    (energy as f64 / samples.len() as f64).sqrt() as f32
 }
 
 fn dbfs_to_rms(dbfs: f32) -> f32 {
