@@ -16,8 +16,10 @@
 #             stream a packet's lateness is its send time minus the time its
 #             RTP timestamp says it was due, the stream's earliest packet
 #             counting as on time. frames % is the packets seen against
-#             50 per second per sampled stream. The daemon's /metrics does not
-#             export the media engine's own lateness histogram.
+#             50 per second per sampled stream.
+#   eng p99   the media engine's own p99 send lateness, from /metrics
+#             (`dialhound_media_send_lateness_seconds{percentile="99"}`, over
+#             each second of the plateau), the median of those seconds, in µs
 #   load      the 1-minute load average when the run began (other work on
 #             the machine skews every figure)
 #
@@ -68,9 +70,12 @@ thread_ticks() { # tid name ticks, one line per thread of a process
 }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-active_dialogs() {
-  curl -s --max-time 1 "http://127.0.0.1:$metrics_port/metrics" |
-    awk '$1 == "dialhound_sip_active_dialogs" { print $2; found = 1 } END { if (!found) print 0 }'
+active_dialogs() { # the page is kept in $work/page for engine_p99
+  curl -s --max-time 1 "http://127.0.0.1:$metrics_port/metrics" >"$work/page" || true
+  awk '$1 == "dialhound_sip_active_dialogs" { print $2; found = 1 } END { if (!found) print 0 }' "$work/page"
+}
+engine_p99_us() { # the media engine's own p99 over the frames since the previous scrape
+  awk '$1 == "dialhound_media_send_lateness_seconds{percentile=\"99\"}" { printf "%.0f", $2 * 1e6 }' "$work/page"
 }
 
 # The prompt: a 30 s 440 Hz tone, 8 kHz mono 16-bit.
@@ -208,17 +213,19 @@ one_run() { # calls: one row of the table
     sleep 0.25
   done
   local window=$((playing_until - SECONDS))
-  local cpu0 sipp0 t0 cpu1 sipp1 t1 rss_samples=() lateness=""
+  local cpu0 sipp0 t0 cpu1 sipp1 t1 rss_samples=() engine_p99s=() lateness=""
   if [ -n "$full" ] && ((window >= 2)); then
     python3 "$work/lateness.py" "$((window - 1))" 30000 49999 40 "$media_port" "$calls" >"$work/lateness.out" 2>&1 &
     local capture=$!
     thread_ticks "$daemon" >"$work/threads0"
     cpu0=$(cpu_ticks "$daemon"); sipp0=$(cpu_ticks "$sipp"); t0=$(date +%s.%N)
+    active_dialogs >/dev/null # the engine's lateness window starts here
     while ((SECONDS < playing_until)); do
+      sleep 1
       rss_samples+=("$(rss_kib "$daemon")")
       dialogs=$(active_dialogs)
       ((dialogs > peak)) && peak=$dialogs
-      sleep 1
+      engine_p99s+=("$(engine_p99_us)")
     done
     cpu1=$(cpu_ticks "$daemon"); sipp1=$(cpu_ticks "$sipp"); t1=$(date +%s.%N)
     thread_ticks "$daemon" >"$work/threads1"
@@ -244,7 +251,10 @@ one_run() { # calls: one row of the table
     python3 -c 'import json,sys; r=json.load(sys.stdin); print("  outcomes:", r["outcomes"], "refused:", r["refused_by_trunk_limits"], "errors:", r["errors"])' \
       <"$work/summary.json" 2>/dev/null || { echo "  call failed:"; head -5 "$work/call.err"; }
   fi
-  local cpu="-" sipp_cpu="-" per_call="-"
+  local cpu="-" sipp_cpu="-" per_call="-" engine_p99="-"
+  if ((${#engine_p99s[@]} > 0)); then
+    engine_p99=$(printf '%s\n' "${engine_p99s[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+  fi
   if [ -n "${t0:-}" ]; then
     cpu=$(awk -v a="$cpu1" -v b="$cpu0" -v t="$ticks" -v s="$t1" -v r="$t0" 'BEGIN { printf "%.1f", 100 * (a - b) / t / (s - r) }')
     sipp_cpu=$(awk -v a="$sipp1" -v b="$sipp0" -v t="$ticks" -v s="$t1" -v r="$t0" 'BEGIN { printf "%.1f", 100 * (a - b) / t / (s - r) }')
@@ -254,8 +264,8 @@ one_run() { # calls: one row of the table
   fi
   declare -A l=([p50_us]=- [p99_us]=- [max_us]=- [frames_pct]=-)
   for pair in ${lateness#LATENESS }; do l[${pair%%=*}]=${pair#*=}; done
-  printf '%6s %7s %7s %6s %7s %8s %9s %8s %8s %8s %8s %5s\n' "$calls" "$failed" "$peak" \
-    "$cpu" "$sipp_cpu" "${idle_rss}" "$per_call" "${l[p50_us]}" "${l[p99_us]}" "${l[max_us]}" "${l[frames_pct]}" "$load"
+  printf '%6s %7s %7s %6s %7s %8s %9s %8s %8s %8s %8s %8s %5s\n' "$calls" "$failed" "$peak" \
+    "$cpu" "$sipp_cpu" "${idle_rss}" "$per_call" "${l[p50_us]}" "${l[p99_us]}" "${l[max_us]}" "${l[frames_pct]}" "$engine_p99" "$load"
   if [ -n "${ANSWERED_LOAD_LOG:-}" ]; then
     { echo "$calls calls: $lateness"
       [ -n "${t0:-}" ] && awk -v t="$ticks" -v d="$(awk -v s="$t1" -v r="$t0" 'BEGIN { print s - r }')" '
@@ -270,8 +280,8 @@ one_run() { # calls: one row of the table
 }
 
 echo "hold ${hold} s, ${rate} calls/s, ${workers} media thread(s), prompt ${prompt_seconds} s, machine of $(nproc) cores"
-printf '%6s %7s %7s %6s %7s %8s %9s %8s %8s %8s %8s %5s\n' \
-  calls failed peak "cpu %" "sipp %" "idle KiB" "KiB/call" "p50 µs" "p99 µs" "max µs" "frames %" load
+printf '%6s %7s %7s %6s %7s %8s %9s %8s %8s %8s %8s %8s %5s\n' \
+  calls failed peak "cpu %" "sipp %" "idle KiB" "KiB/call" "p50 µs" "p99 µs" "max µs" "frames %" "eng p99" load
 for calls in "${counts[@]}"; do
   for _ in $(seq "$runs"); do
     one_run "$calls"

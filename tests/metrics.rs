@@ -27,6 +27,9 @@ fn metrics_page_passes_promtool_and_counts_the_work() {
         "dialhound_trunk_state{state=\"open\",trunk=\"carrier-b\"} 0",
         "dialhound_trunk_active_calls{trunk=\"carrier-a\"} 0",
         "dialhound_trunk_attempts_total{result=\"answered\",trunk=\"carrier-a\"} 0",
+        "dialhound_media_legs 0",
+        "dialhound_media_frames_sent_total 0",
+        "dialhound_media_send_lateness_seconds{percentile=\"99\"} 0",
     ] {
         assert!(
             page.lines().any(|l| l == line),

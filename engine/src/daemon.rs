@@ -39,7 +39,6 @@ pub async fn serve_until(
             .context("the [[trunk]] tables cannot be used")?,
     );
     metrics.watch_trunks(Arc::clone(&trunks));
-    let metrics = Arc::new(metrics);
     let media_config = config
         .media
         .engine_config(config.sip.listen.ip())
@@ -48,6 +47,8 @@ pub async fn serve_until(
         dialhound_media::engine::MediaEngine::start(media_config)
             .context("cannot start the media threads")?,
     );
+    metrics.watch_media(Arc::clone(&media));
+    let metrics = Arc::new(metrics);
     let (sip, sip_task) = crate::sip_agent::SipAgent::start(
         config.sip.agent_settings(),
         Arc::clone(&trunks),

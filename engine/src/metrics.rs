@@ -22,6 +22,48 @@ pub struct Metrics {
     pub sip: Arc<SipMetrics>,
     pub campaigns: Arc<CampaignMetrics>,
     trunks: Option<TrunkMetrics>,
+    media: Option<MediaMetrics>,
+}
+
+/// The media engine's figures, read at each scrape.
+struct MediaMetrics {
+    engine: Arc<dialhound_media::engine::MediaEngine>,
+    legs: IntGauge,
+    frames_sent: prometheus::IntCounter,
+    send_failures: prometheus::IntCounter,
+    /// Send lateness over the frames sent since the previous scrape.
+    lateness: GaugeVec,
+    /// The engine's totals at the previous scrape.
+    previous: Mutex<Option<dialhound_media::engine::EngineStats>>,
+}
+
+impl MediaMetrics {
+    fn refresh(&self) {
+        let stats = self.engine.stats();
+        let mut previous = self
+            .previous
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (frames_before, failures_before, recent) = match previous.as_ref() {
+            Some(before) => (
+                before.frames_sent,
+                before.send_failures,
+                stats.lateness.since(&before.lateness),
+            ),
+            None => (0, 0, stats.lateness.clone()),
+        };
+        self.legs.set(i64::try_from(stats.legs).unwrap_or(i64::MAX));
+        self.frames_sent
+            .inc_by(stats.frames_sent.saturating_sub(frames_before));
+        self.send_failures
+            .inc_by(stats.send_failures.saturating_sub(failures_before));
+        for (label, quantile) in [("50", 0.5), ("99", 0.99), ("100", 1.0)] {
+            self.lateness
+                .with_label_values(&[label])
+                .set(recent.quantile(quantile).as_secs_f64());
+        }
+        *previous = Some(stats);
+    }
 }
 
 /// What the SIP agent counts.
@@ -253,6 +295,7 @@ impl Metrics {
             sip,
             campaigns,
             trunks: None,
+            media: None,
         }
     }
 
@@ -318,6 +361,46 @@ impl Metrics {
         self.trunks = Some(trunks);
     }
 
+    /// Exports the media engine's legs, frames and send lateness at each
+    /// scrape.
+    pub fn watch_media(&mut self, engine: Arc<dialhound_media::engine::MediaEngine>) {
+        let media = MediaMetrics {
+            engine,
+            legs: IntGauge::new("dialhound_media_legs", "RTP legs open (one per call with media).")
+                .expect("static metric definition is valid"),
+            frames_sent: prometheus::IntCounter::new(
+                "dialhound_media_frames_sent_total",
+                "RTP frames sent by the media threads.",
+            )
+            .expect("static metric definition is valid"),
+            send_failures: prometheus::IntCounter::new(
+                "dialhound_media_send_failures_total",
+                "RTP frames the sockets refused or failed to send.",
+            )
+            .expect("static metric definition is valid"),
+            lateness: GaugeVec::new(
+                Opts::new(
+                    "dialhound_media_send_lateness_seconds",
+                    "How late RTP frames left against their schedule, over the frames sent since the previous scrape, by percentile (50, 99, and 100 for the maximum).",
+                ),
+                &["percentile"],
+            )
+            .expect("static metric definition is valid"),
+            previous: Mutex::new(None),
+        };
+        for collector in [
+            Box::new(media.legs.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(media.frames_sent.clone()),
+            Box::new(media.send_failures.clone()),
+            Box::new(media.lateness.clone()),
+        ] {
+            self.registry
+                .register(collector)
+                .expect("each metric is registered once");
+        }
+        self.media = Some(media);
+    }
+
     pub fn uptime(&self) -> std::time::Duration {
         self.started.elapsed()
     }
@@ -327,6 +410,9 @@ impl Metrics {
         self.uptime.set(self.started.elapsed().as_secs_f64());
         if let Some(trunks) = &self.trunks {
             trunks.refresh();
+        }
+        if let Some(media) = &self.media {
+            media.refresh();
         }
         let mut out = Vec::new();
         TextEncoder::new()
