@@ -213,6 +213,9 @@ async fn drive(
         .await?;
         let in_flight = status["in_flight"].as_u64().unwrap_or(0);
         peak_legs = peak_legs.max(in_flight);
+        if stopped && in_flight == 0 {
+            break;
+        }
         if options.progress {
             println!("{}", progress_line(started.elapsed(), &status));
         }
@@ -228,9 +231,6 @@ async fn drive(
             if options.progress && in_flight > 0 {
                 println!("no new calls; waiting for the {in_flight} in flight to end");
             }
-        }
-        if stopped && in_flight == 0 {
-            break;
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
