@@ -45,3 +45,28 @@ fn trunks_are_listed_drained_and_enabled() {
             .contains("`carrier-z`")
     );
 }
+
+#[test]
+fn a_load_test_on_a_drained_trunk_is_refused_call_by_call_without_stalling() {
+    let daemon = Daemon::start();
+    daemon.cli(&["trunk", "drain", "carrier-a"]);
+    let summary = daemon.cli(&[
+        "call",
+        "--trunk",
+        "carrier-a",
+        "--to",
+        "13800138000",
+        "--count",
+        "40",
+        "--rate",
+        "200",
+        "--no-media",
+    ]);
+    assert_eq!(summary["refused_by_trunk_limits"], 40, "{summary}");
+    assert_eq!(summary["outcomes"], serde_json::json!({}), "{summary}");
+    // Each refusal waits no longer than until the next call is due: 40 calls
+    // at 200/s are placed in about 0.2 s. Waiting the full second per call
+    // that a single test call may wait would take 40 s.
+    let placing = summary["placing_seconds"].as_f64().unwrap();
+    assert!(placing < 5.0, "placing took {placing} s");
+}

@@ -378,7 +378,12 @@ impl Control {
             tokio::time::sleep_until(due).await;
             // Reserved here, in order: tasks racing for the trunk's call-rate
             // slots would each wake on the timer's millisecond and mostly lose.
-            let reservation = match self.sip.reserve(&dial.route, &[]).await {
+            // A call waits for a line no longer than until the next is due, so
+            // a trunk that refuses every call (open, drained) does not hold
+            // the test a second per call.
+            let next_due = started + Duration::from_secs_f64(f64::from(index + 1) / rate);
+            let give_up = next_due.max(tokio::time::Instant::now() + Duration::from_millis(1));
+            let reservation = match self.sip.reserve_by(&dial.route, &[], give_up).await {
                 Ok(reservation) => reservation,
                 Err(_) => {
                     refused += 1;

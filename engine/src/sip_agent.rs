@@ -354,7 +354,17 @@ impl SipAgent {
         route: &Route,
         exclude: &[TrunkId],
     ) -> Result<Reservation, DialError> {
-        let give_up = tokio::time::Instant::now() + CAPACITY_WAIT;
+        self.reserve_by(route, exclude, tokio::time::Instant::now() + CAPACITY_WAIT)
+            .await
+    }
+
+    /// As [`SipAgent::reserve`], giving up at `give_up`.
+    pub async fn reserve_by(
+        &self,
+        route: &Route,
+        exclude: &[TrunkId],
+        give_up: tokio::time::Instant,
+    ) -> Result<Reservation, DialError> {
         loop {
             let error = match self.try_reserve(route, exclude) {
                 Ok(reservation) => return Ok(reservation),
