@@ -417,6 +417,18 @@ fn reload_swaps_the_rules_mid_campaign_refuses_a_broken_file_and_calls_in_progre
         |status| status["in_flight"].as_u64().unwrap_or(0) >= 3,
     );
 
+    let again = daemon.cli(&["campaign", "start", "swap"]);
+    assert_eq!(again["error"]["code"], "conflict", "{again}");
+    let unknown = daemon.cli(&["campaign", "show", "nope"]);
+    assert_eq!(unknown["error"]["code"], "not_found", "{unknown}");
+    assert!(
+        unknown["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("swap"),
+        "{unknown}"
+    );
+
     // A broken file is refused and changes nothing.
     std::fs::write(&rules_path, "rule broken {").unwrap();
     let refused = daemon.cli(&["reload"]);

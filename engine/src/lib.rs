@@ -1,5 +1,7 @@
-//! dialhound's daemon: configuration, the encrypted customer store, import, the
-//! control socket and metrics. The `dialhound` binary is a thin shell around it.
+//! dialhound's daemon: configuration, the encrypted customer store, import,
+//! campaigns (rules, pacing, scripts, the attempt ledger and CDRs), the SIP
+//! agent and call flow, the control socket and metrics. The `dialhound`
+//! binary is a thin shell around it.
 
 pub mod attempt;
 pub mod call_flow;
