@@ -533,3 +533,24 @@ fn a_shortened_demo_runs_to_its_summary() {
         "{summary}"
     );
 }
+
+#[test]
+fn a_campaign_whose_rules_broke_while_the_daemon_was_down_waits_and_the_daemon_starts() {
+    let sipp = Sipp::trunk_on("answer", None);
+    let work = tempfile::tempdir().unwrap();
+    let rules_path = work.path().join("broken-later.rules");
+    let good = rules("23:59", "hold", &holding_script("hold", 1));
+    std::fs::write(&rules_path, &good).unwrap();
+    let mut daemon = campaign_daemon(&sipp, "later", &rules_path, 10, 10);
+    assert_eq!(daemon.cli(&["campaign", "start", "later"])["ok"], true);
+    daemon.terminate();
+    std::fs::write(&rules_path, "rule broken {").unwrap();
+    daemon.restart();
+    assert_eq!(show(&daemon, "later")["state"], "stopped");
+    assert!(daemon.log().contains("cannot carry on"), "{}", daemon.log());
+    let refused = daemon.cli(&["campaign", "start", "later"]);
+    assert_eq!(refused["error"]["code"], "rules", "{refused}");
+    std::fs::write(&rules_path, &good).unwrap();
+    let started = daemon.cli(&["campaign", "start", "later"]);
+    assert_eq!(started["result"]["state"], "running", "{started}");
+}

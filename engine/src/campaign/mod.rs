@@ -144,7 +144,11 @@ impl Campaigns {
                 continue;
             }
             let changed = interrupted.get(&name).cloned().unwrap_or_default();
-            self.launch(&name, saved, changed).await?;
+            // A campaign that cannot carry on (its rules file broke while the
+            // daemon was down) waits for an operator; the others go on.
+            if let Err(error) = self.launch(&name, saved, changed).await {
+                tracing::error!(campaign = %name, %error, "the campaign cannot carry on; fix it and run `dialhound campaign start`");
+            }
         }
         Ok(count)
     }
