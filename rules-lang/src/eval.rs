@@ -52,6 +52,21 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// A history field that does not depend on `now` (the time-dependent
+    /// counts read as none here; use [`Ctx::hist`] for those).
+    #[inline(always)]
+    pub fn hist_constant(&self, f: HistField) -> i64 {
+        let h = self.hist;
+        match f {
+            HistField::LastCall => h.recent_calls().last().copied().unwrap_or(NONE),
+            HistField::LastOutcome => h.last_outcome.map_or(NONE, |o| o.index()),
+            HistField::LastOutcomeAt => h.last_outcome_at.map_or(NONE, |t| t.as_second()),
+            HistField::Attempts => h.attempts,
+            HistField::OptedOut => h.opted_out_at.map_or(NONE, |t| t.as_second()),
+            HistField::CallsToday | HistField::Calls24h => NONE,
+        }
+    }
+
     pub fn hist(&self, f: HistField) -> Result<i64, EvalError> {
         let h = self.hist;
         let now = self.now;
@@ -169,6 +184,9 @@ pub(crate) struct Breaks {
     pub after: i64,
     pub limit: i64,
     pub best: Option<i64>,
+    /// The local time at `after`, once the local marks (next midnight,
+    /// next zone transition) have been pushed.
+    local: Option<Result<i64, EvalError>>,
 }
 
 impl Breaks {
@@ -177,6 +195,7 @@ impl Breaks {
             after,
             limit,
             best: None,
+            local: None,
         }
     }
 
@@ -198,16 +217,29 @@ impl Breaks {
 /// which this expression's value can change (a superset).
 pub(crate) fn breakpoints(ir: &Ir, cx: &Ctx, bps: &mut Breaks) -> Result<(i64, i64), EvalError> {
     let now = cx.now;
+    // Pushes the next local midnight and zone transition, once per `now`.
     let local_marks = |bps: &mut Breaks| -> Result<i64, EvalError> {
-        let tz = cx.zone()?;
-        let local = local_seconds(tz, now)?;
-        bps.push(now + (DAY - local.rem_euclid(DAY)));
-        if let Ok(ts) = Timestamp::from_second(now)
-            && let Some(tr) = tz.following(ts).next()
+        if bps.after == now
+            && let Some(l) = bps.local
         {
-            bps.push(tr.timestamp().as_second());
+            return l;
         }
-        Ok(local)
+        let marks = |bps: &mut Breaks| {
+            let tz = cx.zone()?;
+            let local = local_seconds(tz, now)?;
+            bps.push(now + (DAY - local.rem_euclid(DAY)));
+            if let Ok(ts) = Timestamp::from_second(now)
+                && let Some(tr) = tz.following(ts).next()
+            {
+                bps.push(tr.timestamp().as_second());
+            }
+            Ok(local)
+        };
+        let l = marks(bps);
+        if bps.after == now {
+            bps.local = Some(l);
+        }
+        l
     };
     Ok(match ir {
         Ir::Now => (now, 1),

@@ -65,12 +65,13 @@ pub struct Program {
     policy: Vec<Cond>,
     /// Rules as written, for the reference evaluator and `explain`.
     rules: Vec<RuleIr>,
-    /// Rules after optimisation, as compiled to bytecode.
-    optimised: Vec<RuleIr>,
     code: Code,
     tests: Vec<TestCase>,
     scripts: Vec<Script>,
     zone_slot: Option<usize>,
+    /// The policy conditions and rule expressions that can change with
+    /// `now` alone: the only ones the next-wake analysis walks.
+    wake_exprs: Vec<ir::Ir>,
 }
 
 /// The decision for one customer at one instant.
@@ -149,14 +150,28 @@ pub fn compile(source: &str, file_name: &str) -> Result<Program, Diagnostics> {
             vec![Diagnostic::new(0..0, format!("internal error: {e}"))],
         )
     })?;
+    let wake_exprs = policy
+        .iter()
+        .map(|c| &c.ir)
+        .chain(optimised.iter().flat_map(|r| {
+            r.conds
+                .iter()
+                .map(|c| &c.ir)
+                .chain(std::iter::once(&r.priority))
+                .chain(r.script.iter())
+                .chain(r.line.iter())
+        }))
+        .filter(|ir| ir::depends_on_now(ir))
+        .cloned()
+        .collect();
     Ok(Program {
+        wake_exprs,
         zone_slot: checked.schema.zone_slot(),
         file_name: file_name.to_string(),
         schema: checked.schema,
         texts: checked.texts,
         policy,
         rules: checked.rules,
-        optimised,
         code,
         tests: checked.tests,
         scripts: checked.scripts,
@@ -240,17 +255,34 @@ impl Program {
         };
         let mut local = None;
         let mut regs = [0i64; vm::NREGS];
-        let mut segs = self.code.segments.iter();
-        let Some(policy) = segs.next() else {
-            return Decision::NONE;
+        let code = &self.code;
+        let mut run = |i: usize| -> SegResult {
+            let (Some(seg), Some(fast)) = (code.segments.get(i), code.fast.get(i)) else {
+                return SegResult::Failed;
+            };
+            let preds = code
+                .preds
+                .get(fast.lo as usize..fast.hi as usize)
+                .unwrap_or_default();
+            if !vm::preds_hold(preds, &cx) {
+                return SegResult::Failed;
+            }
+            if let Some((prio, script, line)) = fast.out {
+                return SegResult::Fired { prio, script, line };
+            }
+            for p in preds {
+                if let Some(r) = regs.get_mut(usize::from(p.reg)) {
+                    *r = 1;
+                }
+            }
+            vm::run_segment(code, *seg, fast.rest, &cx, &mut local, &mut regs)
         };
-        if vm::run_segment(&self.code, *policy, &cx, &mut local, &mut regs) == SegResult::Failed {
+        if code.segments.is_empty() || run(0) == SegResult::Failed {
             return Decision::NONE;
         }
         let mut best: Option<(usize, i64, i64, i64)> = None;
-        for seg in segs {
-            if let SegResult::Fired { prio, script, line } =
-                vm::run_segment(&self.code, *seg, &cx, &mut local, &mut regs)
+        for (i, seg) in code.segments.iter().enumerate().skip(1) {
+            if let SegResult::Fired { prio, script, line } = run(i)
                 && best.is_none_or(|b| prio > b.1)
             {
                 best = Some((usize::from(seg.rule.unwrap_or(0)), prio, script, line));

@@ -165,6 +165,190 @@ pub struct Code {
     pub ops: Vec<Op>,
     pub segments: Vec<Segment>,
     pub uses_local: bool,
+    /// Per segment, the leading conditions that can only hold or not
+    /// (never fail otherwise), checked without branching before the rest
+    /// of the segment runs. Derived from `ops` by [`prefixes`].
+    pub(crate) fast: Vec<Fast>,
+    pub(crate) preds: Vec<Pred>,
+}
+
+/// What a leading condition of a segment compares with a constant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Src {
+    /// A record word.
+    Field(u16),
+    /// `now - field`; false when the field is none or on overflow.
+    Since(u16),
+    /// A history field that does not depend on `now`.
+    Hist(HistField),
+}
+
+/// A leading condition `src OP v`: `mask` has bit 0 set when it holds for
+/// `src < v`, bit 1 for `src == v`, bit 2 for `src > v`. `reg` is the
+/// register the bytecode leaves set to 1 when the condition holds
+/// (`NO_REG` for none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pred {
+    pub src: Src,
+    pub mask: u8,
+    pub v: i64,
+    pub reg: u8,
+}
+
+/// The fast form of one segment: `preds[lo..hi]` hold, then the bytecode
+/// from `rest` on runs; when `out` is set, that bytecode only emits these
+/// constant outputs (priority, script, line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fast {
+    pub lo: u32,
+    pub hi: u32,
+    pub rest: u32,
+    pub out: Option<(i64, i64, i64)>,
+}
+
+/// The comparison as a mask over (less, equal, greater).
+pub(crate) fn cmp_mask(op: CmpOp) -> u8 {
+    match op {
+        CmpOp::Lt => 0b001,
+        CmpOp::Eq => 0b010,
+        CmpOp::Gt => 0b100,
+        CmpOp::Le => 0b011,
+        CmpOp::Ge => 0b110,
+        CmpOp::Ne => 0b101,
+    }
+}
+
+/// `a OP b` for the comparison `mask`, without a branch.
+#[inline(always)]
+pub(crate) fn test_mask(mask: u8, a: i64, b: i64) -> bool {
+    let idx = u32::from(a >= b) + u32::from(a > b);
+    (mask >> idx) & 1 != 0
+}
+
+/// Whether a history field is the same at every instant.
+fn hist_is_constant(f: HistField) -> bool {
+    !matches!(f, HistField::CallsToday | HistField::Calls24h)
+}
+
+/// The leading conditions of every segment, and constant outputs.
+fn prefixes(ops: &[Op], segments: &[Segment]) -> (Vec<Fast>, Vec<Pred>) {
+    let mut preds = Vec::new();
+    let mut fast = Vec::with_capacity(segments.len());
+    for seg in segments {
+        let lo = preds.len() as u32;
+        let code = &ops[seg.start as usize..seg.end as usize];
+        let mut pc = 0usize;
+        loop {
+            let (pred, n) = match code.get(pc..) {
+                Some([Op::RequireFieldCmp { op, slot, v, .. }, ..]) => (
+                    Pred {
+                        src: Src::Field(*slot),
+                        mask: cmp_mask(*op),
+                        v: *v,
+                        reg: NO_REG,
+                    },
+                    1,
+                ),
+                Some([Op::RequireSince { op, slot, v, .. }, ..]) => (
+                    Pred {
+                        src: Src::Since(*slot),
+                        mask: cmp_mask(*op),
+                        v: *v,
+                        reg: NO_REG,
+                    },
+                    1,
+                ),
+                Some(
+                    [
+                        Op::Hist { d, f },
+                        Op::IsNone { d: d2, a },
+                        Op::Require { c, .. },
+                        ..,
+                    ],
+                ) if hist_is_constant(*f) && a == d && d2 == d && c == d => (
+                    Pred {
+                        src: Src::Hist(*f),
+                        mask: cmp_mask(CmpOp::Eq),
+                        v: NONE,
+                        reg: *d,
+                    },
+                    3,
+                ),
+                Some(
+                    [
+                        Op::Hist { d, f },
+                        Op::CmpConst { op, d: d2, a, v },
+                        Op::Require { c, .. },
+                        ..,
+                    ],
+                ) if hist_is_constant(*f) && a == d && d2 == d && c == d => (
+                    Pred {
+                        src: Src::Hist(*f),
+                        mask: cmp_mask(*op),
+                        v: *v,
+                        reg: *d,
+                    },
+                    3,
+                ),
+                _ => break,
+            };
+            preds.push(pred);
+            pc += n;
+        }
+        let rest = seg.start + pc as u32;
+        fast.push(Fast {
+            lo,
+            hi: preds.len() as u32,
+            rest,
+            out: constant_outputs(&code[pc..]),
+        });
+    }
+    (fast, preds)
+}
+
+/// The outputs of a tail of `const`s ending in `emit`, when it is one.
+fn constant_outputs(tail: &[Op]) -> Option<(i64, i64, i64)> {
+    let (Op::Emit { prio, script, line }, consts) = tail.split_last()? else {
+        return None;
+    };
+    let mut regs = [None; NREGS];
+    for op in consts {
+        let Op::Const { d, v } = op else {
+            return None;
+        };
+        *regs.get_mut(usize::from(*d))? = Some(*v);
+    }
+    let get = |x: u8| {
+        if x == NO_REG {
+            Some(NONE)
+        } else {
+            regs.get(usize::from(x)).copied().flatten()
+        }
+    };
+    Some((get(*prio)?, get(*script)?, get(*line)?))
+}
+
+/// Whether every leading condition of a segment holds. Evaluates them all,
+/// without short-circuit: they have no effects and cannot fail otherwise.
+#[inline(always)]
+pub(crate) fn preds_hold(preds: &[Pred], cx: &Ctx) -> bool {
+    let mut ok = true;
+    for p in preds {
+        let (x, valid) = match p.src {
+            Src::Field(s) => (
+                cx.rec.words.get(usize::from(s)).copied().unwrap_or(NONE),
+                true,
+            ),
+            Src::Since(s) => {
+                let w = cx.rec.words.get(usize::from(s)).copied().unwrap_or(NONE);
+                let (d, o) = cx.now.overflowing_sub(w);
+                (d, (w != NONE) & !o & (d != NONE))
+            }
+            Src::Hist(f) => (cx.hist_constant(f), true),
+        };
+        ok &= valid & test_mask(p.mask, x, p.v);
+    }
+    ok
 }
 
 /// The outcome of running one rule segment.
@@ -240,10 +424,13 @@ pub fn compile(policy: &[Cond], rules: &[RuleIr]) -> Result<Code, String> {
                 }
         )
     });
+    let (fast, preds) = prefixes(&c.ops, &segments);
     Ok(Code {
         ops: c.ops,
         segments,
         uses_local,
+        fast,
+        preds,
     })
 }
 
@@ -612,13 +799,17 @@ pub fn verify(
 pub(crate) fn run_segment(
     code: &Code,
     seg: Segment,
+    from: u32,
     cx: &Ctx,
     local: &mut Option<Result<i64, EvalError>>,
     r: &mut [i64; NREGS],
 ) -> SegResult {
-    let ops = &code.ops[seg.start as usize..seg.end as usize];
+    let ops = code
+        .ops
+        .get(seg.start as usize..seg.end as usize)
+        .unwrap_or_default();
     let base = seg.start as usize;
-    let mut pc = 0usize;
+    let mut pc = (from.saturating_sub(seg.start)) as usize;
     macro_rules! reg {
         ($x:expr) => {
             r[usize::from($x & MASK)]
@@ -887,4 +1078,42 @@ pub fn disasm(code: &Code, schema: &Schema, texts: &[String], rule_names: &[&str
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comparison_masks_agree_with_the_comparisons() {
+        let ops = [
+            CmpOp::Eq,
+            CmpOp::Ne,
+            CmpOp::Lt,
+            CmpOp::Le,
+            CmpOp::Gt,
+            CmpOp::Ge,
+        ];
+        let vals = [
+            i64::MIN,
+            i64::MIN + 1,
+            -1,
+            0,
+            1,
+            7200,
+            i64::MAX - 1,
+            i64::MAX,
+        ];
+        for op in ops {
+            for a in vals {
+                for b in vals {
+                    assert_eq!(
+                        test_mask(cmp_mask(op), a, b),
+                        op.apply(a, b),
+                        "{op:?} {a} {b}"
+                    );
+                }
+            }
+        }
+    }
 }
