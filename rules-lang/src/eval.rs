@@ -52,21 +52,6 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// A history field that does not depend on `now` (the time-dependent
-    /// counts read as none here; use [`Ctx::hist`] for those).
-    #[inline(always)]
-    pub fn hist_constant(&self, f: HistField) -> i64 {
-        let h = self.hist;
-        match f {
-            HistField::LastCall => h.recent_calls().last().copied().unwrap_or(NONE),
-            HistField::LastOutcome => h.last_outcome.map_or(NONE, |o| o.index()),
-            HistField::LastOutcomeAt => h.last_outcome_at.map_or(NONE, |t| t.as_second()),
-            HistField::Attempts => h.attempts,
-            HistField::OptedOut => h.opted_out_at.map_or(NONE, |t| t.as_second()),
-            HistField::CallsToday | HistField::Calls24h => NONE,
-        }
-    }
-
     pub fn hist(&self, f: HistField) -> Result<i64, EvalError> {
         let h = self.hist;
         let now = self.now;
@@ -93,6 +78,20 @@ impl<'a> Ctx<'a> {
             HistField::Attempts => h.attempts,
             HistField::OptedOut => h.opted_out_at.map_or(NONE, |t| t.as_second()),
         })
+    }
+}
+
+/// A history field that does not depend on `now` (the time-dependent
+/// counts read as none here; use [`Ctx::hist`] for those).
+#[inline(always)]
+pub(crate) fn hist_constant(h: &History, f: HistField) -> i64 {
+    match f {
+        HistField::LastCall => h.recent_calls().last().copied().unwrap_or(NONE),
+        HistField::LastOutcome => h.last_outcome.map_or(NONE, |o| o.index()),
+        HistField::LastOutcomeAt => h.last_outcome_at.map_or(NONE, |t| t.as_second()),
+        HistField::Attempts => h.attempts,
+        HistField::OptedOut => h.opted_out_at.map_or(NONE, |t| t.as_second()),
+        HistField::CallsToday | HistField::Calls24h => NONE,
     }
 }
 

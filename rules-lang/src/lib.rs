@@ -253,39 +253,109 @@ impl Program {
             zone_slot: self.zone_slot,
             now,
         };
-        let mut local = None;
-        let mut regs = [0i64; vm::NREGS];
         let code = &self.code;
-        let mut run = |i: usize| -> SegResult {
-            let (Some(seg), Some(fast)) = (code.segments.get(i), code.fast.get(i)) else {
-                return SegResult::Failed;
-            };
-            let preds = code
-                .preds
-                .get(fast.lo as usize..fast.hi as usize)
-                .unwrap_or_default();
-            if !vm::preds_hold(preds, &cx) {
-                return SegResult::Failed;
-            }
-            if let Some((prio, script, line)) = fast.out {
-                return SegResult::Fired { prio, script, line };
-            }
-            for p in preds {
-                if let Some(r) = regs.get_mut(usize::from(p.reg)) {
-                    *r = 1;
-                }
-            }
-            vm::run_segment(code, *seg, fast.rest, &cx, &mut local, &mut regs)
+        let mut local = None;
+        let mut segs = code.segments.iter().zip(&code.pre.fast);
+        let Some((seg, fast)) = segs.next() else {
+            return Decision::NONE;
         };
-        if code.segments.is_empty() || run(0) == SegResult::Failed {
+        if vm::run_fast(code, seg, fast, &cx, &mut local) == SegResult::Failed {
             return Decision::NONE;
         }
         let mut best: Option<(usize, i64, i64, i64)> = None;
-        for (i, seg) in code.segments.iter().enumerate().skip(1) {
-            if let SegResult::Fired { prio, script, line } = run(i)
+        for (seg, fast) in segs {
+            if let SegResult::Fired { prio, script, line } =
+                vm::run_fast(code, seg, fast, &cx, &mut local)
                 && best.is_none_or(|b| prio > b.1)
             {
                 best = Some((usize::from(seg.rule.unwrap_or(0)), prio, script, line));
+            }
+        }
+        match best {
+            None => Decision::NONE,
+            Some((i, prio, script, line)) => self.decision(record, i, prio, script, line),
+        }
+    }
+
+    /// Decides for many customers that share one contact history (such as
+    /// a freshly imported list nobody has called yet) at the same instant,
+    /// calling `each` with the index of each record and its decision, in
+    /// order. The same decisions as [`Program::decide`] record by record;
+    /// the work that depends only on the history and `now` is done once.
+    pub fn decide_batch<'a>(
+        &'a self,
+        records: &'a [Record],
+        history: &History,
+        now: Timestamp,
+        mut each: impl FnMut(usize, Decision<'a>),
+    ) {
+        let now = now.as_second();
+        let code = &self.code;
+        let pre = &code.pre;
+        // Per batch: the history conditions of each segment, and each
+        // `now - field` condition as a range of the field.
+        let mut sinces = [vm::EMPTY_RANGE; 16];
+        if code.segments.len() > 64 || pre.sinces.len() > sinces.len() {
+            for (i, r) in records.iter().enumerate() {
+                each(i, self.decide_at(r, history, now));
+            }
+            return;
+        }
+        for (r, s) in sinces.iter_mut().zip(&pre.sinces) {
+            *r = s.at(now);
+        }
+        let mut hist_ok = 0u64;
+        for (i, fast) in pre.fast.iter().enumerate() {
+            hist_ok |= u64::from(vm::hists_hold(pre.hists(fast), history)) << i;
+        }
+        for (i, record) in records.iter().enumerate() {
+            each(
+                i,
+                self.decide_planned(record, history, now, &sinces, hist_ok),
+            );
+        }
+    }
+
+    /// `decide_at` with the history conditions (bit `i` for segment `i`)
+    /// and the `now - field` conditions as ranges given.
+    #[inline(always)]
+    fn decide_planned<'a>(
+        &'a self,
+        record: &'a Record,
+        history: &History,
+        now: i64,
+        sinces: &[vm::Range],
+        hist_ok: u64,
+    ) -> Decision<'a> {
+        let cx = Ctx {
+            texts: &self.texts,
+            rec: record,
+            hist: history,
+            zone_slot: self.zone_slot,
+            now,
+        };
+        let code = &self.code;
+        let pre = &code.pre;
+        let words = record.words.as_slice();
+        let mut local = None;
+        let mut best: Option<(usize, i64, i64, i64)> = None;
+        for (i, (seg, fast)) in code.segments.iter().zip(&pre.fast).enumerate() {
+            let ok = ((hist_ok >> i) & 1 != 0)
+                & vm::ranges_hold(vm::sub(sinces, fast.s), words)
+                & vm::ranges_hold(pre.ranges(fast), words);
+            let res = match (ok, fast.out) {
+                (false, _) => SegResult::Failed,
+                (true, Some((prio, script, line))) => SegResult::Fired { prio, script, line },
+                (true, None) => vm::run_rest(code, seg, fast, &cx, &mut local),
+            };
+            match res {
+                SegResult::Failed if i == 0 => return Decision::NONE,
+                SegResult::Fired { prio, script, line }
+                    if i > 0 && best.is_none_or(|b| prio > b.1) =>
+                {
+                    best = Some((usize::from(seg.rule.unwrap_or(0)), prio, script, line));
+                }
+                _ => {}
             }
         }
         match best {

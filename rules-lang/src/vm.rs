@@ -8,9 +8,9 @@
 use std::fmt::Write as _;
 
 use crate::error::{EvalError, VerifyError};
-use crate::eval::{Ctx, DAY, arith};
+use crate::eval::{Ctx, DAY, arith, hist_constant};
 use crate::ir::{ArithOp, CmpOp, Cond, HistField, Ir, RuleIr};
-use crate::record::{FieldType, NONE, Schema};
+use crate::record::{FieldType, History, NONE, Schema};
 
 /// Registers per evaluation; register indexes are masked with `NREGS - 1`.
 pub const NREGS: usize = 32;
@@ -168,42 +168,166 @@ pub struct Code {
     /// Per segment, the leading conditions that can only hold or not
     /// (never fail otherwise), checked without branching before the rest
     /// of the segment runs. Derived from `ops` by [`prefixes`].
-    pub(crate) fast: Vec<Fast>,
-    pub(crate) preds: Vec<Pred>,
+    pub(crate) pre: Prefixes,
 }
 
-/// What a leading condition of a segment compares with a constant.
+/// A leading condition on a record word: it holds when the word `x` has
+/// `lo <= x <= hi` and, unless `any`, `x != ex`. An empty range has
+/// `lo > hi`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Src {
-    /// A record word.
-    Field(u16),
-    /// `now - field`; false when the field is none or on overflow.
-    Since(u16),
-    /// A history field that does not depend on `now`.
-    Hist(HistField),
+pub(crate) struct Range {
+    pub slot: u16,
+    pub any: bool,
+    pub lo: i64,
+    pub hi: i64,
+    pub ex: i64,
 }
 
-/// A leading condition `src OP v`: `mask` has bit 0 set when it holds for
-/// `src < v`, bit 1 for `src == v`, bit 2 for `src > v`. `reg` is the
-/// register the bytecode leaves set to 1 when the condition holds
-/// (`NO_REG` for none).
+/// A range no word is in.
+pub(crate) const EMPTY_RANGE: Range = Range {
+    slot: 0,
+    any: true,
+    lo: 1,
+    hi: 0,
+    ex: 0,
+};
+
+impl Range {
+    /// The words `x` with `x OP v`.
+    fn of(slot: u16, op: CmpOp, v: i64) -> Range {
+        Range::between(
+            slot,
+            op,
+            i128::from(v),
+            (i128::from(i64::MIN), i128::from(i64::MAX)),
+        )
+    }
+
+    /// The words `x` within `[bounds.0, bounds.1]` with `x OP v`, all
+    /// computed without overflow.
+    fn between(slot: u16, op: CmpOp, v: i128, bounds: (i128, i128)) -> Range {
+        let (mut lo, mut hi) = bounds;
+        let mut ex = None;
+        match op {
+            CmpOp::Eq => {
+                lo = lo.max(v);
+                hi = hi.min(v);
+            }
+            CmpOp::Ne => ex = Some(v),
+            CmpOp::Lt => hi = hi.min(v - 1),
+            CmpOp::Le => hi = hi.min(v),
+            CmpOp::Gt => lo = lo.max(v + 1),
+            CmpOp::Ge => lo = lo.max(v),
+        }
+        let clamp = |x: i128| i64::try_from(x).unwrap_or(if x < 0 { i64::MIN } else { i64::MAX });
+        match (i64::try_from(lo), i64::try_from(hi)) {
+            (Ok(l), Ok(h)) if l <= h => Range {
+                slot,
+                any: ex.is_none_or(|e| i64::try_from(e).is_err()),
+                lo: l,
+                hi: h,
+                ex: ex.map_or(0, clamp),
+            },
+            _ => Range {
+                slot,
+                any: true,
+                lo: 1,
+                hi: 0,
+                ex: 0,
+            },
+        }
+    }
+
+    #[inline(always)]
+    pub fn holds(&self, x: i64) -> bool {
+        (self.lo <= x) & (x <= self.hi) & (self.any | (x != self.ex))
+    }
+}
+
+/// A leading condition `now - field OP v`, false when the field is none or
+/// on overflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Pred {
-    pub src: Src,
+pub(crate) struct Since {
+    pub slot: u16,
+    pub op: CmpOp,
+    pub mask: u8,
+    pub v: i64,
+}
+
+impl Since {
+    #[inline(always)]
+    pub fn holds(&self, now: i64, w: i64) -> bool {
+        let (d, o) = now.overflowing_sub(w);
+        (w != NONE) & !o & (d != NONE) & test_mask(self.mask, d, self.v)
+    }
+
+    /// The same condition at a fixed `now`, as a range of the field.
+    pub fn at(&self, now: i64) -> Range {
+        // now - w within [MIN + 1, MAX] and w != NONE; now - w OP v holds
+        // exactly when w OP' now - v, with OP' the mirrored comparison.
+        let now = i128::from(now);
+        let bounds = (
+            (now - i128::from(i64::MAX)).max(i128::from(i64::MIN) + 1),
+            (now - i128::from(i64::MIN) - 1).min(i128::from(i64::MAX)),
+        );
+        let mirrored = match self.op {
+            CmpOp::Lt => CmpOp::Gt,
+            CmpOp::Le => CmpOp::Ge,
+            CmpOp::Gt => CmpOp::Lt,
+            CmpOp::Ge => CmpOp::Le,
+            op => op,
+        };
+        Range::between(self.slot, mirrored, now - i128::from(self.v), bounds)
+    }
+}
+
+/// A leading condition `history.f OP v` on a history field that does not
+/// depend on `now`; the bytecode leaves register `reg` set to 1 when it
+/// holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HistPred {
+    pub f: HistField,
     pub mask: u8,
     pub v: i64,
     pub reg: u8,
 }
 
-/// The fast form of one segment: `preds[lo..hi]` hold, then the bytecode
-/// from `rest` on runs; when `out` is set, that bytecode only emits these
-/// constant outputs (priority, script, line).
+/// The fast form of one segment: its leading conditions, split by kind
+/// (`hists[h.0..h.1]`, `sinces[s.0..s.1]`, `ranges[r.0..r.1]`), hold; then
+/// the bytecode from `rest` on runs. When `out` is set, that bytecode only
+/// emits these constant outputs (priority, script, line).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Fast {
-    pub lo: u32,
-    pub hi: u32,
+    pub h: (u32, u32),
+    pub s: (u32, u32),
+    pub r: (u32, u32),
     pub rest: u32,
     pub out: Option<(i64, i64, i64)>,
+}
+
+/// The leading conditions of all segments.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Prefixes {
+    pub fast: Vec<Fast>,
+    pub hists: Vec<HistPred>,
+    pub sinces: Vec<Since>,
+    pub ranges: Vec<Range>,
+}
+
+pub(crate) fn sub<T>(v: &[T], r: (u32, u32)) -> &[T] {
+    v.get(r.0 as usize..r.1 as usize).unwrap_or_default()
+}
+
+impl Prefixes {
+    pub fn hists(&self, f: &Fast) -> &[HistPred] {
+        sub(&self.hists, f.h)
+    }
+    pub fn sinces(&self, f: &Fast) -> &[Since] {
+        sub(&self.sinces, f.s)
+    }
+    pub fn ranges(&self, f: &Fast) -> &[Range] {
+        sub(&self.ranges, f.r)
+    }
 }
 
 /// The comparison as a mask over (less, equal, greater).
@@ -230,34 +354,31 @@ fn hist_is_constant(f: HistField) -> bool {
     !matches!(f, HistField::CallsToday | HistField::Calls24h)
 }
 
-/// The leading conditions of every segment, and constant outputs.
-fn prefixes(ops: &[Op], segments: &[Segment]) -> (Vec<Fast>, Vec<Pred>) {
-    let mut preds = Vec::new();
-    let mut fast = Vec::with_capacity(segments.len());
+/// The leading conditions of every segment, and constant outputs. The
+/// leading conditions have no effect but the registers noted, and cannot
+/// fail other than by being false, so they can be checked in any order and
+/// without short-circuit.
+fn prefixes(ops: &[Op], segments: &[Segment]) -> Prefixes {
+    let mut p = Prefixes::default();
     for seg in segments {
-        let lo = preds.len() as u32;
         let code = &ops[seg.start as usize..seg.end as usize];
+        let (mut hists, mut sinces, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
         let mut pc = 0usize;
         loop {
-            let (pred, n) = match code.get(pc..) {
-                Some([Op::RequireFieldCmp { op, slot, v, .. }, ..]) => (
-                    Pred {
-                        src: Src::Field(*slot),
+            match code.get(pc..) {
+                Some([Op::RequireFieldCmp { op, slot, v, .. }, ..]) => {
+                    ranges.push(Range::of(*slot, *op, *v));
+                    pc += 1;
+                }
+                Some([Op::RequireSince { op, slot, v, .. }, ..]) => {
+                    sinces.push(Since {
+                        slot: *slot,
+                        op: *op,
                         mask: cmp_mask(*op),
                         v: *v,
-                        reg: NO_REG,
-                    },
-                    1,
-                ),
-                Some([Op::RequireSince { op, slot, v, .. }, ..]) => (
-                    Pred {
-                        src: Src::Since(*slot),
-                        mask: cmp_mask(*op),
-                        v: *v,
-                        reg: NO_REG,
-                    },
-                    1,
-                ),
+                    });
+                    pc += 1;
+                }
                 Some(
                     [
                         Op::Hist { d, f },
@@ -265,15 +386,15 @@ fn prefixes(ops: &[Op], segments: &[Segment]) -> (Vec<Fast>, Vec<Pred>) {
                         Op::Require { c, .. },
                         ..,
                     ],
-                ) if hist_is_constant(*f) && a == d && d2 == d && c == d => (
-                    Pred {
-                        src: Src::Hist(*f),
+                ) if hist_is_constant(*f) && a == d && d2 == d && c == d => {
+                    hists.push(HistPred {
+                        f: *f,
                         mask: cmp_mask(CmpOp::Eq),
                         v: NONE,
                         reg: *d,
-                    },
-                    3,
-                ),
+                    });
+                    pc += 3;
+                }
                 Some(
                     [
                         Op::Hist { d, f },
@@ -281,33 +402,42 @@ fn prefixes(ops: &[Op], segments: &[Segment]) -> (Vec<Fast>, Vec<Pred>) {
                         Op::Require { c, .. },
                         ..,
                     ],
-                ) if hist_is_constant(*f) && a == d && d2 == d && c == d => (
-                    Pred {
-                        src: Src::Hist(*f),
+                ) if hist_is_constant(*f) && a == d && d2 == d && c == d => {
+                    hists.push(HistPred {
+                        f: *f,
                         mask: cmp_mask(*op),
                         v: *v,
                         reg: *d,
-                    },
-                    3,
-                ),
+                    });
+                    pc += 3;
+                }
                 _ => break,
-            };
-            preds.push(pred);
-            pc += n;
+            }
         }
-        let rest = seg.start + pc as u32;
-        fast.push(Fast {
-            lo,
-            hi: preds.len() as u32,
-            rest,
+        let span = |n: usize, len: usize| ((len - n) as u32, len as u32);
+        let h = span(hists.len(), p.hists.len() + hists.len());
+        let s = span(sinces.len(), p.sinces.len() + sinces.len());
+        let r = span(ranges.len(), p.ranges.len() + ranges.len());
+        p.hists.extend(hists);
+        p.sinces.extend(sinces);
+        p.ranges.extend(ranges);
+        p.fast.push(Fast {
+            h,
+            s,
+            r,
+            rest: seg.start + pc as u32,
             out: constant_outputs(&code[pc..]),
         });
     }
-    (fast, preds)
+    p
 }
 
-/// The outputs of a tail of `const`s ending in `emit`, when it is one.
+/// The outputs of a tail of `const`s ending in `emit`, when it is one; an
+/// empty tail (the end of the policy) passes as `run_segment` does.
 fn constant_outputs(tail: &[Op]) -> Option<(i64, i64, i64)> {
+    if tail.is_empty() {
+        return Some((0, NONE, NONE));
+    }
     let (Op::Emit { prio, script, line }, consts) = tail.split_last()? else {
         return None;
     };
@@ -328,25 +458,36 @@ fn constant_outputs(tail: &[Op]) -> Option<(i64, i64, i64)> {
     Some((get(*prio)?, get(*script)?, get(*line)?))
 }
 
-/// Whether every leading condition of a segment holds. Evaluates them all,
-/// without short-circuit: they have no effects and cannot fail otherwise.
+/// Whether every history condition holds.
 #[inline(always)]
-pub(crate) fn preds_hold(preds: &[Pred], cx: &Ctx) -> bool {
+pub(crate) fn hists_hold(preds: &[HistPred], h: &History) -> bool {
+    preds.iter().fold(true, |ok, p| {
+        ok & test_mask(p.mask, hist_constant(h, p.f), p.v)
+    })
+}
+
+/// Whether every field and since condition holds, evaluated without
+/// short-circuit.
+#[inline(always)]
+pub(crate) fn record_preds_hold(sinces: &[Since], ranges: &[Range], cx: &Ctx) -> bool {
+    let words = cx.rec.words.as_slice();
+    let word = |s: u16| words.get(usize::from(s)).copied().unwrap_or(NONE);
     let mut ok = true;
-    for p in preds {
-        let (x, valid) = match p.src {
-            Src::Field(s) => (
-                cx.rec.words.get(usize::from(s)).copied().unwrap_or(NONE),
-                true,
-            ),
-            Src::Since(s) => {
-                let w = cx.rec.words.get(usize::from(s)).copied().unwrap_or(NONE);
-                let (d, o) = cx.now.overflowing_sub(w);
-                (d, (w != NONE) & !o & (d != NONE))
-            }
-            Src::Hist(f) => (cx.hist_constant(f), true),
-        };
-        ok &= valid & test_mask(p.mask, x, p.v);
+    for p in sinces {
+        ok &= p.holds(cx.now, word(p.slot));
+    }
+    for p in ranges {
+        ok &= p.holds(word(p.slot));
+    }
+    ok
+}
+
+/// Whether every range condition holds, evaluated without short-circuit.
+#[inline(always)]
+pub(crate) fn ranges_hold(ranges: &[Range], words: &[i64]) -> bool {
+    let mut ok = true;
+    for p in ranges {
+        ok &= p.holds(words.get(usize::from(p.slot)).copied().unwrap_or(NONE));
     }
     ok
 }
@@ -424,13 +565,12 @@ pub fn compile(policy: &[Cond], rules: &[RuleIr]) -> Result<Code, String> {
                 }
         )
     });
-    let (fast, preds) = prefixes(&c.ops, &segments);
+    let pre = prefixes(&c.ops, &segments);
     Ok(Code {
         ops: c.ops,
         segments,
         uses_local,
-        fast,
-        preds,
+        pre,
     })
 }
 
@@ -793,6 +933,42 @@ pub fn verify(
     Ok(())
 }
 
+/// Runs one segment: its leading conditions, then the rest of its code.
+#[inline(always)]
+pub(crate) fn run_fast(
+    code: &Code,
+    seg: &Segment,
+    fast: &Fast,
+    cx: &Ctx,
+    local: &mut Option<Result<i64, EvalError>>,
+) -> SegResult {
+    let pre = &code.pre;
+    let hists = pre.hists(fast);
+    if !(hists_hold(hists, cx.hist) & record_preds_hold(pre.sinces(fast), pre.ranges(fast), cx)) {
+        return SegResult::Failed;
+    }
+    match fast.out {
+        Some((prio, script, line)) => SegResult::Fired { prio, script, line },
+        None => run_rest(code, seg, fast, cx, local),
+    }
+}
+
+/// The bytecode of a segment after its leading conditions, which hold.
+#[inline(never)]
+pub(crate) fn run_rest(
+    code: &Code,
+    seg: &Segment,
+    fast: &Fast,
+    cx: &Ctx,
+    local: &mut Option<Result<i64, EvalError>>,
+) -> SegResult {
+    let mut regs = [0i64; NREGS];
+    for p in code.pre.hists(fast) {
+        regs[usize::from(p.reg & MASK)] = 1;
+    }
+    run_segment(code, *seg, fast.rest, cx, local, &mut regs)
+}
+
 /// Runs one segment. Never allocates; every jump is forward, so this loop
 /// runs at most `end - start` times.
 #[inline(always)]
@@ -1112,6 +1288,58 @@ mod tests {
                         op.apply(a, b),
                         "{op:?} {a} {b}"
                     );
+                    assert_eq!(
+                        Range::of(0, op, b).holds(a),
+                        op.apply(a, b),
+                        "{op:?} {a} {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn since_ranges_agree_with_since() {
+        let ops = [
+            CmpOp::Eq,
+            CmpOp::Ne,
+            CmpOp::Lt,
+            CmpOp::Le,
+            CmpOp::Gt,
+            CmpOp::Ge,
+        ];
+        let vals = [
+            i64::MIN,
+            i64::MIN + 1,
+            i64::MIN + 2,
+            -7200,
+            -1,
+            0,
+            1,
+            7200,
+            1_773_000_000,
+            i64::MAX - 1,
+            i64::MAX,
+        ];
+        for op in ops {
+            for v in vals {
+                let s = Since {
+                    slot: 0,
+                    op,
+                    mask: cmp_mask(op),
+                    v,
+                };
+                for now in vals {
+                    let r = s.at(now);
+                    let near = now.saturating_sub(v);
+                    let nears = [near.saturating_sub(1), near, near.saturating_add(1)];
+                    let ws = vals
+                        .iter()
+                        .chain(&nears)
+                        .flat_map(|w| [w.saturating_sub(1), *w, w.saturating_add(1)]);
+                    for w in ws {
+                        assert_eq!(r.holds(w), s.holds(now, w), "{op:?} v={v} now={now} w={w}");
+                    }
                 }
             }
         }

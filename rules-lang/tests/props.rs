@@ -364,6 +364,23 @@ proptest! {
     }
 
     #[test]
+    fn a_batch_decides_as_one_record_at_a_time(seed in any::<u64>()) {
+        let (src, p) = program(seed);
+        let mut g = Gen(seed.rotate_left(11) | 1);
+        let now = BASE + g.below(30 * 86_400) as i64;
+        let records: Vec<Record> = (0..20).map(|_| record(&p, &mut g)).collect();
+        let h = history(&mut g, now);
+        let at = Timestamp::from_second(now).unwrap();
+        let mut seen = 0;
+        p.decide_batch(&records, &h, at, |i, d| {
+            assert_eq!(i, seen);
+            assert_eq!(d, p.decide(&records[i], &h, at), "record {} at {} in\n{}", i, at, src);
+            seen += 1;
+        });
+        prop_assert_eq!(seen, records.len());
+    }
+
+    #[test]
     fn eligible_exactly_inside_the_next_wake_intervals(seed in any::<u64>()) {
         let (src, p) = program(seed);
         let mut g = Gen(seed.rotate_left(29) | 1);
