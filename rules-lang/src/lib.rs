@@ -290,83 +290,156 @@ impl Program {
         mut each: impl FnMut(usize, Decision<'a>),
     ) {
         let now = now.as_second();
-        let code = &self.code;
-        let pre = &code.pre;
-        // Per batch: the history conditions of each segment, and each
-        // `now - field` condition as a range of the field.
-        let mut sinces = [vm::EMPTY_RANGE; 16];
-        if code.segments.len() > 64 || pre.sinces.len() > sinces.len() {
-            for (i, r) in records.iter().enumerate() {
-                each(i, self.decide_at(r, history, now));
+        match self.batch_plan(history, now) {
+            Some(Plan::Never) => {
+                for i in 0..records.len() {
+                    each(i, Decision::NONE);
+                }
             }
-            return;
-        }
-        for (r, s) in sinces.iter_mut().zip(&pre.sinces) {
-            *r = s.at(now);
-        }
-        let mut hist_ok = 0u64;
-        for (i, fast) in pre.fast.iter().enumerate() {
-            hist_ok |= u64::from(vm::hists_hold(pre.hists(fast), history)) << i;
-        }
-        for (i, record) in records.iter().enumerate() {
-            each(
-                i,
-                self.decide_planned(record, history, now, &sinces, hist_ok),
-            );
+            Some(Plan::Segments(plan)) => {
+                for (i, record) in records.iter().enumerate() {
+                    each(i, self.decide_planned(record, history, now, &plan));
+                }
+            }
+            None => {
+                for (i, r) in records.iter().enumerate() {
+                    each(i, self.decide_at(r, history, now));
+                }
+            }
         }
     }
 
-    /// `decide_at` with the history conditions (bit `i` for segment `i`)
-    /// and the `now - field` conditions as ranges given.
+    /// What a batch at `now` with `history` needs to check per record: each
+    /// segment whose history conditions hold, with its record conditions
+    /// as ranges. `None` when the program is too large for the plan.
+    fn batch_plan(&self, history: &History, now: i64) -> Option<Plan<'_>> {
+        let code = &self.code;
+        let pre = &code.pre;
+        let mut plan = BatchPlan {
+            ranges: [vm::EMPTY_RANGE; BATCH_RANGES],
+            nranges: 0,
+            segs: [PlanSeg::default(); BATCH_SEGS],
+            nsegs: 0,
+            gate: false,
+        };
+        for (i, (seg, fast)) in code.segments.iter().zip(&pre.fast).enumerate() {
+            if !vm::hists_hold(pre.hists(fast), history) {
+                if i == 0 {
+                    return Some(Plan::Never);
+                }
+                continue;
+            }
+            let lo = plan.nranges;
+            let resolved = pre.sinces(fast).iter().filter_map(|s| s.at(now));
+            for r in resolved.chain(pre.ranges(fast).iter().copied()) {
+                *plan.ranges.get_mut(plan.nranges)? = r;
+                plan.nranges += 1;
+            }
+            let hi = plan.nranges;
+            // Constant outputs from program texts make the same decision
+            // for every record.
+            let out = fast
+                .out
+                .filter(|&(_, s, l)| (s == NONE || s >= 0) && (l == NONE || l >= 0));
+            if i == 0 {
+                if hi == lo && out.is_some() {
+                    continue;
+                }
+                plan.gate = true;
+            }
+            *plan.segs.get_mut(plan.nsegs)? = PlanSeg {
+                seg: i,
+                lo,
+                hi,
+                out: out.map(|(prio, script, line)| {
+                    let rule = usize::from(seg.rule.unwrap_or(0));
+                    (prio, self.decision_with(None, rule, prio, script, line))
+                }),
+            };
+            plan.nsegs += 1;
+        }
+        Some(Plan::Segments(plan))
+    }
+
+    /// `decide_at` following a batch plan.
     #[inline(always)]
     fn decide_planned<'a>(
         &'a self,
         record: &'a Record,
         history: &History,
         now: i64,
-        sinces: &[vm::Range],
-        hist_ok: u64,
+        plan: &BatchPlan<'a>,
     ) -> Decision<'a> {
-        let cx = Ctx {
-            texts: &self.texts,
-            rec: record,
-            hist: history,
-            zone_slot: self.zone_slot,
-            now,
-        };
-        let code = &self.code;
-        let pre = &code.pre;
         let words = record.words.as_slice();
         let mut local = None;
-        let mut best: Option<(usize, i64, i64, i64)> = None;
-        for (i, (seg, fast)) in code.segments.iter().zip(&pre.fast).enumerate() {
-            let ok = ((hist_ok >> i) & 1 != 0)
-                & vm::ranges_hold(vm::sub(sinces, fast.s), words)
-                & vm::ranges_hold(pre.ranges(fast), words);
-            let res = match (ok, fast.out) {
-                (false, _) => SegResult::Failed,
-                (true, Some((prio, script, line))) => SegResult::Fired { prio, script, line },
-                (true, None) => vm::run_rest(code, seg, fast, &cx, &mut local),
-            };
-            match res {
-                SegResult::Failed if i == 0 => return Decision::NONE,
-                SegResult::Fired { prio, script, line }
-                    if i > 0 && best.is_none_or(|b| prio > b.1) =>
-                {
-                    best = Some((usize::from(seg.rule.unwrap_or(0)), prio, script, line));
+        let mut best: Option<(i64, Best<'a>)> = None;
+        let segs = plan.segs.get(..plan.nsegs).unwrap_or_default();
+        for (k, ps) in segs.iter().enumerate() {
+            let ranges = plan.ranges.get(ps.lo..ps.hi).unwrap_or_default();
+            let holds = vm::ranges_hold(ranges, words);
+            let fired = match (holds, &ps.out) {
+                (false, _) => None,
+                (true, Some((prio, d))) => Some((*prio, Best::Made(*d))),
+                (true, None) => {
+                    let (Some(seg), Some(fast)) = (
+                        self.code.segments.get(ps.seg),
+                        self.code.pre.fast.get(ps.seg),
+                    ) else {
+                        return Decision::NONE;
+                    };
+                    let cx = Ctx {
+                        texts: &self.texts,
+                        rec: record,
+                        hist: history,
+                        zone_slot: self.zone_slot,
+                        now,
+                    };
+                    match vm::run_rest(&self.code, seg, fast, &cx, &mut local) {
+                        SegResult::Failed => None,
+                        SegResult::Fired { prio, script, line } => {
+                            let rule = usize::from(seg.rule.unwrap_or(0));
+                            Some((prio, Best::Outputs(rule, script, line)))
+                        }
+                    }
                 }
-                _ => {}
+            };
+            if k == 0 && plan.gate {
+                if fired.is_none() {
+                    return Decision::NONE;
+                }
+                continue;
+            }
+            if let Some((prio, b)) = fired
+                && best.as_ref().is_none_or(|(p, _)| prio > *p)
+            {
+                best = Some((prio, b));
             }
         }
         match best {
             None => Decision::NONE,
-            Some((i, prio, script, line)) => self.decision(record, i, prio, script, line),
+            Some((_, Best::Made(d))) => d,
+            Some((prio, Best::Outputs(i, script, line))) => {
+                self.decision(record, i, prio, script, line)
+            }
         }
     }
 
     fn decision<'a>(
         &'a self,
         rec: &'a Record,
+        i: usize,
+        prio: i64,
+        script: i64,
+        line: i64,
+    ) -> Decision<'a> {
+        self.decision_with(Some(rec), i, prio, script, line)
+    }
+
+    /// The decision for rule `i` with these outputs; text references to a
+    /// record need `rec`.
+    fn decision_with<'a>(
+        &'a self,
+        rec: Option<&'a Record>,
         i: usize,
         prio: i64,
         script: i64,
@@ -381,7 +454,7 @@ impl Program {
                     .and_then(|i| self.texts.get(i))
                     .map(String::as_str)
             } else {
-                rec.text(-(v + 2))
+                rec.and_then(|r| r.text(-(v + 2)))
             }
         };
         let rule = self.rules.get(i);
@@ -599,6 +672,45 @@ fn reference_rule(r: &RuleIr, cx: &Ctx) -> Result<(i64, i64, i64), EvalError> {
         None => NONE,
     };
     Ok((prio, script, line))
+}
+
+/// Most ranges and segments a batch plan holds; larger programs are
+/// decided record by record.
+const BATCH_RANGES: usize = 64;
+const BATCH_SEGS: usize = 16;
+
+enum Plan<'a> {
+    /// The policy fails for every record.
+    Never,
+    Segments(BatchPlan<'a>),
+}
+
+/// The per-record work of a batch: `segs[..nsegs]`, each with its ranges
+/// in `ranges[lo..hi]`. When `gate` is set the first is the policy.
+struct BatchPlan<'a> {
+    ranges: [vm::Range; BATCH_RANGES],
+    nranges: usize,
+    segs: [PlanSeg<'a>; BATCH_SEGS],
+    nsegs: usize,
+    gate: bool,
+}
+
+#[derive(Clone, Copy, Default)]
+struct PlanSeg<'a> {
+    /// Index of the segment in the code.
+    seg: usize,
+    lo: usize,
+    hi: usize,
+    /// The priority and decision, when the outputs are constant.
+    out: Option<(i64, Decision<'a>)>,
+}
+
+/// The best rule so far in a batch: a decision made in advance, or rule
+/// outputs.
+#[derive(Clone, Copy)]
+enum Best<'a> {
+    Made(Decision<'a>),
+    Outputs(usize, i64, i64),
 }
 
 /// Marker for "a condition was false" in `reference_rule`.

@@ -171,30 +171,28 @@ pub struct Code {
     pub(crate) pre: Prefixes,
 }
 
-/// A leading condition on a record word: it holds when the word `x` has
-/// `lo <= x <= hi` and, unless `any`, `x != ex`. An empty range has
-/// `lo > hi`.
+/// A leading condition on a record word: it holds when the word `x` is
+/// in `[lo, lo + span]` and is not `ex`. A condition that holds for every
+/// word has no `Range`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Range {
     pub slot: u16,
-    pub any: bool,
     pub lo: i64,
-    pub hi: i64,
+    pub span: u64,
     pub ex: i64,
 }
 
 /// A range no word is in.
 pub(crate) const EMPTY_RANGE: Range = Range {
     slot: 0,
-    any: true,
-    lo: 1,
-    hi: 0,
+    lo: 0,
+    span: 0,
     ex: 0,
 };
 
 impl Range {
-    /// The words `x` with `x OP v`.
-    fn of(slot: u16, op: CmpOp, v: i64) -> Range {
+    /// The words `x` with `x OP v`; `None` when that is every word.
+    fn of(slot: u16, op: CmpOp, v: i64) -> Option<Range> {
         Range::between(
             slot,
             op,
@@ -204,8 +202,8 @@ impl Range {
     }
 
     /// The words `x` within `[bounds.0, bounds.1]` with `x OP v`, all
-    /// computed without overflow.
-    fn between(slot: u16, op: CmpOp, v: i128, bounds: (i128, i128)) -> Range {
+    /// computed without overflow; `None` when that is every word.
+    fn between(slot: u16, op: CmpOp, v: i128, bounds: (i128, i128)) -> Option<Range> {
         let (mut lo, mut hi) = bounds;
         let mut ex = None;
         match op {
@@ -219,28 +217,51 @@ impl Range {
             CmpOp::Gt => lo = lo.max(v + 1),
             CmpOp::Ge => lo = lo.max(v),
         }
-        let clamp = |x: i128| i64::try_from(x).unwrap_or(if x < 0 { i64::MIN } else { i64::MAX });
-        match (i64::try_from(lo), i64::try_from(hi)) {
-            (Ok(l), Ok(h)) if l <= h => Range {
-                slot,
-                any: ex.is_none_or(|e| i64::try_from(e).is_err()),
-                lo: l,
-                hi: h,
-                ex: ex.map_or(0, clamp),
-            },
-            _ => Range {
-                slot,
-                any: true,
-                lo: 1,
-                hi: 0,
-                ex: 0,
-            },
+        let (min, max) = (i128::from(i64::MIN), i128::from(i64::MAX));
+        lo = lo.max(min);
+        hi = hi.min(max);
+        // An excluded end shrinks the range.
+        match ex {
+            Some(e) if e == lo => {
+                lo += 1;
+                ex = None;
+            }
+            Some(e) if e == hi => {
+                hi -= 1;
+                ex = None;
+            }
+            Some(e) if e < lo || e > hi => ex = None,
+            _ => {}
         }
+        let empty = Range {
+            slot,
+            ..EMPTY_RANGE
+        };
+        if lo > hi {
+            return Some(empty);
+        }
+        // Without an exclusion, exclude a word outside the range.
+        let ex = match ex {
+            Some(e) => e,
+            None if lo > min => lo - 1,
+            None if hi < max => hi + 1,
+            None => return None,
+        };
+        let (Ok(l), Ok(h), Ok(e)) = (i64::try_from(lo), i64::try_from(hi), i64::try_from(ex))
+        else {
+            return Some(empty);
+        };
+        Some(Range {
+            slot,
+            lo: l,
+            span: h.wrapping_sub(l) as u64,
+            ex: e,
+        })
     }
 
     #[inline(always)]
     pub fn holds(&self, x: i64) -> bool {
-        (self.lo <= x) & (x <= self.hi) & (self.any | (x != self.ex))
+        ((x.wrapping_sub(self.lo) as u64) <= self.span) & (x != self.ex)
     }
 }
 
@@ -261,8 +282,9 @@ impl Since {
         (w != NONE) & !o & (d != NONE) & test_mask(self.mask, d, self.v)
     }
 
-    /// The same condition at a fixed `now`, as a range of the field.
-    pub fn at(&self, now: i64) -> Range {
+    /// The same condition at a fixed `now`, as a range of the field;
+    /// `None` when it holds for every word.
+    pub fn at(&self, now: i64) -> Option<Range> {
         // now - w within [MIN + 1, MAX] and w != NONE; now - w OP v holds
         // exactly when w OP' now - v, with OP' the mirrored comparison.
         let now = i128::from(now);
@@ -367,7 +389,7 @@ fn prefixes(ops: &[Op], segments: &[Segment]) -> Prefixes {
         loop {
             match code.get(pc..) {
                 Some([Op::RequireFieldCmp { op, slot, v, .. }, ..]) => {
-                    ranges.push(Range::of(*slot, *op, *v));
+                    ranges.extend(Range::of(*slot, *op, *v));
                     pc += 1;
                 }
                 Some([Op::RequireSince { op, slot, v, .. }, ..]) => {
@@ -1289,7 +1311,7 @@ mod tests {
                         "{op:?} {a} {b}"
                     );
                     assert_eq!(
-                        Range::of(0, op, b).holds(a),
+                        Range::of(0, op, b).is_none_or(|r| r.holds(a)),
                         op.apply(a, b),
                         "{op:?} {a} {b}"
                     );
@@ -1338,7 +1360,11 @@ mod tests {
                         .chain(&nears)
                         .flat_map(|w| [w.saturating_sub(1), *w, w.saturating_add(1)]);
                     for w in ws {
-                        assert_eq!(r.holds(w), s.holds(now, w), "{op:?} v={v} now={now} w={w}");
+                        assert_eq!(
+                            r.is_none_or(|r| r.holds(w)),
+                            s.holds(now, w),
+                            "{op:?} v={v} now={now} w={w}"
+                        );
                     }
                 }
             }
