@@ -255,20 +255,20 @@ impl Program {
         };
         let code = &self.code;
         let mut local = None;
-        let mut segs = code.segments.iter().zip(&code.pre.fast);
-        let Some((seg, fast)) = segs.next() else {
-            return Decision::NONE;
-        };
-        if vm::run_fast(code, seg, fast, &cx, &mut local) == SegResult::Failed {
+        if code.segments.is_empty() {
             return Decision::NONE;
         }
+        // Segment 0 is the policy; the others are the rules.
         let mut best: Option<(usize, i64, i64, i64)> = None;
-        for (seg, fast) in segs {
-            if let SegResult::Fired { prio, script, line } =
-                vm::run_fast(code, seg, fast, &cx, &mut local)
-                && best.is_none_or(|b| prio > b.1)
-            {
-                best = Some((usize::from(seg.rule.unwrap_or(0)), prio, script, line));
+        for (i, (seg, fast)) in code.segments.iter().zip(&code.pre.fast).enumerate() {
+            match vm::run_fast(code, seg, fast, &cx, &mut local) {
+                SegResult::Failed if i == 0 => return Decision::NONE,
+                SegResult::Fired { prio, script, line }
+                    if i > 0 && best.is_none_or(|b| prio > b.1) =>
+                {
+                    best = Some((usize::from(seg.rule.unwrap_or(0)), prio, script, line));
+                }
+                _ => {}
             }
         }
         match best {
@@ -329,13 +329,44 @@ impl Program {
                 }
                 continue;
             }
+            // Plain ranges first, one per slot, then ranges with an
+            // excluded word.
             let lo = plan.nranges;
-            let resolved = pre.sinces(fast).iter().filter_map(|s| s.at(now));
-            for r in resolved.chain(pre.ranges(fast).iter().copied()) {
+            let all = || {
+                let resolved = pre.sinces(fast).iter().filter_map(|s| s.at(now));
+                resolved.chain(pre.ranges(fast).iter().copied())
+            };
+            let mut never = false;
+            for r in all().filter(vm::Range::is_plain) {
+                let same = plan
+                    .ranges
+                    .get_mut(lo..plan.nranges)?
+                    .iter_mut()
+                    .find(|q| q.slot == r.slot);
+                match same {
+                    Some(q) => *q = q.intersect(&r),
+                    None => {
+                        *plan.ranges.get_mut(plan.nranges)? = r;
+                        plan.nranges += 1;
+                    }
+                }
+            }
+            let mid = plan.nranges;
+            for r in all().filter(|r| !r.is_plain()) {
                 *plan.ranges.get_mut(plan.nranges)? = r;
                 plan.nranges += 1;
             }
             let hi = plan.nranges;
+            for r in plan.ranges.get(lo..hi)? {
+                never |= r.is_empty();
+            }
+            if never {
+                plan.nranges = lo;
+                if i == 0 {
+                    return Some(Plan::Never);
+                }
+                continue;
+            }
             // Constant outputs from program texts make the same decision
             // for every record.
             let out = fast
@@ -350,6 +381,7 @@ impl Program {
             *plan.segs.get_mut(plan.nsegs)? = PlanSeg {
                 seg: i,
                 lo,
+                mid,
                 hi,
                 out: out.map(|(prio, script, line)| {
                     let rule = usize::from(seg.rule.unwrap_or(0));
@@ -375,8 +407,9 @@ impl Program {
         let mut best: Option<(i64, Best<'a>)> = None;
         let segs = plan.segs.get(..plan.nsegs).unwrap_or_default();
         for (k, ps) in segs.iter().enumerate() {
-            let ranges = plan.ranges.get(ps.lo..ps.hi).unwrap_or_default();
-            let holds = vm::ranges_hold(ranges, words);
+            let plain = plan.ranges.get(ps.lo..ps.mid).unwrap_or_default();
+            let other = plan.ranges.get(ps.mid..ps.hi).unwrap_or_default();
+            let holds = vm::spans_hold(plain, words) & vm::ranges_hold(other, words);
             let fired = match (holds, &ps.out) {
                 (false, _) => None,
                 (true, Some((prio, d))) => Some((*prio, Best::Made(*d))),
@@ -424,6 +457,7 @@ impl Program {
         }
     }
 
+    #[inline]
     fn decision<'a>(
         &'a self,
         rec: &'a Record,
@@ -699,7 +733,9 @@ struct BatchPlan<'a> {
 struct PlanSeg<'a> {
     /// Index of the segment in the code.
     seg: usize,
+    /// Plain ranges in `lo..mid`, ranges with an excluded word in `mid..hi`.
     lo: usize,
+    mid: usize,
     hi: usize,
     /// The priority and decision, when the outputs are constant.
     out: Option<(i64, Decision<'a>)>,

@@ -261,7 +261,46 @@ impl Range {
 
     #[inline(always)]
     pub fn holds(&self, x: i64) -> bool {
-        ((x.wrapping_sub(self.lo) as u64) <= self.span) & (x != self.ex)
+        self.spans(x) & (x != self.ex)
+    }
+
+    /// Whether `x` is in `[lo, lo + span]`, ignoring the exclusion.
+    #[inline(always)]
+    pub fn spans(&self, x: i64) -> bool {
+        (x.wrapping_sub(self.lo) as u64) <= self.span
+    }
+
+    /// Whether no word is in the range.
+    pub fn is_empty(&self) -> bool {
+        self.span == 0 && self.ex == self.lo
+    }
+
+    /// Whether the excluded word is outside `[lo, lo + span]`, so that
+    /// [`Range::spans`] decides alone.
+    pub fn is_plain(&self) -> bool {
+        !self.spans(self.ex)
+    }
+
+    /// The intersection of two plain ranges of the same slot, plain or
+    /// empty.
+    pub fn intersect(&self, other: &Range) -> Range {
+        let hi = |r: &Range| i128::from(r.lo) + i128::from(r.span);
+        let lo = i128::from(self.lo.max(other.lo));
+        let hi = hi(self).min(hi(other));
+        let min = i128::from(i64::MIN);
+        let max = i128::from(i64::MAX);
+        match (i64::try_from(lo), i64::try_from(hi)) {
+            (Ok(l), Ok(h)) if l <= h && (lo > min || hi < max) => Range {
+                slot: self.slot,
+                lo: l,
+                span: h.wrapping_sub(l) as u64,
+                ex: if lo > min { l - 1 } else { h + 1 },
+            },
+            _ => Range {
+                slot: self.slot,
+                ..EMPTY_RANGE
+            },
+        }
     }
 }
 
@@ -483,9 +522,11 @@ fn constant_outputs(tail: &[Op]) -> Option<(i64, i64, i64)> {
 /// Whether every history condition holds.
 #[inline(always)]
 pub(crate) fn hists_hold(preds: &[HistPred], h: &History) -> bool {
-    preds.iter().fold(true, |ok, p| {
-        ok & test_mask(p.mask, hist_constant(h, p.f), p.v)
-    })
+    let mut ok = true;
+    for p in preds {
+        ok &= test_mask(p.mask, hist_constant(h, p.f), p.v);
+    }
+    ok
 }
 
 /// Whether every field and since condition holds, evaluated without
@@ -500,6 +541,17 @@ pub(crate) fn record_preds_hold(sinces: &[Since], ranges: &[Range], cx: &Ctx) ->
     }
     for p in ranges {
         ok &= p.holds(word(p.slot));
+    }
+    ok
+}
+
+/// Whether every plain range holds (exclusions ignored), evaluated
+/// without short-circuit.
+#[inline(always)]
+pub(crate) fn spans_hold(ranges: &[Range], words: &[i64]) -> bool {
+    let mut ok = true;
+    for p in ranges {
+        ok &= p.spans(words.get(usize::from(p.slot)).copied().unwrap_or(NONE));
     }
     ok
 }
@@ -1315,6 +1367,41 @@ mod tests {
                         op.apply(a, b),
                         "{op:?} {a} {b}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn intersections_hold_where_both_ranges_do() {
+        let ops = [
+            CmpOp::Eq,
+            CmpOp::Lt,
+            CmpOp::Le,
+            CmpOp::Gt,
+            CmpOp::Ge,
+            CmpOp::Ne,
+        ];
+        let vals = [i64::MIN, i64::MIN + 1, -3, 0, 2, 5, i64::MAX - 1, i64::MAX];
+        let ranges: Vec<Range> = ops
+            .iter()
+            .flat_map(|op| vals.iter().filter_map(|v| Range::of(0, *op, *v)))
+            .filter(Range::is_plain)
+            .collect();
+        for a in &ranges {
+            for b in &ranges {
+                let c = a.intersect(b);
+                assert!(c.is_plain() || c.is_empty());
+                for x in vals
+                    .iter()
+                    .flat_map(|x| [x.saturating_sub(1), *x, x.saturating_add(1)])
+                {
+                    assert_eq!(
+                        !c.is_empty() && c.spans(x),
+                        a.holds(x) && b.holds(x),
+                        "{a:?} {b:?} {x}"
+                    );
+                    assert!(!c.is_empty() || !c.holds(x));
                 }
             }
         }
