@@ -52,21 +52,25 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Calls placed on the local day of `now`, given the local time at
+    /// `now`.
+    pub fn calls_today(&self, local_now: i64) -> Result<i64, EvalError> {
+        let tz = self.zone()?;
+        let day = local_now.div_euclid(DAY);
+        let mut n = 0;
+        for &c in self.hist.recent_calls() {
+            if c <= self.now && local_seconds(tz, c)?.div_euclid(DAY) == day {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     pub fn hist(&self, f: HistField) -> Result<i64, EvalError> {
         let h = self.hist;
         let now = self.now;
         Ok(match f {
-            HistField::CallsToday => {
-                let tz = self.zone()?;
-                let day = local_seconds(tz, now)?.div_euclid(DAY);
-                let mut n = 0;
-                for &c in h.recent_calls() {
-                    if c <= now && local_seconds(tz, c)?.div_euclid(DAY) == day {
-                        n += 1;
-                    }
-                }
-                n
-            }
+            HistField::CallsToday => self.calls_today(self.local_at(now)?)?,
             HistField::Calls24h => h
                 .recent_calls()
                 .iter()

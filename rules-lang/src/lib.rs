@@ -291,12 +291,12 @@ impl Program {
     ) {
         let now = now.as_second();
         match self.batch_plan(history, now) {
-            Some(Plan::Never) => {
+            Some(plan) if plan.never => {
                 for i in 0..records.len() {
                     each(i, Decision::NONE);
                 }
             }
-            Some(Plan::Segments(plan)) => {
+            Some(plan) => {
                 for (i, record) in records.iter().enumerate() {
                     each(i, self.decide_planned(record, history, now, &plan));
                 }
@@ -312,10 +312,11 @@ impl Program {
     /// What a batch at `now` with `history` needs to check per record: each
     /// segment whose history conditions hold, with its record conditions
     /// as ranges. `None` when the program is too large for the plan.
-    fn batch_plan(&self, history: &History, now: i64) -> Option<Plan<'_>> {
+    fn batch_plan(&self, history: &History, now: i64) -> Option<BatchPlan<'_>> {
         let code = &self.code;
         let pre = &code.pre;
         let mut plan = BatchPlan {
+            never: false,
             ranges: [vm::EMPTY_RANGE; BATCH_RANGES],
             nranges: 0,
             segs: [PlanSeg::default(); BATCH_SEGS],
@@ -325,7 +326,8 @@ impl Program {
         for (i, (seg, fast)) in code.segments.iter().zip(&pre.fast).enumerate() {
             if !vm::hists_hold(pre.hists(fast), history) {
                 if i == 0 {
-                    return Some(Plan::Never);
+                    plan.never = true;
+                    return Some(plan);
                 }
                 continue;
             }
@@ -363,7 +365,8 @@ impl Program {
             if never {
                 plan.nranges = lo;
                 if i == 0 {
-                    return Some(Plan::Never);
+                    plan.never = true;
+                    return Some(plan);
                 }
                 continue;
             }
@@ -390,7 +393,7 @@ impl Program {
             };
             plan.nsegs += 1;
         }
-        Some(Plan::Segments(plan))
+        Some(plan)
     }
 
     /// `decide_at` following a batch plan.
@@ -713,15 +716,11 @@ fn reference_rule(r: &RuleIr, cx: &Ctx) -> Result<(i64, i64, i64), EvalError> {
 const BATCH_RANGES: usize = 64;
 const BATCH_SEGS: usize = 16;
 
-enum Plan<'a> {
-    /// The policy fails for every record.
-    Never,
-    Segments(BatchPlan<'a>),
-}
-
 /// The per-record work of a batch: `segs[..nsegs]`, each with its ranges
 /// in `ranges[lo..hi]`. When `gate` is set the first is the policy.
 struct BatchPlan<'a> {
+    /// The policy fails for every record.
+    never: bool,
     ranges: [vm::Range; BATCH_RANGES],
     nranges: usize,
     segs: [PlanSeg<'a>; BATCH_SEGS],

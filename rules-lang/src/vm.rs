@@ -1095,6 +1095,13 @@ pub(crate) fn run_segment(
                 let l = *local.get_or_insert_with(|| cx.local_at(cx.now));
                 reg!(d) = (tryv!(l).div_euclid(DAY) + 3).rem_euclid(7);
             }
+            Op::Hist {
+                d,
+                f: HistField::CallsToday,
+            } => {
+                let l = *local.get_or_insert_with(|| cx.local_at(cx.now));
+                reg!(d) = tryv!(cx.calls_today(tryv!(l)));
+            }
             Op::Hist { d, f } => reg!(d) = tryv!(cx.hist(f)),
             Op::Not { d, a } => reg!(d) = i64::from(reg!(a) == 0),
             Op::Neg { d, a } => reg!(d) = tryv!(reg!(a).checked_neg().ok_or(EvalError::Overflow)),
