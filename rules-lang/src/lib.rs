@@ -296,6 +296,24 @@ impl Program {
                     each(i, Decision::NONE);
                 }
             }
+            Some(plan) if plan.by_rank => {
+                let plain = plan.flat.get(..plan.nplain).unwrap_or_default();
+                let other = plan.flat.get(plan.nplain..plan.nflat).unwrap_or_default();
+                let all = (1u64 << plan.nsegs) - 1;
+                for (i, record) in records.iter().enumerate() {
+                    let words = record.words.as_slice();
+                    let ok = !vm::failing_tags(plain, other, words) & all;
+                    let d = match ok {
+                        0 => Decision::NONE,
+                        _ => plan
+                            .ranked
+                            .get(ok.trailing_zeros() as usize)
+                            .copied()
+                            .unwrap_or(Decision::NONE),
+                    };
+                    each(i, d);
+                }
+            }
             Some(plan) => {
                 for (i, record) in records.iter().enumerate() {
                     each(i, self.decide_planned(record, history, now, &plan));
@@ -319,6 +337,11 @@ impl Program {
             never: false,
             ranges: [vm::EMPTY_RANGE; BATCH_RANGES],
             nranges: 0,
+            flat: [vm::EMPTY_RANGE; BATCH_RANGES],
+            nplain: 0,
+            nflat: 0,
+            by_rank: false,
+            ranked: [Decision::NONE; BATCH_SEGS],
             segs: [PlanSeg::default(); BATCH_SEGS],
             nsegs: 0,
             gate: false,
@@ -393,6 +416,40 @@ impl Program {
             };
             plan.nsegs += 1;
         }
+        // When every segment is a rule with constant outputs, tag them by
+        // rank (highest priority first, then file order): the first rank
+        // whose ranges all hold wins.
+        let segs = plan.segs.get(..plan.nsegs)?;
+        let mut rank: [usize; BATCH_SEGS] = std::array::from_fn(|k| k);
+        if !plan.gate && segs.iter().all(|ps| ps.out.is_some()) {
+            let prio = |k: usize| segs.get(k).and_then(|ps| ps.out).map_or(0, |o| o.0);
+            let mut order: Vec<usize> = (0..plan.nsegs).collect();
+            order.sort_by_key(|&k| (std::cmp::Reverse(prio(k)), k));
+            for (r, &k) in order.iter().enumerate() {
+                *rank.get_mut(k)? = r;
+                *plan.ranked.get_mut(r)? = segs.get(k)?.out.map_or(Decision::NONE, |o| o.1);
+            }
+            plan.by_rank = true;
+        }
+        // All plain ranges, then all others, each tagged with its segment
+        // (or its rank).
+        for k in 0..plan.nsegs {
+            let ps = *plan.segs.get(k)?;
+            let k = if plan.by_rank { *rank.get(k)? } else { k };
+            for r in plan.ranges.get(ps.lo..ps.mid)? {
+                *plan.flat.get_mut(plan.nplain)? = vm::Range { tag: k as u8, ..*r };
+                plan.nplain += 1;
+            }
+        }
+        plan.nflat = plan.nplain;
+        for k in 0..plan.nsegs {
+            let ps = *plan.segs.get(k)?;
+            let k = if plan.by_rank { *rank.get(k)? } else { k };
+            for r in plan.ranges.get(ps.mid..ps.hi)? {
+                *plan.flat.get_mut(plan.nflat)? = vm::Range { tag: k as u8, ..*r };
+                plan.nflat += 1;
+            }
+        }
         Some(plan)
     }
 
@@ -409,10 +466,11 @@ impl Program {
         let mut local = None;
         let mut best: Option<(i64, Best<'a>)> = None;
         let segs = plan.segs.get(..plan.nsegs).unwrap_or_default();
+        let plain = plan.flat.get(..plan.nplain).unwrap_or_default();
+        let other = plan.flat.get(plan.nplain..plan.nflat).unwrap_or_default();
+        let fail = vm::failing_tags(plain, other, words);
         for (k, ps) in segs.iter().enumerate() {
-            let plain = plan.ranges.get(ps.lo..ps.mid).unwrap_or_default();
-            let other = plan.ranges.get(ps.mid..ps.hi).unwrap_or_default();
-            let holds = vm::spans_hold(plain, words) & vm::ranges_hold(other, words);
+            let holds = (fail >> k) & 1 == 0;
             let fired = match (holds, &ps.out) {
                 (false, _) => None,
                 (true, Some((prio, d))) => Some((*prio, Best::Made(*d))),
@@ -723,6 +781,14 @@ struct BatchPlan<'a> {
     never: bool,
     ranges: [vm::Range; BATCH_RANGES],
     nranges: usize,
+    /// The same ranges tagged with their segment's position in `segs`:
+    /// the plain ones in `..nplain`, the others in `nplain..nflat`.
+    flat: [vm::Range; BATCH_RANGES],
+    nplain: usize,
+    nflat: usize,
+    /// Set when the tags are ranks: `ranked[r]` is the decision of rank `r`.
+    by_rank: bool,
+    ranked: [Decision<'a>; BATCH_SEGS],
     segs: [PlanSeg<'a>; BATCH_SEGS],
     nsegs: usize,
     gate: bool,

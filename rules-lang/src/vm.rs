@@ -177,6 +177,8 @@ pub struct Code {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Range {
     pub slot: u16,
+    /// Free for the user of the range: a batch plan's segment number.
+    pub tag: u8,
     pub lo: i64,
     pub span: u64,
     pub ex: i64,
@@ -185,6 +187,7 @@ pub(crate) struct Range {
 /// A range no word is in.
 pub(crate) const EMPTY_RANGE: Range = Range {
     slot: 0,
+    tag: 0,
     lo: 0,
     span: 0,
     ex: 0,
@@ -253,6 +256,7 @@ impl Range {
         };
         Some(Range {
             slot,
+            tag: 0,
             lo: l,
             span: h.wrapping_sub(l) as u64,
             ex: e,
@@ -292,6 +296,7 @@ impl Range {
         match (i64::try_from(lo), i64::try_from(hi)) {
             (Ok(l), Ok(h)) if l <= h && (lo > min || hi < max) => Range {
                 slot: self.slot,
+                tag: self.tag,
                 lo: l,
                 span: h.wrapping_sub(l) as u64,
                 ex: if lo > min { l - 1 } else { h + 1 },
@@ -545,25 +550,19 @@ pub(crate) fn record_preds_hold(sinces: &[Since], ranges: &[Range], cx: &Ctx) ->
     ok
 }
 
-/// Whether every plain range holds (exclusions ignored), evaluated
-/// without short-circuit.
+/// The tags of the ranges that do not hold, as bits; plain ranges are
+/// checked without their exclusion.
 #[inline(always)]
-pub(crate) fn spans_hold(ranges: &[Range], words: &[i64]) -> bool {
-    let mut ok = true;
-    for p in ranges {
-        ok &= p.spans(words.get(usize::from(p.slot)).copied().unwrap_or(NONE));
+pub(crate) fn failing_tags(plain: &[Range], other: &[Range], words: &[i64]) -> u64 {
+    let word = |s: u16| words.get(usize::from(s)).copied().unwrap_or(NONE);
+    let mut fail = 0u64;
+    for p in plain {
+        fail |= u64::from(!p.spans(word(p.slot))) << (p.tag & 63);
     }
-    ok
-}
-
-/// Whether every range condition holds, evaluated without short-circuit.
-#[inline(always)]
-pub(crate) fn ranges_hold(ranges: &[Range], words: &[i64]) -> bool {
-    let mut ok = true;
-    for p in ranges {
-        ok &= p.holds(words.get(usize::from(p.slot)).copied().unwrap_or(NONE));
+    for p in other {
+        fail |= u64::from(!p.holds(word(p.slot))) << (p.tag & 63);
     }
-    ok
+    fail
 }
 
 /// The outcome of running one rule segment.
