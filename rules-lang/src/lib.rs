@@ -254,6 +254,17 @@ impl Program {
             now,
         };
         let code = &self.code;
+        if let Some(sm) = &code.simple {
+            let fail = vm::simple_failures(sm, record.words.as_slice(), history, now);
+            let ok = !fail & ((1u64 << sm.ranked.len()) - 1);
+            if (fail >> vm::POLICY_BIT) & 1 != 0 || ok == 0 {
+                return Decision::NONE;
+            }
+            return match sm.ranked.get(ok.trailing_zeros() as usize) {
+                Some(&(i, prio, script, line)) => self.decision(record, i, prio, script, line),
+                None => Decision::NONE,
+            };
+        }
         let mut local = None;
         if code.segments.is_empty() {
             return Decision::NONE;

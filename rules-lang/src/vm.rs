@@ -169,6 +169,8 @@ pub struct Code {
     /// (never fail otherwise), checked without branching before the rest
     /// of the segment runs. Derived from `ops` by [`prefixes`].
     pub(crate) pre: Prefixes,
+    /// Set when the whole program is leading conditions with fixed outputs.
+    pub(crate) simple: Option<Simple>,
 }
 
 /// A leading condition on a record word: it holds when the word `x` is
@@ -316,6 +318,8 @@ pub(crate) struct Since {
     pub slot: u16,
     pub op: CmpOp,
     pub mask: u8,
+    /// Free for the user: the segment's bit in [`Simple`].
+    pub tag: u8,
     pub v: i64,
 }
 
@@ -356,6 +360,8 @@ pub(crate) struct HistPred {
     pub mask: u8,
     pub v: i64,
     pub reg: u8,
+    /// Free for the user: the segment's bit in [`Simple`].
+    pub tag: u8,
 }
 
 /// The fast form of one segment: its leading conditions, split by kind
@@ -394,6 +400,75 @@ impl Prefixes {
     pub fn ranges(&self, f: &Fast) -> &[Range] {
         sub(&self.ranges, f.r)
     }
+}
+
+/// A program whose every segment is made of leading conditions only, with
+/// fixed outputs: it is decided in one pass that sets a failure bit per
+/// segment. Bit [`POLICY_BIT`] is the policy; rule segments have bits by
+/// rank (highest priority first, then file order), so the lowest clear
+/// bit is the winner.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Simple {
+    pub hists: Vec<HistPred>,
+    pub sinces: Vec<Since>,
+    /// Ranges whose excluded word lies outside them, then the others.
+    pub plain: Vec<Range>,
+    pub other: Vec<Range>,
+    /// The rule index and outputs (priority, script, line) of each rank.
+    pub ranked: Vec<(usize, i64, i64, i64)>,
+}
+
+pub(crate) const POLICY_BIT: u8 = 63;
+
+fn simple(segments: &[Segment], pre: &Prefixes) -> Option<Simple> {
+    if segments.is_empty() || segments.len() > usize::from(POLICY_BIT) {
+        return None;
+    }
+    let outs: Vec<(i64, i64, i64)> = pre.fast.iter().map(|f| f.out).collect::<Option<_>>()?;
+    let prio = |k: usize| outs.get(k).map_or(0, |o| o.0);
+    let mut order: Vec<usize> = (1..segments.len()).collect();
+    order.sort_by_key(|&k| (std::cmp::Reverse(prio(k)), k));
+    let mut tags = vec![POLICY_BIT; segments.len()];
+    let mut ranked = Vec::with_capacity(order.len());
+    for (r, &k) in order.iter().enumerate() {
+        *tags.get_mut(k)? = r as u8;
+        let (p, script, line) = *outs.get(k)?;
+        let rule = usize::from(segments.get(k)?.rule?);
+        ranked.push((rule, p, script, line));
+    }
+    let mut sm = Simple {
+        ranked,
+        ..Simple::default()
+    };
+    for (fast, &tag) in pre.fast.iter().zip(&tags) {
+        sm.hists
+            .extend(pre.hists(fast).iter().map(|h| HistPred { tag, ..*h }));
+        sm.sinces
+            .extend(pre.sinces(fast).iter().map(|h| Since { tag, ..*h }));
+        for r in pre.ranges(fast) {
+            let r = Range { tag, ..*r };
+            if r.is_plain() {
+                sm.plain.push(r);
+            } else {
+                sm.other.push(r);
+            }
+        }
+    }
+    Some(sm)
+}
+
+/// The failure bits of a [`Simple`] program for one record.
+#[inline(always)]
+pub(crate) fn simple_failures(sm: &Simple, words: &[i64], h: &History, now: i64) -> u64 {
+    let word = |s: u16| words.get(usize::from(s)).copied().unwrap_or(NONE);
+    let mut fail = 0u64;
+    for p in &sm.hists {
+        fail |= u64::from(!test_mask(p.mask, hist_constant(h, p.f), p.v)) << (p.tag & 63);
+    }
+    for p in &sm.sinces {
+        fail |= u64::from(!p.holds(now, word(p.slot))) << (p.tag & 63);
+    }
+    fail | failing_tags(&sm.plain, &sm.other, words)
 }
 
 /// The comparison as a mask over (less, equal, greater).
@@ -441,6 +516,7 @@ fn prefixes(ops: &[Op], segments: &[Segment]) -> Prefixes {
                         slot: *slot,
                         op: *op,
                         mask: cmp_mask(*op),
+                        tag: 0,
                         v: *v,
                     });
                     pc += 1;
@@ -458,6 +534,7 @@ fn prefixes(ops: &[Op], segments: &[Segment]) -> Prefixes {
                         mask: cmp_mask(CmpOp::Eq),
                         v: NONE,
                         reg: *d,
+                        tag: 0,
                     });
                     pc += 3;
                 }
@@ -474,6 +551,7 @@ fn prefixes(ops: &[Op], segments: &[Segment]) -> Prefixes {
                         mask: cmp_mask(*op),
                         v: *v,
                         reg: *d,
+                        tag: 0,
                     });
                     pc += 3;
                 }
@@ -639,11 +717,13 @@ pub fn compile(policy: &[Cond], rules: &[RuleIr]) -> Result<Code, String> {
         )
     });
     let pre = prefixes(&c.ops, &segments);
+    let simple = simple(&segments, &pre);
     Ok(Code {
         ops: c.ops,
         segments,
         uses_local,
         pre,
+        simple,
     })
 }
 
@@ -1442,6 +1522,7 @@ mod tests {
                     slot: 0,
                     op,
                     mask: cmp_mask(op),
+                    tag: 0,
                     v,
                 };
                 for now in vals {
