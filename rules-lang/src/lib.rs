@@ -265,7 +265,7 @@ impl Program {
                 None => Decision::NONE,
             };
         }
-        let mut local = None;
+        let mut local = vm::Local::new();
         if code.segments.is_empty() {
             return Decision::NONE;
         }
@@ -474,7 +474,7 @@ impl Program {
         plan: &BatchPlan<'a>,
     ) -> Decision<'a> {
         let words = record.words.as_slice();
-        let mut local = None;
+        let mut local = vm::Local::new();
         let mut best: Option<(i64, Best<'a>)> = None;
         let segs = plan.segs.get(..plan.nsegs).unwrap_or_default();
         let plain = plan.flat.get(..plan.nplain).unwrap_or_default();

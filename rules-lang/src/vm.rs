@@ -1086,6 +1086,36 @@ pub fn verify(
     Ok(())
 }
 
+/// The local time at `now`, computed at most once per decision.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Local(i64);
+
+/// `Local` not computed yet, and `Local` that could not be computed: no
+/// local time is this far from the epoch.
+const LOCAL_UNSET: i64 = i64::MIN;
+const LOCAL_ERR: i64 = i64::MIN + 1;
+
+impl Local {
+    pub(crate) const fn new() -> Local {
+        Local(LOCAL_UNSET)
+    }
+
+    #[inline(always)]
+    fn get(&mut self, cx: &Ctx) -> Result<i64, EvalError> {
+        if self.0 == LOCAL_UNSET {
+            self.0 = match cx.local_at(cx.now) {
+                Ok(v) if v > LOCAL_ERR => v,
+                _ => LOCAL_ERR,
+            };
+        }
+        if self.0 == LOCAL_ERR {
+            Err(EvalError::Zone)
+        } else {
+            Ok(self.0)
+        }
+    }
+}
+
 /// Runs one segment: its leading conditions, then the rest of its code.
 #[inline(always)]
 pub(crate) fn run_fast(
@@ -1093,7 +1123,7 @@ pub(crate) fn run_fast(
     seg: &Segment,
     fast: &Fast,
     cx: &Ctx,
-    local: &mut Option<Result<i64, EvalError>>,
+    local: &mut Local,
 ) -> SegResult {
     let pre = &code.pre;
     let hists = pre.hists(fast);
@@ -1113,7 +1143,7 @@ pub(crate) fn run_rest(
     seg: &Segment,
     fast: &Fast,
     cx: &Ctx,
-    local: &mut Option<Result<i64, EvalError>>,
+    local: &mut Local,
 ) -> SegResult {
     let mut regs = [0i64; NREGS];
     for p in code.pre.hists(fast) {
@@ -1130,7 +1160,7 @@ pub(crate) fn run_segment(
     seg: Segment,
     from: u32,
     cx: &Ctx,
-    local: &mut Option<Result<i64, EvalError>>,
+    local: &mut Local,
     r: &mut [i64; NREGS],
 ) -> SegResult {
     let ops = code
@@ -1167,18 +1197,18 @@ pub(crate) fn run_segment(
             }
             Op::Now { d } => reg!(d) = cx.now,
             Op::LocalTime { d } => {
-                let l = *local.get_or_insert_with(|| cx.local_at(cx.now));
+                let l = local.get(cx);
                 reg!(d) = tryv!(l).rem_euclid(DAY);
             }
             Op::Weekday { d } => {
-                let l = *local.get_or_insert_with(|| cx.local_at(cx.now));
+                let l = local.get(cx);
                 reg!(d) = (tryv!(l).div_euclid(DAY) + 3).rem_euclid(7);
             }
             Op::Hist {
                 d,
                 f: HistField::CallsToday,
             } => {
-                let l = *local.get_or_insert_with(|| cx.local_at(cx.now));
+                let l = local.get(cx);
                 reg!(d) = tryv!(cx.calls_today(tryv!(l)));
             }
             Op::Hist { d, f } => reg!(d) = tryv!(cx.hist(f)),
