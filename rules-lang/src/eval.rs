@@ -251,8 +251,9 @@ pub(crate) fn breakpoints(ir: &Ir, cx: &Ctx, bps: &mut Breaks) -> Result<(i64, i
         Ir::Hist(f) => {
             match f {
                 HistField::CallsToday => {
-                    local_marks(bps)?;
+                    let local = local_marks(bps)?;
                     bps.extend(cx.hist.recent_calls().iter().copied().filter(|&c| c > now));
+                    return Ok((cx.calls_today(local)?, 0));
                 }
                 HistField::Calls24h => {
                     for &c in cx.hist.recent_calls() {
@@ -329,7 +330,10 @@ pub(crate) fn breakpoints(ir: &Ir, cx: &Ctx, bps: &mut Breaks) -> Result<(i64, i
             (NONE, _) => return Err(EvalError::NoneValue),
             v => v,
         },
-        Ir::Not(a) | Ir::IsNone(a) | Ir::InSet(a, _) => {
+        // The value found on the way is the one `eval` computes.
+        Ir::Not(a) => (i64::from(breakpoints(a, cx, bps)?.0 == 0), 0),
+        Ir::IsNone(a) => (i64::from(breakpoints(a, cx, bps)?.0 == NONE), 0),
+        Ir::InSet(a, _) => {
             breakpoints(a, cx, bps)?;
             (eval(ir, cx)?, 0)
         }
@@ -353,6 +357,10 @@ fn push_near(bps: &mut Breaks, now: i64, num: i128, den: i128) {
     } else {
         (num / den, [-1, 0, 1, 2])
     };
+    // Every candidate is after the limit or not after `now`.
+    if dt - 1 > i128::from(bps.limit) - i128::from(now) || dt + 2 <= 0 {
+        return;
+    }
     for d in candidates.map(|c| dt + c) {
         if d > 0
             && let Ok(t) = i64::try_from(i128::from(now) + d)
