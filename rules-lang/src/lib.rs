@@ -293,6 +293,7 @@ impl Program {
     /// calling `each` with the index of each record and its decision, in
     /// order. The same decisions as [`Program::decide`] record by record;
     /// the work that depends only on the history and `now` is done once.
+    /// Never allocates, never panics.
     pub fn decide_batch<'a>(
         &'a self,
         records: &'a [Record],
@@ -434,8 +435,11 @@ impl Program {
         let mut rank: [usize; BATCH_SEGS] = std::array::from_fn(|k| k);
         if !plan.gate && segs.iter().all(|ps| ps.out.is_some()) {
             let prio = |k: usize| segs.get(k).and_then(|ps| ps.out).map_or(0, |o| o.0);
-            let mut order: Vec<usize> = (0..plan.nsegs).collect();
-            order.sort_by_key(|&k| (std::cmp::Reverse(prio(k)), k));
+            // Keys are distinct, so the unstable sort (which never
+            // allocates) gives the one order.
+            let mut order: [usize; BATCH_SEGS] = std::array::from_fn(|k| k);
+            let order = order.get_mut(..plan.nsegs)?;
+            order.sort_unstable_by_key(|&k| (std::cmp::Reverse(prio(k)), k));
             for (r, &k) in order.iter().enumerate() {
                 *rank.get_mut(k)? = r;
                 *plan.ranked.get_mut(r)? = segs.get(k)?.out.map_or(Decision::NONE, |o| o.1);
