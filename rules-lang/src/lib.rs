@@ -308,6 +308,16 @@ impl Program {
                     each(i, Decision::NONE);
                 }
             }
+            Some(plan) if plan.by_rank && plan.nsegs == 1 => {
+                // One rule: it fires exactly when its ranges hold.
+                let plain = plan.flat.get(..plan.nplain).unwrap_or_default();
+                let other = plan.flat.get(plan.nplain..plan.nflat).unwrap_or_default();
+                let d = plan.ranked[0];
+                for (i, record) in records.iter().enumerate() {
+                    let ok = vm::all_hold(plain, other, record.words.as_slice());
+                    each(i, if ok { d } else { Decision::NONE });
+                }
+            }
             Some(plan) if plan.by_rank => {
                 let plain = plan.flat.get(..plan.nplain).unwrap_or_default();
                 let other = plan.flat.get(plan.nplain..plan.nflat).unwrap_or_default();

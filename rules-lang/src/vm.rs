@@ -628,6 +628,21 @@ pub(crate) fn record_preds_hold(sinces: &[Since], ranges: &[Range], cx: &Ctx) ->
     ok
 }
 
+/// Whether every range holds; plain ranges are checked without their
+/// exclusion. Evaluated without short-circuit.
+#[inline(always)]
+pub(crate) fn all_hold(plain: &[Range], other: &[Range], words: &[i64]) -> bool {
+    let word = |s: u16| words.get(usize::from(s)).copied().unwrap_or(NONE);
+    let mut ok = true;
+    for p in plain {
+        ok &= p.spans(word(p.slot));
+    }
+    for p in other {
+        ok &= p.holds(word(p.slot));
+    }
+    ok
+}
+
 /// The tags of the ranges that do not hold, as bits; plain ranges are
 /// checked without their exclusion.
 #[inline(always)]
