@@ -116,6 +116,16 @@ fn bench_rules(c: &mut Criterion) {
     g.bench_function("vm_batch_100k", |b| {
         b.iter(|| {
             let mut n = 0usize;
+            six.decide_batch(&records, &history, black_box(now), |_, d| {
+                n += usize::from(d.eligible());
+            });
+            black_box(n)
+        })
+    });
+    // The same records decided one call at a time.
+    g.bench_function("vm_loop_100k", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
             for r in &records {
                 n += usize::from(six.decide(r, &history, now).eligible());
             }

@@ -52,21 +52,25 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Calls placed on the local day of `now`, given the local time at
+    /// `now`.
+    pub fn calls_today(&self, local_now: i64) -> Result<i64, EvalError> {
+        let tz = self.zone()?;
+        let day = local_now.div_euclid(DAY);
+        let mut n = 0;
+        for &c in self.hist.recent_calls() {
+            if c <= self.now && local_seconds(tz, c)?.div_euclid(DAY) == day {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     pub fn hist(&self, f: HistField) -> Result<i64, EvalError> {
         let h = self.hist;
         let now = self.now;
         Ok(match f {
-            HistField::CallsToday => {
-                let tz = self.zone()?;
-                let day = local_seconds(tz, now)?.div_euclid(DAY);
-                let mut n = 0;
-                for &c in h.recent_calls() {
-                    if c <= now && local_seconds(tz, c)?.div_euclid(DAY) == day {
-                        n += 1;
-                    }
-                }
-                n
-            }
+            HistField::CallsToday => self.calls_today(self.local_at(now)?)?,
             HistField::Calls24h => h
                 .recent_calls()
                 .iter()
@@ -78,6 +82,20 @@ impl<'a> Ctx<'a> {
             HistField::Attempts => h.attempts,
             HistField::OptedOut => h.opted_out_at.map_or(NONE, |t| t.as_second()),
         })
+    }
+}
+
+/// A history field that does not depend on `now` (the time-dependent
+/// counts read as none here; use [`Ctx::hist`] for those).
+#[inline(always)]
+pub(crate) fn hist_constant(h: &History, f: HistField) -> i64 {
+    match f {
+        HistField::LastCall => h.recent_calls().last().copied().unwrap_or(NONE),
+        HistField::LastOutcome => h.last_outcome.map_or(NONE, |o| o.index()),
+        HistField::LastOutcomeAt => h.last_outcome_at.map_or(NONE, |t| t.as_second()),
+        HistField::Attempts => h.attempts,
+        HistField::OptedOut => h.opted_out_at.map_or(NONE, |t| t.as_second()),
+        HistField::CallsToday | HistField::Calls24h => NONE,
     }
 }
 
@@ -169,6 +187,9 @@ pub(crate) struct Breaks {
     pub after: i64,
     pub limit: i64,
     pub best: Option<i64>,
+    /// The local time at `after`, once the local marks (next midnight,
+    /// next zone transition) have been pushed.
+    local: Option<Result<i64, EvalError>>,
 }
 
 impl Breaks {
@@ -177,6 +198,7 @@ impl Breaks {
             after,
             limit,
             best: None,
+            local: None,
         }
     }
 
@@ -198,16 +220,29 @@ impl Breaks {
 /// which this expression's value can change (a superset).
 pub(crate) fn breakpoints(ir: &Ir, cx: &Ctx, bps: &mut Breaks) -> Result<(i64, i64), EvalError> {
     let now = cx.now;
+    // Pushes the next local midnight and zone transition, once per `now`.
     let local_marks = |bps: &mut Breaks| -> Result<i64, EvalError> {
-        let tz = cx.zone()?;
-        let local = local_seconds(tz, now)?;
-        bps.push(now + (DAY - local.rem_euclid(DAY)));
-        if let Ok(ts) = Timestamp::from_second(now)
-            && let Some(tr) = tz.following(ts).next()
+        if bps.after == now
+            && let Some(l) = bps.local
         {
-            bps.push(tr.timestamp().as_second());
+            return l;
         }
-        Ok(local)
+        let marks = |bps: &mut Breaks| {
+            let tz = cx.zone()?;
+            let local = local_seconds(tz, now)?;
+            bps.push(now + (DAY - local.rem_euclid(DAY)));
+            if let Ok(ts) = Timestamp::from_second(now)
+                && let Some(tr) = tz.following(ts).next()
+            {
+                bps.push(tr.timestamp().as_second());
+            }
+            Ok(local)
+        };
+        let l = marks(bps);
+        if bps.after == now {
+            bps.local = Some(l);
+        }
+        l
     };
     Ok(match ir {
         Ir::Now => (now, 1),
@@ -216,8 +251,9 @@ pub(crate) fn breakpoints(ir: &Ir, cx: &Ctx, bps: &mut Breaks) -> Result<(i64, i
         Ir::Hist(f) => {
             match f {
                 HistField::CallsToday => {
-                    local_marks(bps)?;
+                    let local = local_marks(bps)?;
                     bps.extend(cx.hist.recent_calls().iter().copied().filter(|&c| c > now));
+                    return Ok((cx.calls_today(local)?, 0));
                 }
                 HistField::Calls24h => {
                     for &c in cx.hist.recent_calls() {
@@ -294,7 +330,10 @@ pub(crate) fn breakpoints(ir: &Ir, cx: &Ctx, bps: &mut Breaks) -> Result<(i64, i
             (NONE, _) => return Err(EvalError::NoneValue),
             v => v,
         },
-        Ir::Not(a) | Ir::IsNone(a) | Ir::InSet(a, _) => {
+        // The value found on the way is the one `eval` computes.
+        Ir::Not(a) => (i64::from(breakpoints(a, cx, bps)?.0 == 0), 0),
+        Ir::IsNone(a) => (i64::from(breakpoints(a, cx, bps)?.0 == NONE), 0),
+        Ir::InSet(a, _) => {
             breakpoints(a, cx, bps)?;
             (eval(ir, cx)?, 0)
         }
@@ -318,6 +357,10 @@ fn push_near(bps: &mut Breaks, now: i64, num: i128, den: i128) {
     } else {
         (num / den, [-1, 0, 1, 2])
     };
+    // Every candidate is after the limit or not after `now`.
+    if dt - 1 > i128::from(bps.limit) - i128::from(now) || dt + 2 <= 0 {
+        return;
+    }
     for d in candidates.map(|c| dt + c) {
         if d > 0
             && let Ok(t) = i64::try_from(i128::from(now) + d)

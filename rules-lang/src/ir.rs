@@ -316,3 +316,26 @@ pub fn uses_local(ir: &Ir) -> bool {
         Ir::Cond(c, a, b) => uses_local(c) || uses_local(a) || uses_local(b),
     }
 }
+
+/// Whether the expression's value can change with `now` alone: it reads
+/// `now`, the local time or weekday, or a call count. An expression that
+/// does not has no breakpoints.
+pub fn depends_on_now(ir: &Ir) -> bool {
+    match ir {
+        Ir::Now
+        | Ir::LocalTime
+        | Ir::Weekday
+        | Ir::Hist(HistField::CallsToday | HistField::Calls24h) => true,
+        Ir::Const(_) | Ir::Field(_) | Ir::TextField(_) | Ir::Hist(_) => false,
+        Ir::Not(a) | Ir::Neg(a) | Ir::IsNone(a) | Ir::Unwrap(a) | Ir::InSet(a, _) => {
+            depends_on_now(a)
+        }
+        Ir::And(a, b)
+        | Ir::Or(a, b)
+        | Ir::Cmp(_, a, b)
+        | Ir::TextEq(_, a, b)
+        | Ir::Arith(_, a, b)
+        | Ir::Default(a, b) => depends_on_now(a) || depends_on_now(b),
+        Ir::Cond(c, a, b) => depends_on_now(c) || depends_on_now(a) || depends_on_now(b),
+    }
+}

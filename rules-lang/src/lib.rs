@@ -65,12 +65,13 @@ pub struct Program {
     policy: Vec<Cond>,
     /// Rules as written, for the reference evaluator and `explain`.
     rules: Vec<RuleIr>,
-    /// Rules after optimisation, as compiled to bytecode.
-    optimised: Vec<RuleIr>,
     code: Code,
     tests: Vec<TestCase>,
     scripts: Vec<Script>,
     zone_slot: Option<usize>,
+    /// The policy conditions and rule expressions that can change with
+    /// `now` alone: the only ones the next-wake analysis walks.
+    wake_exprs: Vec<ir::Ir>,
 }
 
 /// The decision for one customer at one instant.
@@ -149,14 +150,28 @@ pub fn compile(source: &str, file_name: &str) -> Result<Program, Diagnostics> {
             vec![Diagnostic::new(0..0, format!("internal error: {e}"))],
         )
     })?;
+    let wake_exprs = policy
+        .iter()
+        .map(|c| &c.ir)
+        .chain(optimised.iter().flat_map(|r| {
+            r.conds
+                .iter()
+                .map(|c| &c.ir)
+                .chain(std::iter::once(&r.priority))
+                .chain(r.script.iter())
+                .chain(r.line.iter())
+        }))
+        .filter(|ir| ir::depends_on_now(ir))
+        .cloned()
+        .collect();
     Ok(Program {
+        wake_exprs,
         zone_slot: checked.schema.zone_slot(),
         file_name: file_name.to_string(),
         schema: checked.schema,
         texts: checked.texts,
         policy,
         rules: checked.rules,
-        optimised,
         code,
         tests: checked.tests,
         scripts: checked.scripts,
@@ -238,22 +253,33 @@ impl Program {
             zone_slot: self.zone_slot,
             now,
         };
-        let mut local = None;
-        let mut regs = [0i64; vm::NREGS];
-        let mut segs = self.code.segments.iter();
-        let Some(policy) = segs.next() else {
-            return Decision::NONE;
-        };
-        if vm::run_segment(&self.code, *policy, &cx, &mut local, &mut regs) == SegResult::Failed {
+        let code = &self.code;
+        if let Some(sm) = &code.simple {
+            let fail = vm::simple_failures(sm, record.words.as_slice(), history, now);
+            let ok = !fail & ((1u64 << sm.ranked.len()) - 1);
+            if (fail >> vm::POLICY_BIT) & 1 != 0 || ok == 0 {
+                return Decision::NONE;
+            }
+            return match sm.ranked.get(ok.trailing_zeros() as usize) {
+                Some(&(i, prio, script, line)) => self.decision(record, i, prio, script, line),
+                None => Decision::NONE,
+            };
+        }
+        let mut local = vm::Local::new();
+        if code.segments.is_empty() {
             return Decision::NONE;
         }
+        // Segment 0 is the policy; the others are the rules.
         let mut best: Option<(usize, i64, i64, i64)> = None;
-        for seg in segs {
-            if let SegResult::Fired { prio, script, line } =
-                vm::run_segment(&self.code, *seg, &cx, &mut local, &mut regs)
-                && best.is_none_or(|b| prio > b.1)
-            {
-                best = Some((usize::from(seg.rule.unwrap_or(0)), prio, script, line));
+        for (i, (seg, fast)) in code.segments.iter().zip(&code.pre.fast).enumerate() {
+            match vm::run_fast(code, seg, fast, &cx, &mut local) {
+                SegResult::Failed if i == 0 => return Decision::NONE,
+                SegResult::Fired { prio, script, line }
+                    if i > 0 && best.is_none_or(|b| prio > b.1) =>
+                {
+                    best = Some((usize::from(seg.rule.unwrap_or(0)), prio, script, line));
+                }
+                _ => {}
             }
         }
         match best {
@@ -262,9 +288,278 @@ impl Program {
         }
     }
 
+    /// Decides for many customers that share one contact history (such as
+    /// a freshly imported list nobody has called yet) at the same instant,
+    /// calling `each` with the index of each record and its decision, in
+    /// order. The same decisions as [`Program::decide`] record by record;
+    /// the work that depends only on the history and `now` is done once.
+    /// Never allocates, never panics.
+    pub fn decide_batch<'a>(
+        &'a self,
+        records: &'a [Record],
+        history: &History,
+        now: Timestamp,
+        mut each: impl FnMut(usize, Decision<'a>),
+    ) {
+        let now = now.as_second();
+        match self.batch_plan(history, now) {
+            Some(plan) if plan.never => {
+                for i in 0..records.len() {
+                    each(i, Decision::NONE);
+                }
+            }
+            Some(plan) if plan.by_rank && plan.nsegs == 1 => {
+                // One rule: it fires exactly when its ranges hold.
+                let plain = plan.flat.get(..plan.nplain).unwrap_or_default();
+                let other = plan.flat.get(plan.nplain..plan.nflat).unwrap_or_default();
+                let d = plan.ranked[0];
+                for (i, record) in records.iter().enumerate() {
+                    let ok = vm::all_hold(plain, other, record.words.as_slice());
+                    each(i, if ok { d } else { Decision::NONE });
+                }
+            }
+            Some(plan) if plan.by_rank => {
+                let plain = plan.flat.get(..plan.nplain).unwrap_or_default();
+                let other = plan.flat.get(plan.nplain..plan.nflat).unwrap_or_default();
+                let all = (1u64 << plan.nsegs) - 1;
+                for (i, record) in records.iter().enumerate() {
+                    let words = record.words.as_slice();
+                    let ok = !vm::failing_tags(plain, other, words) & all;
+                    let d = match ok {
+                        0 => Decision::NONE,
+                        _ => plan
+                            .ranked
+                            .get(ok.trailing_zeros() as usize)
+                            .copied()
+                            .unwrap_or(Decision::NONE),
+                    };
+                    each(i, d);
+                }
+            }
+            Some(plan) => {
+                for (i, record) in records.iter().enumerate() {
+                    each(i, self.decide_planned(record, history, now, &plan));
+                }
+            }
+            None => {
+                for (i, r) in records.iter().enumerate() {
+                    each(i, self.decide_at(r, history, now));
+                }
+            }
+        }
+    }
+
+    /// What a batch at `now` with `history` needs to check per record: each
+    /// segment whose history conditions hold, with its record conditions
+    /// as ranges. `None` when the program is too large for the plan.
+    fn batch_plan(&self, history: &History, now: i64) -> Option<BatchPlan<'_>> {
+        let code = &self.code;
+        let pre = &code.pre;
+        let mut plan = BatchPlan {
+            never: false,
+            ranges: [vm::EMPTY_RANGE; BATCH_RANGES],
+            nranges: 0,
+            flat: [vm::EMPTY_RANGE; BATCH_RANGES],
+            nplain: 0,
+            nflat: 0,
+            by_rank: false,
+            ranked: [Decision::NONE; BATCH_SEGS],
+            segs: [PlanSeg::default(); BATCH_SEGS],
+            nsegs: 0,
+            gate: false,
+        };
+        for (i, (seg, fast)) in code.segments.iter().zip(&pre.fast).enumerate() {
+            if !vm::hists_hold(pre.hists(fast), history) {
+                if i == 0 {
+                    plan.never = true;
+                    return Some(plan);
+                }
+                continue;
+            }
+            // Plain ranges first, one per slot, then ranges with an
+            // excluded word.
+            let lo = plan.nranges;
+            let all = || {
+                let resolved = pre.sinces(fast).iter().filter_map(|s| s.at(now));
+                resolved.chain(pre.ranges(fast).iter().copied())
+            };
+            let mut never = false;
+            for r in all().filter(vm::Range::is_plain) {
+                let same = plan
+                    .ranges
+                    .get_mut(lo..plan.nranges)?
+                    .iter_mut()
+                    .find(|q| q.slot == r.slot);
+                match same {
+                    Some(q) => *q = q.intersect(&r),
+                    None => {
+                        *plan.ranges.get_mut(plan.nranges)? = r;
+                        plan.nranges += 1;
+                    }
+                }
+            }
+            let mid = plan.nranges;
+            for r in all().filter(|r| !r.is_plain()) {
+                *plan.ranges.get_mut(plan.nranges)? = r;
+                plan.nranges += 1;
+            }
+            let hi = plan.nranges;
+            for r in plan.ranges.get(lo..hi)? {
+                never |= r.is_empty();
+            }
+            if never {
+                plan.nranges = lo;
+                if i == 0 {
+                    plan.never = true;
+                    return Some(plan);
+                }
+                continue;
+            }
+            // Constant outputs from program texts make the same decision
+            // for every record.
+            let out = fast
+                .out
+                .filter(|&(_, s, l)| (s == NONE || s >= 0) && (l == NONE || l >= 0));
+            if i == 0 {
+                if hi == lo && out.is_some() {
+                    continue;
+                }
+                plan.gate = true;
+            }
+            *plan.segs.get_mut(plan.nsegs)? = PlanSeg {
+                seg: i,
+                lo,
+                mid,
+                hi,
+                out: out.map(|(prio, script, line)| {
+                    let rule = usize::from(seg.rule.unwrap_or(0));
+                    (prio, self.decision_with(None, rule, prio, script, line))
+                }),
+            };
+            plan.nsegs += 1;
+        }
+        // When every segment is a rule with constant outputs, tag them by
+        // rank (highest priority first, then file order): the first rank
+        // whose ranges all hold wins.
+        let segs = plan.segs.get(..plan.nsegs)?;
+        let mut rank: [usize; BATCH_SEGS] = std::array::from_fn(|k| k);
+        if !plan.gate && segs.iter().all(|ps| ps.out.is_some()) {
+            let prio = |k: usize| segs.get(k).and_then(|ps| ps.out).map_or(0, |o| o.0);
+            // Keys are distinct, so the unstable sort (which never
+            // allocates) gives the one order.
+            let mut order: [usize; BATCH_SEGS] = std::array::from_fn(|k| k);
+            let order = order.get_mut(..plan.nsegs)?;
+            order.sort_unstable_by_key(|&k| (std::cmp::Reverse(prio(k)), k));
+            for (r, &k) in order.iter().enumerate() {
+                *rank.get_mut(k)? = r;
+                *plan.ranked.get_mut(r)? = segs.get(k)?.out.map_or(Decision::NONE, |o| o.1);
+            }
+            plan.by_rank = true;
+        }
+        // All plain ranges, then all others, each tagged with its segment
+        // (or its rank).
+        for k in 0..plan.nsegs {
+            let ps = *plan.segs.get(k)?;
+            let k = if plan.by_rank { *rank.get(k)? } else { k };
+            for r in plan.ranges.get(ps.lo..ps.mid)? {
+                *plan.flat.get_mut(plan.nplain)? = vm::Range { tag: k as u8, ..*r };
+                plan.nplain += 1;
+            }
+        }
+        plan.nflat = plan.nplain;
+        for k in 0..plan.nsegs {
+            let ps = *plan.segs.get(k)?;
+            let k = if plan.by_rank { *rank.get(k)? } else { k };
+            for r in plan.ranges.get(ps.mid..ps.hi)? {
+                *plan.flat.get_mut(plan.nflat)? = vm::Range { tag: k as u8, ..*r };
+                plan.nflat += 1;
+            }
+        }
+        Some(plan)
+    }
+
+    /// `decide_at` following a batch plan.
+    #[inline(always)]
+    fn decide_planned<'a>(
+        &'a self,
+        record: &'a Record,
+        history: &History,
+        now: i64,
+        plan: &BatchPlan<'a>,
+    ) -> Decision<'a> {
+        let words = record.words.as_slice();
+        let mut local = vm::Local::new();
+        let mut best: Option<(i64, Best<'a>)> = None;
+        let segs = plan.segs.get(..plan.nsegs).unwrap_or_default();
+        let plain = plan.flat.get(..plan.nplain).unwrap_or_default();
+        let other = plan.flat.get(plan.nplain..plan.nflat).unwrap_or_default();
+        let fail = vm::failing_tags(plain, other, words);
+        for (k, ps) in segs.iter().enumerate() {
+            let holds = (fail >> k) & 1 == 0;
+            let fired = match (holds, &ps.out) {
+                (false, _) => None,
+                (true, Some((prio, d))) => Some((*prio, Best::Made(*d))),
+                (true, None) => {
+                    let (Some(seg), Some(fast)) = (
+                        self.code.segments.get(ps.seg),
+                        self.code.pre.fast.get(ps.seg),
+                    ) else {
+                        return Decision::NONE;
+                    };
+                    let cx = Ctx {
+                        texts: &self.texts,
+                        rec: record,
+                        hist: history,
+                        zone_slot: self.zone_slot,
+                        now,
+                    };
+                    match vm::run_rest(&self.code, seg, fast, &cx, &mut local) {
+                        SegResult::Failed => None,
+                        SegResult::Fired { prio, script, line } => {
+                            let rule = usize::from(seg.rule.unwrap_or(0));
+                            Some((prio, Best::Outputs(rule, script, line)))
+                        }
+                    }
+                }
+            };
+            if k == 0 && plan.gate {
+                if fired.is_none() {
+                    return Decision::NONE;
+                }
+                continue;
+            }
+            if let Some((prio, b)) = fired
+                && best.as_ref().is_none_or(|(p, _)| prio > *p)
+            {
+                best = Some((prio, b));
+            }
+        }
+        match best {
+            None => Decision::NONE,
+            Some((_, Best::Made(d))) => d,
+            Some((prio, Best::Outputs(i, script, line))) => {
+                self.decision(record, i, prio, script, line)
+            }
+        }
+    }
+
+    #[inline]
     fn decision<'a>(
         &'a self,
         rec: &'a Record,
+        i: usize,
+        prio: i64,
+        script: i64,
+        line: i64,
+    ) -> Decision<'a> {
+        self.decision_with(Some(rec), i, prio, script, line)
+    }
+
+    /// The decision for rule `i` with these outputs; text references to a
+    /// record need `rec`.
+    fn decision_with<'a>(
+        &'a self,
+        rec: Option<&'a Record>,
         i: usize,
         prio: i64,
         script: i64,
@@ -279,7 +574,7 @@ impl Program {
                     .and_then(|i| self.texts.get(i))
                     .map(String::as_str)
             } else {
-                rec.text(-(v + 2))
+                rec.and_then(|r| r.text(-(v + 2)))
             }
         };
         let rule = self.rules.get(i);
@@ -497,6 +792,51 @@ fn reference_rule(r: &RuleIr, cx: &Ctx) -> Result<(i64, i64, i64), EvalError> {
         None => NONE,
     };
     Ok((prio, script, line))
+}
+
+/// Most ranges and segments a batch plan holds; larger programs are
+/// decided record by record.
+const BATCH_RANGES: usize = 64;
+const BATCH_SEGS: usize = 16;
+
+/// The per-record work of a batch: `segs[..nsegs]`, each with its ranges
+/// in `ranges[lo..hi]`. When `gate` is set the first is the policy.
+struct BatchPlan<'a> {
+    /// The policy fails for every record.
+    never: bool,
+    ranges: [vm::Range; BATCH_RANGES],
+    nranges: usize,
+    /// The same ranges tagged with their segment's position in `segs`:
+    /// the plain ones in `..nplain`, the others in `nplain..nflat`.
+    flat: [vm::Range; BATCH_RANGES],
+    nplain: usize,
+    nflat: usize,
+    /// Set when the tags are ranks: `ranked[r]` is the decision of rank `r`.
+    by_rank: bool,
+    ranked: [Decision<'a>; BATCH_SEGS],
+    segs: [PlanSeg<'a>; BATCH_SEGS],
+    nsegs: usize,
+    gate: bool,
+}
+
+#[derive(Clone, Copy, Default)]
+struct PlanSeg<'a> {
+    /// Index of the segment in the code.
+    seg: usize,
+    /// Plain ranges in `lo..mid`, ranges with an excluded word in `mid..hi`.
+    lo: usize,
+    mid: usize,
+    hi: usize,
+    /// The priority and decision, when the outputs are constant.
+    out: Option<(i64, Decision<'a>)>,
+}
+
+/// The best rule so far in a batch: a decision made in advance, or rule
+/// outputs.
+#[derive(Clone, Copy)]
+enum Best<'a> {
+    Made(Decision<'a>),
+    Outputs(usize, i64, i64),
 }
 
 /// Marker for "a condition was false" in `reference_rule`.

@@ -335,8 +335,17 @@ impl Outcome {
         Outcome::ALL.into_iter().find(|o| o.name() == s)
     }
 
+    /// The position in [`Outcome::ALL`].
     pub fn index(self) -> i64 {
-        Outcome::ALL.iter().position(|o| *o == self).unwrap_or(0) as i64
+        match self {
+            Outcome::Answered => 0,
+            Outcome::NoAnswer => 1,
+            Outcome::Busy => 2,
+            Outcome::Refused => 3,
+            Outcome::Unsubscribed => 4,
+            Outcome::Failed => 5,
+            Outcome::Voicemail => 6,
+        }
     }
 }
 

@@ -8,9 +8,9 @@
 use std::fmt::Write as _;
 
 use crate::error::{EvalError, VerifyError};
-use crate::eval::{Ctx, DAY, arith};
+use crate::eval::{Ctx, DAY, arith, hist_constant};
 use crate::ir::{ArithOp, CmpOp, Cond, HistField, Ir, RuleIr};
-use crate::record::{FieldType, NONE, Schema};
+use crate::record::{FieldType, History, NONE, Schema};
 
 /// Registers per evaluation; register indexes are masked with `NREGS - 1`.
 pub const NREGS: usize = 32;
@@ -165,6 +165,497 @@ pub struct Code {
     pub ops: Vec<Op>,
     pub segments: Vec<Segment>,
     pub uses_local: bool,
+    /// Per segment, the leading conditions that can only hold or not
+    /// (never fail otherwise), checked without branching before the rest
+    /// of the segment runs. Derived from `ops` by [`prefixes`].
+    pub(crate) pre: Prefixes,
+    /// Set when the whole program is leading conditions with fixed outputs.
+    pub(crate) simple: Option<Simple>,
+}
+
+/// A leading condition on a record word: it holds when the word `x` is
+/// in `[lo, lo + span]` and is not `ex`. A condition that holds for every
+/// word has no `Range`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Range {
+    pub slot: u16,
+    /// Free for the user of the range: a batch plan's segment number.
+    pub tag: u8,
+    pub lo: i64,
+    pub span: u64,
+    pub ex: i64,
+}
+
+/// A range no word is in.
+pub(crate) const EMPTY_RANGE: Range = Range {
+    slot: 0,
+    tag: 0,
+    lo: 0,
+    span: 0,
+    ex: 0,
+};
+
+impl Range {
+    /// The words `x` with `x OP v`; `None` when that is every word.
+    fn of(slot: u16, op: CmpOp, v: i64) -> Option<Range> {
+        Range::between(
+            slot,
+            op,
+            i128::from(v),
+            (i128::from(i64::MIN), i128::from(i64::MAX)),
+        )
+    }
+
+    /// The words `x` within `[bounds.0, bounds.1]` with `x OP v`, all
+    /// computed without overflow; `None` when that is every word.
+    fn between(slot: u16, op: CmpOp, v: i128, bounds: (i128, i128)) -> Option<Range> {
+        let (mut lo, mut hi) = bounds;
+        let mut ex = None;
+        match op {
+            CmpOp::Eq => {
+                lo = lo.max(v);
+                hi = hi.min(v);
+            }
+            CmpOp::Ne => ex = Some(v),
+            CmpOp::Lt => hi = hi.min(v - 1),
+            CmpOp::Le => hi = hi.min(v),
+            CmpOp::Gt => lo = lo.max(v + 1),
+            CmpOp::Ge => lo = lo.max(v),
+        }
+        let (min, max) = (i128::from(i64::MIN), i128::from(i64::MAX));
+        lo = lo.max(min);
+        hi = hi.min(max);
+        // An excluded end shrinks the range.
+        match ex {
+            Some(e) if e == lo => {
+                lo += 1;
+                ex = None;
+            }
+            Some(e) if e == hi => {
+                hi -= 1;
+                ex = None;
+            }
+            Some(e) if e < lo || e > hi => ex = None,
+            _ => {}
+        }
+        let empty = Range {
+            slot,
+            ..EMPTY_RANGE
+        };
+        if lo > hi {
+            return Some(empty);
+        }
+        // Without an exclusion, exclude a word outside the range.
+        let ex = match ex {
+            Some(e) => e,
+            None if lo > min => lo - 1,
+            None if hi < max => hi + 1,
+            None => return None,
+        };
+        let (Ok(l), Ok(h), Ok(e)) = (i64::try_from(lo), i64::try_from(hi), i64::try_from(ex))
+        else {
+            return Some(empty);
+        };
+        Some(Range {
+            slot,
+            tag: 0,
+            lo: l,
+            span: h.wrapping_sub(l) as u64,
+            ex: e,
+        })
+    }
+
+    #[inline(always)]
+    pub fn holds(&self, x: i64) -> bool {
+        self.spans(x) & (x != self.ex)
+    }
+
+    /// Whether `x` is in `[lo, lo + span]`, ignoring the exclusion.
+    #[inline(always)]
+    pub fn spans(&self, x: i64) -> bool {
+        (x.wrapping_sub(self.lo) as u64) <= self.span
+    }
+
+    /// Whether no word is in the range.
+    pub fn is_empty(&self) -> bool {
+        self.span == 0 && self.ex == self.lo
+    }
+
+    /// Whether the excluded word is outside `[lo, lo + span]`, so that
+    /// [`Range::spans`] decides alone.
+    pub fn is_plain(&self) -> bool {
+        !self.spans(self.ex)
+    }
+
+    /// The intersection of two plain ranges of the same slot, plain or
+    /// empty.
+    pub fn intersect(&self, other: &Range) -> Range {
+        let hi = |r: &Range| i128::from(r.lo) + i128::from(r.span);
+        let lo = i128::from(self.lo.max(other.lo));
+        let hi = hi(self).min(hi(other));
+        let min = i128::from(i64::MIN);
+        let max = i128::from(i64::MAX);
+        match (i64::try_from(lo), i64::try_from(hi)) {
+            (Ok(l), Ok(h)) if l <= h && (lo > min || hi < max) => Range {
+                slot: self.slot,
+                tag: self.tag,
+                lo: l,
+                span: h.wrapping_sub(l) as u64,
+                ex: if lo > min { l - 1 } else { h + 1 },
+            },
+            _ => Range {
+                slot: self.slot,
+                ..EMPTY_RANGE
+            },
+        }
+    }
+}
+
+/// A leading condition `now - field OP v`, false when the field is none or
+/// on overflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Since {
+    pub slot: u16,
+    pub op: CmpOp,
+    pub mask: u8,
+    /// Free for the user: the segment's bit in [`Simple`].
+    pub tag: u8,
+    pub v: i64,
+}
+
+impl Since {
+    #[inline(always)]
+    pub fn holds(&self, now: i64, w: i64) -> bool {
+        let (d, o) = now.overflowing_sub(w);
+        (w != NONE) & !o & (d != NONE) & test_mask(self.mask, d, self.v)
+    }
+
+    /// The same condition at a fixed `now`, as a range of the field;
+    /// `None` when it holds for every word.
+    pub fn at(&self, now: i64) -> Option<Range> {
+        // now - w within [MIN + 1, MAX] and w != NONE; now - w OP v holds
+        // exactly when w OP' now - v, with OP' the mirrored comparison.
+        let now = i128::from(now);
+        let bounds = (
+            (now - i128::from(i64::MAX)).max(i128::from(i64::MIN) + 1),
+            (now - i128::from(i64::MIN) - 1).min(i128::from(i64::MAX)),
+        );
+        let mirrored = match self.op {
+            CmpOp::Lt => CmpOp::Gt,
+            CmpOp::Le => CmpOp::Ge,
+            CmpOp::Gt => CmpOp::Lt,
+            CmpOp::Ge => CmpOp::Le,
+            op => op,
+        };
+        Range::between(self.slot, mirrored, now - i128::from(self.v), bounds)
+    }
+}
+
+/// A leading condition `history.f OP v` on a history field that does not
+/// depend on `now`; the bytecode leaves register `reg` set to 1 when it
+/// holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HistPred {
+    pub f: HistField,
+    pub mask: u8,
+    pub v: i64,
+    pub reg: u8,
+    /// Free for the user: the segment's bit in [`Simple`].
+    pub tag: u8,
+}
+
+/// The fast form of one segment: its leading conditions, split by kind
+/// (`hists[h.0..h.1]`, `sinces[s.0..s.1]`, `ranges[r.0..r.1]`), hold; then
+/// the bytecode from `rest` on runs. When `out` is set, that bytecode only
+/// emits these constant outputs (priority, script, line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fast {
+    pub h: (u32, u32),
+    pub s: (u32, u32),
+    pub r: (u32, u32),
+    pub rest: u32,
+    pub out: Option<(i64, i64, i64)>,
+}
+
+/// The leading conditions of all segments.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Prefixes {
+    pub fast: Vec<Fast>,
+    pub hists: Vec<HistPred>,
+    pub sinces: Vec<Since>,
+    pub ranges: Vec<Range>,
+}
+
+pub(crate) fn sub<T>(v: &[T], r: (u32, u32)) -> &[T] {
+    v.get(r.0 as usize..r.1 as usize).unwrap_or_default()
+}
+
+impl Prefixes {
+    pub fn hists(&self, f: &Fast) -> &[HistPred] {
+        sub(&self.hists, f.h)
+    }
+    pub fn sinces(&self, f: &Fast) -> &[Since] {
+        sub(&self.sinces, f.s)
+    }
+    pub fn ranges(&self, f: &Fast) -> &[Range] {
+        sub(&self.ranges, f.r)
+    }
+}
+
+/// A program whose every segment is made of leading conditions only, with
+/// fixed outputs: it is decided in one pass that sets a failure bit per
+/// segment. Bit [`POLICY_BIT`] is the policy; rule segments have bits by
+/// rank (highest priority first, then file order), so the lowest clear
+/// bit is the winner.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Simple {
+    pub hists: Vec<HistPred>,
+    pub sinces: Vec<Since>,
+    /// Ranges whose excluded word lies outside them, then the others.
+    pub plain: Vec<Range>,
+    pub other: Vec<Range>,
+    /// The rule index and outputs (priority, script, line) of each rank.
+    pub ranked: Vec<(usize, i64, i64, i64)>,
+}
+
+pub(crate) const POLICY_BIT: u8 = 63;
+
+fn simple(segments: &[Segment], pre: &Prefixes) -> Option<Simple> {
+    if segments.is_empty() || segments.len() > usize::from(POLICY_BIT) {
+        return None;
+    }
+    let outs: Vec<(i64, i64, i64)> = pre.fast.iter().map(|f| f.out).collect::<Option<_>>()?;
+    let prio = |k: usize| outs.get(k).map_or(0, |o| o.0);
+    let mut order: Vec<usize> = (1..segments.len()).collect();
+    order.sort_by_key(|&k| (std::cmp::Reverse(prio(k)), k));
+    let mut tags = vec![POLICY_BIT; segments.len()];
+    let mut ranked = Vec::with_capacity(order.len());
+    for (r, &k) in order.iter().enumerate() {
+        *tags.get_mut(k)? = r as u8;
+        let (p, script, line) = *outs.get(k)?;
+        let rule = usize::from(segments.get(k)?.rule?);
+        ranked.push((rule, p, script, line));
+    }
+    let mut sm = Simple {
+        ranked,
+        ..Simple::default()
+    };
+    for (fast, &tag) in pre.fast.iter().zip(&tags) {
+        sm.hists
+            .extend(pre.hists(fast).iter().map(|h| HistPred { tag, ..*h }));
+        sm.sinces
+            .extend(pre.sinces(fast).iter().map(|h| Since { tag, ..*h }));
+        for r in pre.ranges(fast) {
+            let r = Range { tag, ..*r };
+            if r.is_plain() {
+                sm.plain.push(r);
+            } else {
+                sm.other.push(r);
+            }
+        }
+    }
+    Some(sm)
+}
+
+/// The failure bits of a [`Simple`] program for one record.
+#[inline(always)]
+pub(crate) fn simple_failures(sm: &Simple, words: &[i64], h: &History, now: i64) -> u64 {
+    let word = |s: u16| words.get(usize::from(s)).copied().unwrap_or(NONE);
+    let mut fail = 0u64;
+    for p in &sm.hists {
+        fail |= u64::from(!test_mask(p.mask, hist_constant(h, p.f), p.v)) << (p.tag & 63);
+    }
+    for p in &sm.sinces {
+        fail |= u64::from(!p.holds(now, word(p.slot))) << (p.tag & 63);
+    }
+    fail | failing_tags(&sm.plain, &sm.other, words)
+}
+
+/// The comparison as a mask over (less, equal, greater).
+pub(crate) fn cmp_mask(op: CmpOp) -> u8 {
+    match op {
+        CmpOp::Lt => 0b001,
+        CmpOp::Eq => 0b010,
+        CmpOp::Gt => 0b100,
+        CmpOp::Le => 0b011,
+        CmpOp::Ge => 0b110,
+        CmpOp::Ne => 0b101,
+    }
+}
+
+/// `a OP b` for the comparison `mask`, without a branch.
+#[inline(always)]
+pub(crate) fn test_mask(mask: u8, a: i64, b: i64) -> bool {
+    let idx = u32::from(a >= b) + u32::from(a > b);
+    (mask >> idx) & 1 != 0
+}
+
+/// Whether a history field is the same at every instant.
+fn hist_is_constant(f: HistField) -> bool {
+    !matches!(f, HistField::CallsToday | HistField::Calls24h)
+}
+
+/// The leading conditions of every segment, and constant outputs. The
+/// leading conditions have no effect but the registers noted, and cannot
+/// fail other than by being false, so they can be checked in any order and
+/// without short-circuit.
+fn prefixes(ops: &[Op], segments: &[Segment]) -> Prefixes {
+    let mut p = Prefixes::default();
+    for seg in segments {
+        let code = &ops[seg.start as usize..seg.end as usize];
+        let (mut hists, mut sinces, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
+        let mut pc = 0usize;
+        loop {
+            match code.get(pc..) {
+                Some([Op::RequireFieldCmp { op, slot, v, .. }, ..]) => {
+                    ranges.extend(Range::of(*slot, *op, *v));
+                    pc += 1;
+                }
+                Some([Op::RequireSince { op, slot, v, .. }, ..]) => {
+                    sinces.push(Since {
+                        slot: *slot,
+                        op: *op,
+                        mask: cmp_mask(*op),
+                        tag: 0,
+                        v: *v,
+                    });
+                    pc += 1;
+                }
+                Some(
+                    [
+                        Op::Hist { d, f },
+                        Op::IsNone { d: d2, a },
+                        Op::Require { c, .. },
+                        ..,
+                    ],
+                ) if hist_is_constant(*f) && a == d && d2 == d && c == d => {
+                    hists.push(HistPred {
+                        f: *f,
+                        mask: cmp_mask(CmpOp::Eq),
+                        v: NONE,
+                        reg: *d,
+                        tag: 0,
+                    });
+                    pc += 3;
+                }
+                Some(
+                    [
+                        Op::Hist { d, f },
+                        Op::CmpConst { op, d: d2, a, v },
+                        Op::Require { c, .. },
+                        ..,
+                    ],
+                ) if hist_is_constant(*f) && a == d && d2 == d && c == d => {
+                    hists.push(HistPred {
+                        f: *f,
+                        mask: cmp_mask(*op),
+                        v: *v,
+                        reg: *d,
+                        tag: 0,
+                    });
+                    pc += 3;
+                }
+                _ => break,
+            }
+        }
+        let span = |n: usize, len: usize| ((len - n) as u32, len as u32);
+        let h = span(hists.len(), p.hists.len() + hists.len());
+        let s = span(sinces.len(), p.sinces.len() + sinces.len());
+        let r = span(ranges.len(), p.ranges.len() + ranges.len());
+        p.hists.extend(hists);
+        p.sinces.extend(sinces);
+        p.ranges.extend(ranges);
+        p.fast.push(Fast {
+            h,
+            s,
+            r,
+            rest: seg.start + pc as u32,
+            out: constant_outputs(&code[pc..]),
+        });
+    }
+    p
+}
+
+/// The outputs of a tail of `const`s ending in `emit`, when it is one; an
+/// empty tail (the end of the policy) passes as `run_segment` does.
+fn constant_outputs(tail: &[Op]) -> Option<(i64, i64, i64)> {
+    if tail.is_empty() {
+        return Some((0, NONE, NONE));
+    }
+    let (Op::Emit { prio, script, line }, consts) = tail.split_last()? else {
+        return None;
+    };
+    let mut regs = [None; NREGS];
+    for op in consts {
+        let Op::Const { d, v } = op else {
+            return None;
+        };
+        *regs.get_mut(usize::from(*d))? = Some(*v);
+    }
+    let get = |x: u8| {
+        if x == NO_REG {
+            Some(NONE)
+        } else {
+            regs.get(usize::from(x)).copied().flatten()
+        }
+    };
+    Some((get(*prio)?, get(*script)?, get(*line)?))
+}
+
+/// Whether every history condition holds.
+#[inline(always)]
+pub(crate) fn hists_hold(preds: &[HistPred], h: &History) -> bool {
+    let mut ok = true;
+    for p in preds {
+        ok &= test_mask(p.mask, hist_constant(h, p.f), p.v);
+    }
+    ok
+}
+
+/// Whether every field and since condition holds, evaluated without
+/// short-circuit.
+#[inline(always)]
+pub(crate) fn record_preds_hold(sinces: &[Since], ranges: &[Range], cx: &Ctx) -> bool {
+    let words = cx.rec.words.as_slice();
+    let word = |s: u16| words.get(usize::from(s)).copied().unwrap_or(NONE);
+    let mut ok = true;
+    for p in sinces {
+        ok &= p.holds(cx.now, word(p.slot));
+    }
+    for p in ranges {
+        ok &= p.holds(word(p.slot));
+    }
+    ok
+}
+
+/// Whether every range holds; plain ranges are checked without their
+/// exclusion. Evaluated without short-circuit.
+#[inline(always)]
+pub(crate) fn all_hold(plain: &[Range], other: &[Range], words: &[i64]) -> bool {
+    let word = |s: u16| words.get(usize::from(s)).copied().unwrap_or(NONE);
+    let mut ok = true;
+    for p in plain {
+        ok &= p.spans(word(p.slot));
+    }
+    for p in other {
+        ok &= p.holds(word(p.slot));
+    }
+    ok
+}
+
+/// The tags of the ranges that do not hold, as bits; plain ranges are
+/// checked without their exclusion.
+#[inline(always)]
+pub(crate) fn failing_tags(plain: &[Range], other: &[Range], words: &[i64]) -> u64 {
+    let word = |s: u16| words.get(usize::from(s)).copied().unwrap_or(NONE);
+    let mut fail = 0u64;
+    for p in plain {
+        fail |= u64::from(!p.spans(word(p.slot))) << (p.tag & 63);
+    }
+    for p in other {
+        fail |= u64::from(!p.holds(word(p.slot))) << (p.tag & 63);
+    }
+    fail
 }
 
 /// The outcome of running one rule segment.
@@ -240,10 +731,14 @@ pub fn compile(policy: &[Cond], rules: &[RuleIr]) -> Result<Code, String> {
                 }
         )
     });
+    let pre = prefixes(&c.ops, &segments);
+    let simple = simple(&segments, &pre);
     Ok(Code {
         ops: c.ops,
         segments,
         uses_local,
+        pre,
+        simple,
     })
 }
 
@@ -606,19 +1101,89 @@ pub fn verify(
     Ok(())
 }
 
+/// The local time at `now`, computed at most once per decision.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Local(i64);
+
+/// `Local` not computed yet, and `Local` that could not be computed: no
+/// local time is this far from the epoch.
+const LOCAL_UNSET: i64 = i64::MIN;
+const LOCAL_ERR: i64 = i64::MIN + 1;
+
+impl Local {
+    pub(crate) const fn new() -> Local {
+        Local(LOCAL_UNSET)
+    }
+
+    #[inline(always)]
+    fn get(&mut self, cx: &Ctx) -> Result<i64, EvalError> {
+        if self.0 == LOCAL_UNSET {
+            self.0 = match cx.local_at(cx.now) {
+                Ok(v) if v > LOCAL_ERR => v,
+                _ => LOCAL_ERR,
+            };
+        }
+        if self.0 == LOCAL_ERR {
+            Err(EvalError::Zone)
+        } else {
+            Ok(self.0)
+        }
+    }
+}
+
+/// Runs one segment: its leading conditions, then the rest of its code.
+#[inline(always)]
+pub(crate) fn run_fast(
+    code: &Code,
+    seg: &Segment,
+    fast: &Fast,
+    cx: &Ctx,
+    local: &mut Local,
+) -> SegResult {
+    let pre = &code.pre;
+    let hists = pre.hists(fast);
+    if !(hists_hold(hists, cx.hist) & record_preds_hold(pre.sinces(fast), pre.ranges(fast), cx)) {
+        return SegResult::Failed;
+    }
+    match fast.out {
+        Some((prio, script, line)) => SegResult::Fired { prio, script, line },
+        None => run_rest(code, seg, fast, cx, local),
+    }
+}
+
+/// The bytecode of a segment after its leading conditions, which hold.
+#[inline(never)]
+pub(crate) fn run_rest(
+    code: &Code,
+    seg: &Segment,
+    fast: &Fast,
+    cx: &Ctx,
+    local: &mut Local,
+) -> SegResult {
+    let mut regs = [0i64; NREGS];
+    for p in code.pre.hists(fast) {
+        regs[usize::from(p.reg & MASK)] = 1;
+    }
+    run_segment(code, *seg, fast.rest, cx, local, &mut regs)
+}
+
 /// Runs one segment. Never allocates; every jump is forward, so this loop
 /// runs at most `end - start` times.
 #[inline(always)]
 pub(crate) fn run_segment(
     code: &Code,
     seg: Segment,
+    from: u32,
     cx: &Ctx,
-    local: &mut Option<Result<i64, EvalError>>,
+    local: &mut Local,
     r: &mut [i64; NREGS],
 ) -> SegResult {
-    let ops = &code.ops[seg.start as usize..seg.end as usize];
+    let ops = code
+        .ops
+        .get(seg.start as usize..seg.end as usize)
+        .unwrap_or_default();
     let base = seg.start as usize;
-    let mut pc = 0usize;
+    let mut pc = (from.saturating_sub(seg.start)) as usize;
     macro_rules! reg {
         ($x:expr) => {
             r[usize::from($x & MASK)]
@@ -647,12 +1212,19 @@ pub(crate) fn run_segment(
             }
             Op::Now { d } => reg!(d) = cx.now,
             Op::LocalTime { d } => {
-                let l = *local.get_or_insert_with(|| cx.local_at(cx.now));
+                let l = local.get(cx);
                 reg!(d) = tryv!(l).rem_euclid(DAY);
             }
             Op::Weekday { d } => {
-                let l = *local.get_or_insert_with(|| cx.local_at(cx.now));
+                let l = local.get(cx);
                 reg!(d) = (tryv!(l).div_euclid(DAY) + 3).rem_euclid(7);
+            }
+            Op::Hist {
+                d,
+                f: HistField::CallsToday,
+            } => {
+                let l = local.get(cx);
+                reg!(d) = tryv!(cx.calls_today(tryv!(l)));
             }
             Op::Hist { d, f } => reg!(d) = tryv!(cx.hist(f)),
             Op::Not { d, a } => reg!(d) = i64::from(reg!(a) == 0),
@@ -887,4 +1459,134 @@ pub fn disasm(code: &Code, schema: &Schema, texts: &[String], rule_names: &[&str
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comparison_masks_agree_with_the_comparisons() {
+        let ops = [
+            CmpOp::Eq,
+            CmpOp::Ne,
+            CmpOp::Lt,
+            CmpOp::Le,
+            CmpOp::Gt,
+            CmpOp::Ge,
+        ];
+        let vals = [
+            i64::MIN,
+            i64::MIN + 1,
+            -1,
+            0,
+            1,
+            7200,
+            i64::MAX - 1,
+            i64::MAX,
+        ];
+        for op in ops {
+            for a in vals {
+                for b in vals {
+                    assert_eq!(
+                        test_mask(cmp_mask(op), a, b),
+                        op.apply(a, b),
+                        "{op:?} {a} {b}"
+                    );
+                    assert_eq!(
+                        Range::of(0, op, b).is_none_or(|r| r.holds(a)),
+                        op.apply(a, b),
+                        "{op:?} {a} {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn intersections_hold_where_both_ranges_do() {
+        let ops = [
+            CmpOp::Eq,
+            CmpOp::Lt,
+            CmpOp::Le,
+            CmpOp::Gt,
+            CmpOp::Ge,
+            CmpOp::Ne,
+        ];
+        let vals = [i64::MIN, i64::MIN + 1, -3, 0, 2, 5, i64::MAX - 1, i64::MAX];
+        let ranges: Vec<Range> = ops
+            .iter()
+            .flat_map(|op| vals.iter().filter_map(|v| Range::of(0, *op, *v)))
+            .filter(Range::is_plain)
+            .collect();
+        for a in &ranges {
+            for b in &ranges {
+                let c = a.intersect(b);
+                assert!(c.is_plain() || c.is_empty());
+                for x in vals
+                    .iter()
+                    .flat_map(|x| [x.saturating_sub(1), *x, x.saturating_add(1)])
+                {
+                    assert_eq!(
+                        !c.is_empty() && c.spans(x),
+                        a.holds(x) && b.holds(x),
+                        "{a:?} {b:?} {x}"
+                    );
+                    assert!(!c.is_empty() || !c.holds(x));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn since_ranges_agree_with_since() {
+        let ops = [
+            CmpOp::Eq,
+            CmpOp::Ne,
+            CmpOp::Lt,
+            CmpOp::Le,
+            CmpOp::Gt,
+            CmpOp::Ge,
+        ];
+        let vals = [
+            i64::MIN,
+            i64::MIN + 1,
+            i64::MIN + 2,
+            -7200,
+            -1,
+            0,
+            1,
+            7200,
+            1_773_000_000,
+            i64::MAX - 1,
+            i64::MAX,
+        ];
+        for op in ops {
+            for v in vals {
+                let s = Since {
+                    slot: 0,
+                    op,
+                    mask: cmp_mask(op),
+                    tag: 0,
+                    v,
+                };
+                for now in vals {
+                    let r = s.at(now);
+                    let near = now.saturating_sub(v);
+                    let nears = [near.saturating_sub(1), near, near.saturating_add(1)];
+                    let ws = vals
+                        .iter()
+                        .chain(&nears)
+                        .flat_map(|w| [w.saturating_sub(1), *w, w.saturating_add(1)]);
+                    for w in ws {
+                        assert_eq!(
+                            r.is_none_or(|r| r.holds(w)),
+                            s.holds(now, w),
+                            "{op:?} v={v} now={now} w={w}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

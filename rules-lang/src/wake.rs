@@ -26,20 +26,10 @@ fn next_breakpoint(
     let mut found = Breaks::new(now, limit);
     let bps = &mut found;
     let cx: Ctx = p.ctx(record, history, now);
-    for c in &p.policy {
-        let _ = eval::breakpoints(&c.ir, &cx, bps);
-    }
-    for r in &p.optimised {
-        for c in &r.conds {
-            let _ = eval::breakpoints(&c.ir, &cx, bps);
-        }
-        let _ = eval::breakpoints(&r.priority, &cx, bps);
-        if let Some(s) = &r.script {
-            let _ = eval::breakpoints(s, &cx, bps);
-        }
-        if let Some(l) = &r.line {
-            let _ = eval::breakpoints(l, &cx, bps);
-        }
+    // Expressions that do not read `now`, the local time or a call count
+    // have no breakpoints: only the others are walked.
+    for ir in &p.wake_exprs {
+        let _ = eval::breakpoints(ir, &cx, bps);
     }
     found.best
 }

@@ -364,6 +364,63 @@ proptest! {
     }
 
     #[test]
+    fn a_batch_decides_as_one_record_at_a_time(seed in any::<u64>()) {
+        let (src, p) = program(seed);
+        let mut g = Gen(seed.rotate_left(11) | 1);
+        let now = BASE + g.below(30 * 86_400) as i64;
+        let records: Vec<Record> = (0..20).map(|_| record(&p, &mut g)).collect();
+        let h = history(&mut g, now);
+        let at = Timestamp::from_second(now).unwrap();
+        let mut seen = 0;
+        p.decide_batch(&records, &h, at, |i, d| {
+            assert_eq!(i, seen);
+            assert_eq!(d, p.decide(&records[i], &h, at), "record {} at {} in\n{}", i, at, src);
+            seen += 1;
+        });
+        prop_assert_eq!(seen, records.len());
+    }
+
+    #[test]
+    fn a_batch_of_rules_with_fixed_outputs_decides_as_one_record_at_a_time(seed in any::<u64>()) {
+        let mut g = Gen(seed | 1);
+        let mut src = schema(&mut g);
+        if g.chance(50) {
+            src.push_str("policy {\n  after refused quiet 2d\n  after unsubscribed never\n}\n");
+        }
+        for i in 0..=g.below(5) {
+            let mut when = Vec::new();
+            for _ in 0..=g.below(4) {
+                when.push(match g.below(6) {
+                    0 => format!("customer.n {} {}", cmp(&mut g), g.below(300) as i64 - 100),
+                    1 => format!("customer.level {} {}", g.pick(&["==", "!="]), g.pick(&["a", "b", "c"])),
+                    2 => format!("now - customer.at {} {}h", cmp(&mut g), g.below(400)),
+                    3 => "customer.t is set".to_string(),
+                    4 => format!("customer.m {} {}", cmp(&mut g), g.below(1000)),
+                    _ => g.pick(&["customer.flag", "not customer.flag"]).to_string(),
+                });
+            }
+            src.push_str(&format!(
+                "rule r{i} {{\n  when {}\n  priority {}\n  script \"s{}\"\n}}\n",
+                when.join(" and "),
+                g.below(3),
+                g.below(2)
+            ));
+        }
+        let p = compile(&src, "fixed.rules").unwrap_or_else(|d| panic!("{}", d.render(&src, false)));
+        let now = BASE + g.below(30 * 86_400) as i64;
+        let records: Vec<Record> = (0..30).map(|_| record(&p, &mut g)).collect();
+        let h = history(&mut g, now);
+        let at = Timestamp::from_second(now).unwrap();
+        let mut seen = 0;
+        p.decide_batch(&records, &h, at, |i, d| {
+            assert_eq!(d, p.decide(&records[i], &h, at), "record {} at {} in\n{}", i, at, src);
+            assert_eq!(d, p.decide_reference(&records[i], &h, at), "record {} at {} in\n{}", i, at, src);
+            seen += 1;
+        });
+        prop_assert_eq!(seen, records.len());
+    }
+
+    #[test]
     fn eligible_exactly_inside_the_next_wake_intervals(seed in any::<u64>()) {
         let (src, p) = program(seed);
         let mut g = Gen(seed.rotate_left(29) | 1);
