@@ -169,7 +169,7 @@ impl Store for SledStore {
                 }
             }
             let mut sorted: Vec<&SealedCustomer> = writes.iter().map(|w| &w.customer).collect();
-            sorted.sort_unstable_by(|a, b| a.phone_key.0.cmp(&b.phone_key.0));
+            sorted.sort_unstable_by_key(|customer| customer.phone_key.0);
             for customer in sorted {
                 self.phone_index
                     .insert(customer.phone_key.0, customer.id.as_str().as_bytes())?;
