@@ -43,17 +43,6 @@ pub enum CallOutcome {
 }
 
 impl CallOutcome {
-    pub const ALL: [CallOutcome; 8] = [
-        CallOutcome::Answered,
-        CallOutcome::OptedOut,
-        CallOutcome::Abandoned,
-        CallOutcome::Busy,
-        CallOutcome::NoAnswer,
-        CallOutcome::Failed,
-        CallOutcome::Blocked,
-        CallOutcome::Interrupted,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             CallOutcome::Answered => "answered",
@@ -111,8 +100,9 @@ pub struct Cdr {
 }
 
 impl Cdr {
-    /// What the CDR says for an attempt the daemon lost to a crash.
-    pub fn interrupted(attempt: &Attempt, at: Timestamp) -> Cdr {
+    /// The CDR of an attempt that ended at `at` with no call to tell of:
+    /// no trunk, no answer, no keys.
+    pub fn ended(attempt: &Attempt, outcome: CallOutcome, reason: String, at: Timestamp) -> Cdr {
         Cdr {
             attempt: attempt.id,
             campaign: attempt.campaign.clone(),
@@ -125,14 +115,24 @@ impl Cdr {
             answered_at: None,
             ended_at: at,
             sip_status: None,
-            outcome: CallOutcome::Interrupted,
+            outcome,
             dtmf: String::new(),
             script_path: String::new(),
             barge_in_ms: None,
             mos: None,
             recording: None,
-            reason: "the daemon stopped during the call".into(),
+            reason,
         }
+    }
+
+    /// What the CDR says for an attempt the daemon lost to a crash.
+    pub fn interrupted(attempt: &Attempt, at: Timestamp) -> Cdr {
+        Cdr::ended(
+            attempt,
+            CallOutcome::Interrupted,
+            "the daemon stopped during the call".into(),
+            at,
+        )
     }
 
     pub const CSV_HEADER: &'static str = "attempt,campaign,customer,rule,script,trunk,call_id,started_at,answered_at,ended_at,sip_status,outcome,dtmf,script_path,barge_in_ms,mos,recording,reason";

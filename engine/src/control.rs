@@ -251,12 +251,7 @@ impl Control {
                 since,
                 limit,
             } => {
-                if !self.campaigns.names().contains(&campaign) {
-                    return Err(campaign_error(crate::campaign::CampaignError::Unknown(
-                        campaign,
-                        self.campaigns.names().join(", "),
-                    )));
-                }
+                self.campaigns.known(&campaign).map_err(campaign_error)?;
                 let since = match since {
                     Some(text) => text.parse::<jiff::Timestamp>().map_err(|error| {
                         ErrorBody::new(
@@ -374,15 +369,13 @@ impl Control {
         let mut calls = tokio::task::JoinSet::new();
         let mut refused = 0u64;
         for index in 0..count {
-            let due = started + Duration::from_secs_f64(f64::from(index) / rate);
-            tokio::time::sleep_until(due).await;
+            tokio::time::sleep_until(started + call_due(index, rate)).await;
             // Reserved here, in order: tasks racing for the trunk's call-rate
             // slots would each wake on the timer's millisecond and mostly lose.
             // A call waits for a line no longer than until the next is due, so
             // a trunk that refuses every call (open, drained) does not hold
             // the test a second per call.
-            let next_due = started + Duration::from_secs_f64(f64::from(index + 1) / rate);
-            let give_up = next_due.max(tokio::time::Instant::now() + Duration::from_millis(1));
+            let give_up = line_wait_ends(started, index, rate, tokio::time::Instant::now());
             let reservation = match self.sip.reserve_by(&dial.route, &[], give_up).await {
                 Ok(reservation) => reservation,
                 Err(_) => {
@@ -501,6 +494,24 @@ fn seconds(value: Option<f64>, field: &str) -> Result<Option<Duration>, ErrorBod
         .transpose()
 }
 
+/// When the load test's call `index` is due, after its start.
+fn call_due(index: u32, rate: f64) -> Duration {
+    Duration::from_secs_f64(f64::from(index) / rate)
+}
+
+/// How long the load test's call `index` may wait for a line: until the
+/// next call is due (at least a millisecond from `now`), never the full
+/// second a single call may wait, so a trunk that refuses every call
+/// cannot hold the test a second per call.
+fn line_wait_ends(
+    started: tokio::time::Instant,
+    index: u32,
+    rate: f64,
+    now: tokio::time::Instant,
+) -> tokio::time::Instant {
+    (started + call_due(index.saturating_add(1), rate)).max(now + Duration::from_millis(1))
+}
+
 fn campaign_error(error: crate::campaign::CampaignError) -> ErrorBody {
     use crate::campaign::CampaignError;
     let code = match &error {
@@ -522,4 +533,29 @@ fn dial_error(error: DialError) -> ErrorBody {
 
 fn internal(error: impl std::fmt::Display) -> ErrorBody {
     ErrorBody::new("store", error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_load_test_call_waits_for_a_line_until_the_next_is_due_and_no_longer() {
+        let started = tokio::time::Instant::now();
+        // 200 calls a second: call 0 at 0 ms, call 1 at 5 ms.
+        assert_eq!(
+            line_wait_ends(started, 0, 200.0, started),
+            started + Duration::from_millis(5)
+        );
+        assert_eq!(
+            line_wait_ends(started, 39, 200.0, started + Duration::from_millis(195)),
+            started + Duration::from_millis(200)
+        );
+        // Behind schedule: a millisecond's try, not the single call's second.
+        let late = started + Duration::from_secs(3);
+        assert_eq!(
+            line_wait_ends(started, 1, 200.0, late),
+            late + Duration::from_millis(1)
+        );
+    }
 }

@@ -193,7 +193,7 @@ impl VoiceDetector {
 
     /// The block at 16 kHz: each sample preceded by its midpoint with the
     /// one before.
-    fn upsample(&mut self) -> &[i16] {
+    fn upsample(&mut self) {
         self.upsampled.clear();
         let mut previous = self.previous_sample;
         for &sample in &self.block {
@@ -203,7 +203,6 @@ impl VoiceDetector {
             self.upsampled.push(sample);
             previous = sample;
         }
-        &self.upsampled
     }
 
     fn analyse_block(&mut self) {
@@ -217,7 +216,7 @@ impl VoiceDetector {
         // a quiet block is never voiced, and once speech has started the
         // gate alone decides when it ends. So a line that is quiet, or
         // steadily loud (the floor rises to it), costs almost nothing.
-        let scored_speech = rms >= gate
+        let voiced = rms >= gate
             && (matches!(self.state, State::Speech { .. }) || {
                 let threshold = self.config.threshold;
                 self.upsample();
@@ -226,8 +225,7 @@ impl VoiceDetector {
         self.previous_sample = self.block.last().copied().unwrap_or(0);
         self.block.clear();
         self.pending_start = end;
-        let voiced = scored_speech;
-        if !scored_speech {
+        if !voiced {
             // The floor falls at once to a quieter block and rises slowly
             // (time constant about 320 ms) so that speech cannot lift it.
             if rms < self.noise_floor {

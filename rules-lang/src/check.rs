@@ -1108,17 +1108,7 @@ impl Checker<'_> {
                         self.schema.fields.iter().map(|f| f.name.as_str()).collect();
                     let help = match nearest(&field.name, names.iter().copied()) {
                         Some(n) => format!("did you mean `customer.{n}`?"),
-                        None if names.is_empty() => {
-                            "declare it in `schema customer { ... }`".to_string()
-                        }
-                        None => format!(
-                            "the schema declares {}",
-                            names
-                                .iter()
-                                .map(|n| format!("`{n}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
+                        None => self.schema.declared_fields(),
                     };
                     self.err(
                         field.span.clone(),

@@ -93,6 +93,19 @@ impl Schema {
 
     /// The field that gives the customer's own time zone: the first field of
     /// type `timezone`.
+    /// The help that lists the customer fields, for an unknown one.
+    pub(crate) fn declared_fields(&self) -> String {
+        if self.fields.is_empty() {
+            return "declare it in `schema customer { ... }`".to_string();
+        }
+        let names: Vec<String> = self
+            .fields
+            .iter()
+            .map(|field| format!("`{}`", field.name))
+            .collect();
+        format!("the schema declares {}", names.join(", "))
+    }
+
     pub fn zone_slot(&self) -> Option<usize> {
         self.fields.iter().position(|f| f.ty == FieldType::TimeZone)
     }

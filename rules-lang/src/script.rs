@@ -88,6 +88,26 @@ pub enum Part {
 }
 
 impl Template {
+    /// A template of plain text, with no placeholder.
+    pub fn literal(text: &str) -> Template {
+        Template {
+            source: text.to_owned(),
+            parts: vec![Part::Text(text.to_owned())],
+        }
+    }
+
+    /// The text when the template names no customer field: the same for
+    /// every customer.
+    pub fn fixed_text(&self) -> Option<String> {
+        self.parts
+            .iter()
+            .map(|part| match part {
+                Part::Text(text) => Some(text.as_str()),
+                Part::Field { .. } => None,
+            })
+            .collect()
+    }
+
     /// The text with every placeholder replaced by the record's value.
     ///
     /// Text, phone: as stored. Int: decimal. Money: two decimals (`80.50`).
@@ -337,20 +357,7 @@ impl Lowerer<'_> {
 
     fn placeholder(&mut self, inner: &str, span: Span) -> Option<Part> {
         let names: Vec<&str> = self.schema.fields.iter().map(|f| f.name.as_str()).collect();
-        let listing = || {
-            if names.is_empty() {
-                "declare it in `schema customer { ... }`".to_string()
-            } else {
-                format!(
-                    "the schema declares {}",
-                    names
-                        .iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
-        };
+        let listing = || self.schema.declared_fields();
         let Some(field) = inner.strip_prefix("customer.") else {
             self.err(
                 span,

@@ -1465,16 +1465,18 @@ pub fn disasm(code: &Code, schema: &Schema, texts: &[String], rule_names: &[&str
 mod tests {
     use super::*;
 
+    /// Every comparison.
+    const OPS: [CmpOp; 6] = [
+        CmpOp::Eq,
+        CmpOp::Ne,
+        CmpOp::Lt,
+        CmpOp::Le,
+        CmpOp::Gt,
+        CmpOp::Ge,
+    ];
+
     #[test]
     fn comparison_masks_agree_with_the_comparisons() {
-        let ops = [
-            CmpOp::Eq,
-            CmpOp::Ne,
-            CmpOp::Lt,
-            CmpOp::Le,
-            CmpOp::Gt,
-            CmpOp::Ge,
-        ];
         let vals = [
             i64::MIN,
             i64::MIN + 1,
@@ -1485,7 +1487,7 @@ mod tests {
             i64::MAX - 1,
             i64::MAX,
         ];
-        for op in ops {
+        for op in OPS {
             for a in vals {
                 for b in vals {
                     assert_eq!(
@@ -1505,16 +1507,8 @@ mod tests {
 
     #[test]
     fn intersections_hold_where_both_ranges_do() {
-        let ops = [
-            CmpOp::Eq,
-            CmpOp::Lt,
-            CmpOp::Le,
-            CmpOp::Gt,
-            CmpOp::Ge,
-            CmpOp::Ne,
-        ];
         let vals = [i64::MIN, i64::MIN + 1, -3, 0, 2, 5, i64::MAX - 1, i64::MAX];
-        let ranges: Vec<Range> = ops
+        let ranges: Vec<Range> = OPS
             .iter()
             .flat_map(|op| vals.iter().filter_map(|v| Range::of(0, *op, *v)))
             .filter(Range::is_plain)
@@ -1540,14 +1534,6 @@ mod tests {
 
     #[test]
     fn since_ranges_agree_with_since() {
-        let ops = [
-            CmpOp::Eq,
-            CmpOp::Ne,
-            CmpOp::Lt,
-            CmpOp::Le,
-            CmpOp::Gt,
-            CmpOp::Ge,
-        ];
         let vals = [
             i64::MIN,
             i64::MIN + 1,
@@ -1561,7 +1547,7 @@ mod tests {
             i64::MAX - 1,
             i64::MAX,
         ];
-        for op in ops {
+        for op in OPS {
             for v in vals {
                 let s = Since {
                     slot: 0,

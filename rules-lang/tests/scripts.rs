@@ -120,6 +120,26 @@ fn scripts_compile_into_steps() {
 }
 
 #[test]
+fn a_line_without_placeholders_is_fixed_text_and_one_with_them_is_not() {
+    let p = program(CART);
+    let offer = p.script("offer").unwrap();
+    let Step::Say(greeting) = &offer.steps[0] else {
+        panic!("expected a say")
+    };
+    assert_eq!(greeting.fixed_text(), None, "it names customer fields");
+    let Step::Listen { branches, .. } = &offer.steps[1] else {
+        panic!("expected a listen")
+    };
+    let Step::Say(thanks) = &branches[0].1[0] else {
+        panic!("expected a say")
+    };
+    assert_eq!(thanks.fixed_text().as_deref(), Some(thanks.source.as_str()));
+    let literal = dialhound_rules::Template::literal("再见。");
+    assert_eq!(literal.fixed_text().as_deref(), Some("再见。"));
+    assert_eq!(literal.render(&record(&p), p.schema()), "再见。");
+}
+
+#[test]
 fn files_without_scripts_keep_working() {
     let p = program(r#"rule r { script "anything" }"#);
     assert!(p.script_names().is_empty());

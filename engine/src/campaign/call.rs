@@ -2,12 +2,13 @@
 //! run, and its CDR written.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::path::Path;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use dialhound_media::encoded::EncodedPrompt;
 use dialhound_media::tts::TtsEngine;
-use dialhound_rules::script::{Action, Part, Script, ScriptEvent, ScriptRun, Step, Template};
+use dialhound_rules::script::{Action, Script, ScriptEvent, ScriptRun, Step, Template};
 use dialhound_rules::{Program, Record};
 use jiff::Timestamp;
 use tokio::sync::mpsc;
@@ -59,18 +60,17 @@ pub(super) async fn run(
     services: Arc<Services>,
     tts: Arc<TtsEngine>,
     pacer: Arc<Mutex<Pacer>>,
-    apology: Option<EncodedPrompt>,
+    shared: Arc<SharedPrompts>,
     finished: mpsc::UnboundedSender<Finished>,
 ) {
     let program = Arc::clone(&plan.program);
-    let default_script = default_script();
     let script = plan
         .attempt
         .script
         .as_deref()
         .and_then(|name| program.script(name))
-        .unwrap_or(&default_script);
-    let prompts = prepare_prompts(script, &plan, &program, tts).await;
+        .unwrap_or(&DEFAULT_SCRIPT);
+    let prompts = speak_customer_lines(script, &plan.record, &program, tts).await;
     let phone = plan.phone.clone();
     let directory = services.directory.clone();
     let campaign = plan.config.name.clone();
@@ -83,12 +83,12 @@ pub(super) async fn run(
     let mut conversation = CampaignConversation {
         run: ScriptRun::new(script, &plan.record, program.schema()),
         prompts,
+        shared: &shared,
         pacer: &pacer,
         ringing: Some(ringing),
         talking: None,
         abandoned: false,
         answered_at: None,
-        apology,
         block: &block,
     };
     let record_to = plan.config.record.then(|| {
@@ -127,12 +127,12 @@ pub(super) async fn run(
     }
     let cdr = match placed {
         Ok(report) => cdr_of(&plan.attempt, &report, &conversation),
-        Err(error) => {
-            let mut cdr = Cdr::interrupted(&plan.attempt, Timestamp::now());
-            cdr.outcome = CallOutcome::Failed;
-            cdr.reason = error.to_string();
-            cdr
-        }
+        Err(error) => Cdr::ended(
+            &plan.attempt,
+            CallOutcome::Failed,
+            error.to_string(),
+            Timestamp::now(),
+        ),
     };
     let outcome = cdr.outcome;
     let store = Arc::clone(&services.store);
@@ -164,18 +164,10 @@ fn cdr_of(attempt: &Attempt, report: &CallReport, conversation: &CampaignConvers
         }
     };
     Cdr {
-        attempt: attempt.id,
-        campaign: attempt.campaign.clone(),
-        customer: attempt.customer.clone(),
-        rule: attempt.rule.clone(),
-        script: attempt.script.clone(),
         trunk: (!report.trunk.is_empty()).then(|| report.trunk.clone()),
         call_id: Some(report.call_id.clone()),
-        started_at: attempt.started_at,
         answered_at: conversation.answered_at,
-        ended_at: Timestamp::now(),
         sip_status: report.sip_status,
-        outcome,
         dtmf: report.dtmf.clone(),
         script_path: run.trail(),
         barge_in_ms: report.media.as_ref().and_then(|media| media.barge_in_ms),
@@ -184,79 +176,121 @@ fn cdr_of(attempt: &Attempt, report: &CallReport, conversation: &CampaignConvers
             .recording
             .as_ref()
             .map(|path| path.display().to_string()),
-        reason: report.reason.clone(),
+        ..Cdr::ended(attempt, outcome, report.reason.clone(), Timestamp::now())
     }
 }
 
 /// The script when the rules name none the file declares: a greeting, a
 /// chance to opt out, goodbye.
-pub(super) fn default_script() -> Script {
-    let text = |text: &str| {
-        Step::Say(Template {
-            source: text.to_owned(),
-            parts: vec![Part::Text(text.to_owned())],
-        })
-    };
+pub(super) static DEFAULT_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    let say = |text: &str| Step::Say(Template::literal(text));
     Script {
         name: "default".into(),
         steps: vec![
-            text("您好，这里是客户回访。感谢您的接听。如不希望再接到我们的电话，请按9。"),
+            say("您好，这里是客户回访。感谢您的接听。如不希望再接到我们的电话，请按9。"),
             Step::Listen {
                 within: Duration::from_secs(5),
                 branches: vec![(
                     dialhound_rules::script::Trigger::Digit('9'),
-                    vec![Step::OptOut, text("已为您退订，再见。"), Step::HangUp],
+                    vec![Step::OptOut, say("已为您退订，再见。"), Step::HangUp],
                 )],
             },
-            text("再见。"),
+            say("再见。"),
             Step::HangUp,
         ],
     }
+});
+
+/// The prompts every call of a campaign shares, by key: the `say` lines
+/// that name no customer field, the `play` files, and the apology to an
+/// abandoned call. Made once when the campaign starts or its rules change.
+#[derive(Default)]
+pub(super) struct SharedPrompts {
+    prompts: HashMap<String, EncodedPrompt>,
+    apology: Option<EncodedPrompt>,
 }
 
-/// Every prompt the script can ask for, spoken or loaded before the call
-/// is placed, so the callee never waits on text-to-speech.
-async fn prepare_prompts(
+impl SharedPrompts {
+    /// Speaks and loads them (blocking: run it off the reactor). A line
+    /// that cannot be spoken or a file that cannot be read is left out and
+    /// its step skipped; the apology missing means abandoned calls hang up
+    /// silently.
+    pub fn make(
+        program: &Program,
+        rules_folder: &Path,
+        tts: &TtsEngine,
+        apology: &str,
+    ) -> SharedPrompts {
+        let mut says = Vec::new();
+        let mut plays = Vec::new();
+        collect(&DEFAULT_SCRIPT.steps, &mut says, &mut plays);
+        for name in program.script_names() {
+            if let Some(script) = program.script(name) {
+                collect(&script.steps, &mut says, &mut plays);
+            }
+        }
+        let mut prompts = HashMap::new();
+        for text in says.iter().filter_map(|template| template.fixed_text()) {
+            let key = say_key(&text);
+            if !prompts.contains_key(&key)
+                && let Some(prompt) = speak(tts, &text)
+            {
+                prompts.insert(key, prompt);
+            }
+        }
+        for path in plays {
+            match dialhound_media::prompt::load_wav(rules_folder.join(&path)) {
+                Ok(audio) => {
+                    prompts.insert(play_key(&path), EncodedPrompt::from_pcm_8k(audio.samples()));
+                }
+                Err(error) => {
+                    tracing::warn!(%path, %error, "a script's audio file cannot be played; it is skipped")
+                }
+            }
+        }
+        SharedPrompts {
+            prompts,
+            apology: speak(tts, apology),
+        }
+    }
+}
+
+fn speak(tts: &TtsEngine, text: &str) -> Option<EncodedPrompt> {
+    match tts.speak(text) {
+        Ok(spoken) => Some(EncodedPrompt::from_pcm_8k(spoken.samples())),
+        Err(error) => {
+            tracing::warn!(%error, "a script line cannot be spoken; it is skipped");
+            None
+        }
+    }
+}
+
+/// The script's lines that name customer fields, filled in and spoken
+/// before the call is placed, so the callee never waits on text-to-speech.
+async fn speak_customer_lines(
     script: &Script,
-    plan: &CallPlan,
+    record: &Record,
     program: &Program,
     tts: Arc<TtsEngine>,
 ) -> HashMap<String, EncodedPrompt> {
     let mut says = Vec::new();
-    let mut plays = Vec::new();
-    collect(&script.steps, &mut says, &mut plays);
+    collect(&script.steps, &mut says, &mut Vec::new());
     let texts: Vec<String> = says
         .iter()
-        .map(|template| template.render(&plan.record, program.schema()))
+        .filter(|template| template.fixed_text().is_none())
+        .map(|template| template.render(record, program.schema()))
         .collect();
-    let folder = plan
-        .config
-        .rules
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_default();
-    let made = tokio::task::spawn_blocking(move || {
-        let mut prompts = HashMap::new();
-        for text in texts {
-            match tts.speak(&text) {
-                Ok(spoken) => {
-                    prompts.insert(say_key(&text), EncodedPrompt::from_pcm_8k(spoken.samples()));
-                }
-                Err(error) => tracing::warn!(%error, "a script line cannot be spoken; it is skipped"),
-            }
-        }
-        for path in plays {
-            match dialhound_media::prompt::load_wav(folder.join(&path)) {
-                Ok(audio) => {
-                    prompts.insert(play_key(&path), EncodedPrompt::from_pcm_8k(audio.samples()));
-                }
-                Err(error) => tracing::warn!(%path, %error, "a script's audio file cannot be played; it is skipped"),
-            }
-        }
-        prompts
+    if texts.is_empty() {
+        return HashMap::new();
+    }
+    let spoken = tokio::task::spawn_blocking(move || {
+        texts
+            .into_iter()
+            .filter_map(|text| Some((say_key(&text), speak(&tts, &text)?)))
+            .collect()
     })
     .await;
-    made.unwrap_or_default()
+    spoken.unwrap_or_default()
 }
 
 fn collect<'a>(steps: &'a [Step], says: &mut Vec<&'a Template>, plays: &mut Vec<String>) {
@@ -274,31 +308,6 @@ fn collect<'a>(steps: &'a [Step], says: &mut Vec<&'a Template>, plays: &mut Vec<
     }
 }
 
-/// The script's `say` lines that name no customer field: the same for
-/// every call.
-pub(super) fn fixed_lines(script: &Script) -> Vec<String> {
-    let mut says = Vec::new();
-    collect(&script.steps, &mut says, &mut Vec::new());
-    says.into_iter()
-        .filter(|template| {
-            template
-                .parts
-                .iter()
-                .all(|part| matches!(part, Part::Text(_)))
-        })
-        .map(|template| {
-            template
-                .parts
-                .iter()
-                .map(|part| match part {
-                    Part::Text(text) => text.as_str(),
-                    Part::Field { .. } => "",
-                })
-                .collect()
-        })
-        .collect()
-}
-
 fn say_key(text: &str) -> String {
     format!("say:{text}")
 }
@@ -311,13 +320,14 @@ fn play_key(path: &str) -> String {
 /// with an apology), then the script runs.
 struct CampaignConversation<'a> {
     run: ScriptRun<'a>,
+    /// This customer's lines.
     prompts: HashMap<String, EncodedPrompt>,
+    shared: &'a SharedPrompts,
     pacer: &'a Mutex<Pacer>,
     ringing: Option<Ringing>,
     talking: Option<Talking>,
     abandoned: bool,
     answered_at: Option<Timestamp>,
-    apology: Option<EncodedPrompt>,
     block: &'a (dyn Fn() + Send + Sync),
 }
 
@@ -335,7 +345,7 @@ impl Conversation for CampaignConversation<'_> {
                     self.talking = Some(admission.talking());
                     if !admission.is_connect() {
                         self.abandoned = true;
-                        return match self.apology.clone() {
+                        return match self.shared.apology.clone() {
                             Some(apology) => vec![FlowAction::Play(apology)],
                             None => vec![FlowAction::HangUp],
                         };
@@ -355,6 +365,13 @@ impl Conversation for CampaignConversation<'_> {
 }
 
 impl CampaignConversation<'_> {
+    fn prompt(&self, key: &str) -> Option<EncodedPrompt> {
+        self.prompts
+            .get(key)
+            .or_else(|| self.shared.prompts.get(key))
+            .cloned()
+    }
+
     /// The script's actions as the call does them; a prompt that could not
     /// be prepared counts as played at once.
     fn carry_out(&mut self, mut actions: Vec<Action>) -> Vec<FlowAction> {
@@ -363,12 +380,12 @@ impl CampaignConversation<'_> {
             let mut more = Vec::new();
             for action in actions {
                 match action {
-                    Action::Say(text) => match self.prompts.get(&say_key(&text)) {
-                        Some(prompt) => flow.push(FlowAction::Play(prompt.clone())),
+                    Action::Say(text) => match self.prompt(&say_key(&text)) {
+                        Some(prompt) => flow.push(FlowAction::Play(prompt)),
                         None => more.extend(self.run.handle(ScriptEvent::PromptDone)),
                     },
-                    Action::Play(path) => match self.prompts.get(&play_key(&path)) {
-                        Some(prompt) => flow.push(FlowAction::Play(prompt.clone())),
+                    Action::Play(path) => match self.prompt(&play_key(&path)) {
+                        Some(prompt) => flow.push(FlowAction::Play(prompt)),
                         None => more.extend(self.run.handle(ScriptEvent::PromptDone)),
                     },
                     Action::Listen(within) => flow.push(FlowAction::Listen(within)),

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use dialhound_media::encoded::EncodedPrompt;
 use dialhound_media::engine::MediaEngine;
 use dialhound_media::tts::TtsEngine;
 use dialhound_rules::{Program, Record};
@@ -13,7 +12,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::call::{self, CallPlan, Finished};
+use super::call::{self, CallPlan, Finished, SharedPrompts};
 use super::ready::ReadyQueue;
 use super::{Command, RunState, SavedCampaign};
 use crate::attempt::{Attempt, CallOutcome};
@@ -144,7 +143,7 @@ pub(super) fn spawn(
         loaded_until: Timestamp::MIN,
         outcomes: BTreeMap::new(),
         dirty: false,
-        apology: None,
+        shared: Arc::new(SharedPrompts::default()),
         stopping: false,
         finished_sender,
         config,
@@ -178,7 +177,8 @@ struct Driver {
     outcomes: BTreeMap<&'static str, u64>,
     /// CDRs written since the last flush.
     dirty: bool,
-    apology: Option<EncodedPrompt>,
+    /// The prompts every call shares.
+    shared: Arc<SharedPrompts>,
     /// Stop asked: no new calls; the driver ends when the last call does.
     stopping: bool,
     finished_sender: mpsc::UnboundedSender<Finished>,
@@ -191,8 +191,7 @@ impl Driver {
         mut finished: mpsc::UnboundedReceiver<Finished>,
     ) {
         self.save().await;
-        self.apology = self.prepare_apology().await;
-        self.speak_fixed_lines().await;
+        self.prepare_shared_prompts().await;
         tracing::info!(campaign = %self.config.name, state = ?self.state, "campaign driver started");
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -238,7 +237,7 @@ impl Driver {
             Command::Reload(program) => {
                 tracing::info!(campaign = %self.config.name, "new rules take effect for the next decision");
                 self.program = program;
-                self.speak_fixed_lines().await;
+                self.prepare_shared_prompts().await;
                 // Queued customers are decided again when they are dialled.
             }
             Command::Changed(customers) => {
@@ -540,7 +539,7 @@ impl Driver {
                 Arc::clone(&self.services),
                 Arc::clone(&self.tts),
                 Arc::clone(&self.pacer),
-                self.apology.clone(),
+                Arc::clone(&self.shared),
                 self.finished_sender.clone(),
             ));
         }
@@ -632,36 +631,25 @@ impl Driver {
         }
     }
 
-    /// Speaks every script line that names no customer field once, into
-    /// the cache, so that the first calls do not all speak them at once.
-    async fn speak_fixed_lines(&self) {
-        let mut lines = call::fixed_lines(&call::default_script());
-        for name in self.program.script_names() {
-            if let Some(script) = self.program.script(name) {
-                lines.extend(call::fixed_lines(script));
-            }
-        }
-        lines.sort();
-        lines.dedup();
+    /// Speaks the lines every call shares (and loads the `play` files),
+    /// once per campaign and again when its rules change.
+    async fn prepare_shared_prompts(&mut self) {
+        let program = Arc::clone(&self.program);
         let tts = Arc::clone(&self.tts);
-        let spoken = tokio::task::spawn_blocking(move || {
-            lines.iter().filter(|line| tts.speak(line).is_ok()).count()
+        let apology = self.config.apology.clone();
+        let folder = self
+            .config
+            .rules
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        match tokio::task::spawn_blocking(move || {
+            SharedPrompts::make(&program, &folder, &tts, &apology)
         })
         .await
-        .unwrap_or(0);
-        tracing::debug!(campaign = %self.config.name, lines = spoken, "fixed script lines spoken");
-    }
-
-    async fn prepare_apology(&self) -> Option<EncodedPrompt> {
-        let tts = Arc::clone(&self.tts);
-        let text = self.config.apology.clone();
-        match tokio::task::spawn_blocking(move || tts.speak(&text)).await {
-            Ok(Ok(spoken)) => Some(EncodedPrompt::from_pcm_8k(spoken.samples())),
-            Ok(Err(error)) => {
-                tracing::warn!(campaign = %self.config.name, %error, "no apology prompt; abandoned calls hang up silently");
-                None
-            }
-            Err(_) => None,
+        {
+            Ok(shared) => self.shared = Arc::new(shared),
+            Err(error) => tracing::error!(%error, "the shared prompts could not be made"),
         }
     }
 }

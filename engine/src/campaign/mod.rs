@@ -279,8 +279,10 @@ impl Campaigns {
         }
     }
 
-    pub fn names(&self) -> Vec<String> {
-        self.configs.keys().cloned().collect()
+    /// Whether the configuration names the campaign; the error lists the
+    /// ones it does.
+    pub fn known(&self, name: &str) -> Result<(), CampaignError> {
+        self.config(name).map(drop)
     }
 
     async fn send(&self, name: &str, command: Command) -> Result<(), CampaignError> {
