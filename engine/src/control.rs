@@ -369,7 +369,7 @@ impl Control {
         let mut calls = tokio::task::JoinSet::new();
         let mut refused = 0u64;
         for index in 0..count {
-            tokio::time::sleep_until(started + call_due(index, rate)).await;
+            tokio::time::sleep_until(started + start_tick(call_due(index, rate))).await;
             // Reserved here, in order: tasks racing for the trunk's call-rate
             // slots would each wake on the timer's millisecond and mostly lose.
             // A call waits for a line no longer than until the next is due, so
@@ -499,6 +499,18 @@ fn call_due(index: u32, rate: f64) -> Duration {
     Duration::from_secs_f64(f64::from(index) / rate)
 }
 
+/// How often the load test wakes to start calls: the calls due within one
+/// tick start together, so a test at 1,000 calls a second wakes 200 times a
+/// second, not 1,000, and still keeps its rate.
+const LOAD_TEST_TICK: Duration = Duration::from_millis(5);
+
+/// The end of the tick a call due `due` after the start falls in.
+fn start_tick(due: Duration) -> Duration {
+    let tick = LOAD_TEST_TICK.as_nanos();
+    let ticks = due.as_nanos().div_ceil(tick);
+    Duration::from_nanos(u64::try_from(ticks * tick).unwrap_or(u64::MAX))
+}
+
 /// How long the load test's call `index` may wait for a line: until the
 /// next call is due (at least a millisecond from `now`), never the full
 /// second a single call may wait, so a trunk that refuses every call
@@ -557,5 +569,18 @@ mod tests {
             line_wait_ends(started, 1, 200.0, late),
             late + Duration::from_millis(1)
         );
+    }
+
+    #[test]
+    fn load_test_calls_start_at_the_end_of_their_tick() {
+        let ms = Duration::from_millis;
+        assert_eq!(start_tick(Duration::ZERO), Duration::ZERO);
+        assert_eq!(start_tick(ms(1)), ms(5));
+        assert_eq!(start_tick(ms(5)), ms(5));
+        assert_eq!(start_tick(ms(5) + Duration::from_nanos(1)), ms(10));
+        // 1,000 calls a second: five calls to a tick, the rate kept.
+        let ticks: Vec<Duration> = (0..10).map(|i| start_tick(call_due(i, 1000.0))).collect();
+        assert_eq!(ticks.iter().filter(|&&tick| tick == ms(5)).count(), 5);
+        assert_eq!(start_tick(call_due(1000, 1000.0)), Duration::from_secs(1));
     }
 }
