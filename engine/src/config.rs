@@ -314,6 +314,13 @@ pub struct MediaConfig {
     pub address: Option<std::net::IpAddr>,
     /// Media threads, each with one 20 ms clock for all its calls.
     pub workers: usize,
+    /// Whether the media threads ask for real-time scheduling (`SCHED_FIFO`
+    /// priority 10), so that busy threads elsewhere on the host do not make
+    /// frames late. It needs `CAP_SYS_NICE` (root, or
+    /// `AmbientCapabilities=CAP_SYS_NICE` in a systemd unit) or an
+    /// `RLIMIT_RTPRIO` of 10; refused, the threads ask for nice -10 and
+    /// then run as any other, and the log says why.
+    pub realtime: bool,
     pub prompts: PathBuf,
     /// espeak-ng voice for spoken prompts: `cmn` (Mandarin), `en`, ...
     pub voice: String,
@@ -327,6 +334,7 @@ impl Default for MediaConfig {
             rtp_ports: "20000-29999".to_owned(),
             address: None,
             workers: 1,
+            realtime: true,
             prompts: PathBuf::from("examples/prompts"),
             voice: "cmn".to_owned(),
             tts_rate: 1.0,
@@ -377,6 +385,7 @@ impl MediaConfig {
             workers: self.workers,
             port_range: range.0..=range.1,
             bind_ip,
+            realtime: self.realtime,
         })
     }
 }
@@ -672,6 +681,24 @@ key_file = "var/dialhound.key"
         let config = Config::parse(&no_window, Path::new("t.toml")).unwrap();
         let error = config.health.health_config().unwrap_err();
         assert!(error.contains("window_seconds"), "{error}");
+    }
+
+    #[test]
+    fn media_threads_are_realtime_unless_turned_off() {
+        let address = std::net::IpAddr::from([127, 0, 0, 1]);
+        let config = Config::parse(MINIMAL, Path::new("t.toml")).unwrap();
+        assert!(config.media.engine_config(address).unwrap().realtime);
+
+        let text = format!("{MINIMAL}[media]\nrealtime = false\n");
+        let config = Config::parse(&text, Path::new("t.toml")).unwrap();
+        assert!(!config.media.engine_config(address).unwrap().realtime);
+
+        let text = format!("{MINIMAL}[media]\nrealtime = \"yes\"\n");
+        let shown = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(shown.starts_with("t.toml:7:"), "{shown}");
+        assert!(shown.contains("invalid type"), "{shown}");
     }
 
     #[test]
