@@ -24,8 +24,10 @@
 #             ends). Like the wire figure it pools every frame of the window:
 #             a median of per-second p99s would hide the few bad seconds that
 #             make a p99. It differs from the wire figure in that it counts
-#             every leg, measures after `send_to` returns and against the
-#             frame's tick rather than against the stream's best packet.
+#             every leg, measures after `send_to` returns, and against the
+#             frame's tick rather than the stream's best packet: a leg late
+#             by the same amount every frame (the last of its tick's legs,
+#             say) counts here, not on the wire, where a peer cannot tell.
 #   load      the 1-minute load average when the run began (other work on
 #             the machine skews every figure)
 #
