@@ -33,16 +33,6 @@ const SLOTS: u64 = 20;
 /// burst.
 const SKIP_AFTER: u64 = SLOTS;
 
-/// A worker that has not slept for this long cannot keep up with its legs
-/// (it is already skipping frames)...
-const OVERLOADED_AFTER: Duration = Duration::from_millis(20);
-
-/// ...and sleeps this long before going on, so that the threads it shares a
-/// core with, signalling among them, still run. A real-time worker would
-/// otherwise keep them off the core for up to 950 ms of each second, the
-/// kernel's limit.
-const OVERLOAD_REST: Duration = Duration::from_millis(2);
-
 /// How often a worker publishes its counters.
 const PUBLISH_EVERY: u64 = 100;
 
@@ -153,8 +143,6 @@ pub(crate) struct Worker {
     /// The next tick to run and when it is due.
     tick: u64,
     tick_at: Instant,
-    /// When the worker last slept.
-    rested_at: Instant,
     /// Packet buffers, reused: outgoing, incoming, decoded.
     out: [u8; MAX_PACKET],
     incoming: Box<[u8; RECEIVE_BUFFER]>,
@@ -183,7 +171,6 @@ impl Worker {
             wheel: Default::default(),
             tick: 0,
             tick_at: Instant::now(),
-            rested_at: Instant::now(),
             out: [0; MAX_PACKET],
             incoming: Box::new([0; RECEIVE_BUFFER]),
             pcm: Box::new([0; RECEIVE_BUFFER]),
@@ -206,7 +193,6 @@ impl Worker {
                     break;
                 };
                 self.tick_at = Instant::now();
-                self.rested_at = self.tick_at;
                 if !self.apply(command) {
                     break;
                 }
@@ -221,9 +207,8 @@ impl Worker {
             }
             self.receive(self.tick_at);
             let now = Instant::now();
-            if let Some(rest) = rest(now, self.tick_at, self.rested_at) {
-                std::thread::sleep(rest);
-                self.rested_at = now + rest;
+            if self.tick_at > now {
+                std::thread::sleep(self.tick_at - now);
             }
         }
         self.publish(true);
@@ -509,19 +494,6 @@ impl Worker {
         self.frames_sent = 0;
         self.send_failures = 0;
         self.lateness = LatenessHistogram::new();
-    }
-}
-
-/// How long a worker sleeps at `now`: until its next tick when it is ahead;
-/// when it is behind, not at all, unless it has been behind since
-/// [`OVERLOADED_AFTER`] ago.
-fn rest(now: Instant, tick_at: Instant, rested_at: Instant) -> Option<Duration> {
-    if tick_at > now {
-        Some(tick_at - now)
-    } else if now.saturating_duration_since(rested_at) >= OVERLOADED_AFTER {
-        Some(OVERLOAD_REST)
-    } else {
-        None
     }
 }
 
@@ -1020,19 +992,6 @@ mod tests {
         let (_commands, receiver) = mpsc::channel();
         let poll = Poll::new().expect("a poller");
         (Worker::new(poll, receiver, Arc::clone(&shared)), shared)
-    }
-
-    #[test]
-    fn a_worker_sleeps_until_its_tick_and_rests_when_overloaded() {
-        let start = Instant::now();
-        let ms = Duration::from_millis;
-        // Ahead: until the next tick.
-        assert_eq!(rest(start, start + ms(1), start), Some(ms(1)));
-        // Behind since a recent sleep: catches up at once.
-        assert_eq!(rest(start + ms(5), start + ms(4), start), None);
-        // Behind for a whole period: overloaded, rests.
-        let later = start + OVERLOADED_AFTER;
-        assert_eq!(rest(later, start + ms(4), start), Some(OVERLOAD_REST));
     }
 
     #[test]
