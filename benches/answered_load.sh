@@ -17,9 +17,17 @@
 #             RTP timestamp says it was due, the stream's earliest packet
 #             counting as on time. frames % is the packets seen against
 #             50 per second per sampled stream.
-#   eng p99   the media engine's own p99 send lateness, from /metrics
-#             (`dialhound_media_send_lateness_seconds{percentile="99"}`, over
-#             each second of the plateau), the median of those seconds, in µs
+#   eng p99   the media engine's own p99 send lateness over the plateau, in
+#             µs, from /metrics (`dialhound_media_send_lateness_seconds
+#             {percentile="99"}` covers the frames since the previous scrape,
+#             so the page is read once as the plateau begins and once as it
+#             ends). Like the wire figure it pools every frame of the window:
+#             a median of per-second p99s would hide the few bad seconds that
+#             make a p99. It differs from the wire figure in that it counts
+#             every leg, measures after `send_to` returns, and against the
+#             frame's tick rather than the stream's best packet: a leg late
+#             by the same amount every frame (the last of its tick's legs,
+#             say) counts here, not on the wire, where a peer cannot tell.
 #   load      the 1-minute load average when the run began (other work on
 #             the machine skews every figure)
 #
@@ -27,7 +35,8 @@
 #
 # Defaults: hold 32 s, 2000 calls. RATE=n sets the calls placed per second
 # (default 250: 2,000 calls are all up 8 s after the first and 5,000 after
-# 20 s, inside the 30 s prompt), WORKERS=n the media threads (default 1),
+# 20 s, inside the 30 s prompt), WORKERS=n the media threads and
+# REALTIME=true|false their scheduling (both the daemon's defaults unless set),
 # RUNS=n the runs per size (default 1), DIALHOUND_BIN the binary (default
 # target/release/dialhound), CALL_ARGS more flags for `dialhound call` (such
 # as --no-barge-in). ANSWERED_LOAD_LOG=FILE appends each run's capture figures
@@ -39,7 +48,8 @@ shift || true
 counts=("${@:-2000}")
 read -r -a counts <<<"${counts[*]}"
 rate=${RATE:-250}
-workers=${WORKERS:-1}
+workers=${WORKERS:-}
+realtime=${REALTIME:-}
 runs=${RUNS:-1}
 prompt_seconds=30
 bin=${DIALHOUND_BIN:-target/release/dialhound}
@@ -74,7 +84,7 @@ active_dialogs() { # the page is kept in $work/page for engine_p99
   curl -s --max-time 1 "http://127.0.0.1:$metrics_port/metrics" >"$work/page" || true
   awk '$1 == "dialhound_sip_active_dialogs" { print $2; found = 1 } END { if (!found) print 0 }' "$work/page"
 }
-engine_p99_us() { # the media engine's own p99 over the frames since the previous scrape
+engine_p99_us() { # the media engine's own p99 over the frames since the previous scrape of $work/page
   awk '$1 == "dialhound_media_send_lateness_seconds{percentile=\"99\"}" { printf "%.0f", $2 * 1e6 }' "$work/page"
 }
 
@@ -167,8 +177,9 @@ listen = "127.0.0.1:0"
 keepalive_seconds = 0
 [media]
 rtp_ports = "30000-49999"
-workers = $workers
 prompts = "$work/prompts"
+${workers:+workers = $workers}
+${realtime:+realtime = $realtime}
 [[trunk]]
 name = "bench"
 proxy = "127.0.0.1:$sip_port"
@@ -213,7 +224,7 @@ one_run() { # calls: one row of the table
     sleep 0.25
   done
   local window=$((playing_until - SECONDS))
-  local cpu0 sipp0 t0 cpu1 sipp1 t1 rss_samples=() engine_p99s=() lateness=""
+  local cpu0 sipp0 t0 cpu1 sipp1 t1 rss_samples=() engine_p99="-" lateness=""
   if [ -n "$full" ] && ((window >= 2)); then
     python3 "$work/lateness.py" "$((window - 1))" 30000 49999 40 "$media_port" "$calls" >"$work/lateness.out" 2>&1 &
     local capture=$!
@@ -223,11 +234,11 @@ one_run() { # calls: one row of the table
     while ((SECONDS < playing_until)); do
       sleep 1
       rss_samples+=("$(rss_kib "$daemon")")
-      dialogs=$(active_dialogs)
-      ((dialogs > peak)) && peak=$dialogs
-      engine_p99s+=("$(engine_p99_us)")
     done
     cpu1=$(cpu_ticks "$daemon"); sipp1=$(cpu_ticks "$sipp"); t1=$(date +%s.%N)
+    dialogs=$(active_dialogs)
+    ((dialogs > peak)) && peak=$dialogs
+    engine_p99=$(engine_p99_us)
     thread_ticks "$daemon" >"$work/threads1"
     wait "$capture" || true
     lateness=$(grep '^LATENESS' "$work/lateness.out" || true)
@@ -251,10 +262,7 @@ one_run() { # calls: one row of the table
     python3 -c 'import json,sys; r=json.load(sys.stdin); print("  outcomes:", r["outcomes"], "refused:", r["refused_by_trunk_limits"], "errors:", r["errors"])' \
       <"$work/summary.json" 2>/dev/null || { echo "  call failed:"; head -5 "$work/call.err"; }
   fi
-  local cpu="-" sipp_cpu="-" per_call="-" engine_p99="-"
-  if ((${#engine_p99s[@]} > 0)); then
-    engine_p99=$(printf '%s\n' "${engine_p99s[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
-  fi
+  local cpu="-" sipp_cpu="-" per_call="-"
   if [ -n "${t0:-}" ]; then
     cpu=$(awk -v a="$cpu1" -v b="$cpu0" -v t="$ticks" -v s="$t1" -v r="$t0" 'BEGIN { printf "%.1f", 100 * (a - b) / t / (s - r) }')
     sipp_cpu=$(awk -v a="$sipp1" -v b="$sipp0" -v t="$ticks" -v s="$t1" -v r="$t0" 'BEGIN { printf "%.1f", 100 * (a - b) / t / (s - r) }')
@@ -268,6 +276,7 @@ one_run() { # calls: one row of the table
     "$cpu" "$sipp_cpu" "${idle_rss}" "$per_call" "${l[p50_us]}" "${l[p99_us]}" "${l[max_us]}" "${l[frames_pct]}" "$engine_p99" "$load"
   if [ -n "${ANSWERED_LOAD_LOG:-}" ]; then
     { echo "$calls calls: $lateness"
+      grep -m1 -o 'media threads.*' "$work/daemon.log" | sed 's/^/  /' || true
       [ -n "${t0:-}" ] && awk -v t="$ticks" -v d="$(awk -v s="$t1" -v r="$t0" 'BEGIN { print s - r }')" '
         NR == FNR { before[$1] = $3; next }
         { busy = ($3 - before[$1]) / t / d * 100; if (busy >= 1) printf "  thread %s: %.1f %% of a core\n", $2, busy }
@@ -279,7 +288,7 @@ one_run() { # calls: one row of the table
   wait "$daemon" 2>/dev/null || true
 }
 
-echo "hold ${hold} s, ${rate} calls/s, ${workers} media thread(s), prompt ${prompt_seconds} s, machine of $(nproc) cores"
+echo "hold ${hold} s, ${rate} calls/s, media threads: ${workers:-default} (realtime: ${realtime:-default}), prompt ${prompt_seconds} s, machine of $(nproc) cores"
 printf '%6s %7s %7s %6s %7s %8s %9s %8s %8s %8s %8s %8s %5s\n' \
   calls failed peak "cpu %" "sipp %" "idle KiB" "KiB/call" "p50 µs" "p99 µs" "max µs" "frames %" "eng p99" load
 for calls in "${counts[@]}"; do

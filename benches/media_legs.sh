@@ -8,7 +8,8 @@
 #   bash benches/media_legs.sh [SECONDS_PER_RUN] [LEGS...]
 #
 # Defaults: 20 s per run, 500 1000 2000 4000 legs; WORKERS=n sets the
-# engine's worker threads (default 1).
+# engine's worker threads (default 1), REALTIME=no keeps them off real-time
+# scheduling (by default they ask for it, as the daemon's do).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-20}
@@ -16,6 +17,7 @@ shift || true
 counts=("${@:-500 1000 2000 4000}")
 read -r -a counts <<<"${counts[*]}"
 workers=${WORKERS:-1}
+realtime=${REALTIME:-yes}
 
 cargo build --release -p dialhound-media --example media_legs
 bin=target/release/examples/media_legs
@@ -34,7 +36,7 @@ printf '%6s %8s %9s %9s %9s %8s %8s %8s %9s %7s\n' \
   legs "cpu %" "wait %" "KiB/leg" "frames %" "p50 µs" "p99 µs" "max µs" lost load
 for legs in "${counts[@]}"; do
   load=$(cut -d' ' -f1 /proc/loadavg)
-  result=$("$bin" --legs "$legs" --seconds "$seconds" --workers "$workers" | grep '^RESULT')
+  result=$("$bin" --legs "$legs" --seconds "$seconds" --workers "$workers" --realtime "$realtime" | grep '^RESULT')
   declare -A r=()
   for pair in ${result#RESULT }; do r[${pair%%=*}]=${pair#*=}; done
   printf '%6s %8s %9s %9s %9s %8s %8s %8s %9s %7s\n' \

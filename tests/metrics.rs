@@ -37,4 +37,13 @@ fn metrics_page_passes_promtool_and_counts_the_work() {
         );
     }
     assert!(page.contains("dialhound_uptime_seconds "));
+    // The example config asks for real-time media threads; how many got it
+    // depends on the privileges the tests run with.
+    let realtime: usize = page
+        .lines()
+        .find_map(|l| l.strip_prefix("dialhound_media_realtime_threads "))
+        .unwrap_or_else(|| panic!("missing dialhound_media_realtime_threads in:\n{page}"))
+        .parse()
+        .unwrap();
+    assert!(realtime <= 4, "{realtime} real-time media threads");
 }

@@ -312,8 +312,16 @@ pub struct MediaConfig {
     /// The address the RTP sockets bind to and our SDP offers; the SIP
     /// listen address's when absent.
     pub address: Option<std::net::IpAddr>,
-    /// Media threads, each with one 20 ms clock for all its calls.
-    pub workers: usize,
+    /// Media threads, each with one 20 ms clock for all its calls; by
+    /// default one per core, at most [`DEFAULT_MAX_MEDIA_WORKERS`].
+    pub workers: Option<usize>,
+    /// Whether the media threads ask for real-time scheduling (`SCHED_FIFO`
+    /// priority 10), so that busy threads elsewhere on the host do not make
+    /// frames late. It needs `CAP_SYS_NICE` (root, or
+    /// `AmbientCapabilities=CAP_SYS_NICE` in a systemd unit) or an
+    /// `RLIMIT_RTPRIO` of 10; refused, the threads ask for nice -10 and
+    /// then run as any other, and the log says why.
+    pub realtime: bool,
     pub prompts: PathBuf,
     /// espeak-ng voice for spoken prompts: `cmn` (Mandarin), `en`, ...
     pub voice: String,
@@ -321,12 +329,27 @@ pub struct MediaConfig {
     pub tts_rate: f32,
 }
 
+/// The most media threads started when `[media] workers` is not set: one
+/// sends for a few thousand calls, and each of them, real-time, takes a core
+/// first; the cores left serve signalling and the rest.
+pub const DEFAULT_MAX_MEDIA_WORKERS: usize = 4;
+
+/// One media thread per core, at most [`DEFAULT_MAX_MEDIA_WORKERS`]. Two
+/// threads on two cores send with a quarter of the lateness of one, which
+/// the SIP stack and the peer's traffic keep busy most of each millisecond.
+fn default_media_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, DEFAULT_MAX_MEDIA_WORKERS)
+}
+
 impl Default for MediaConfig {
     fn default() -> Self {
         Self {
             rtp_ports: "20000-29999".to_owned(),
             address: None,
-            workers: 1,
+            workers: None,
+            realtime: true,
             prompts: PathBuf::from("examples/prompts"),
             voice: "cmn".to_owned(),
             tts_rate: 1.0,
@@ -357,12 +380,13 @@ impl MediaConfig {
                     self.rtp_ports
                 )
             })?;
-        if !(1..=64).contains(&self.workers) {
-            return Err(format!(
-                "[media] workers must be 1 to 64, not {}",
-                self.workers
-            ));
-        }
+        let workers = match self.workers {
+            Some(workers) if !(1..=64).contains(&workers) => {
+                return Err(format!("[media] workers must be 1 to 64, not {workers}"));
+            }
+            Some(workers) => workers,
+            None => default_media_workers(),
+        };
         let bind_ip = match self.address {
             Some(address) => address,
             None if sip_address.is_unspecified() => {
@@ -374,9 +398,10 @@ impl MediaConfig {
             None => sip_address,
         };
         Ok(dialhound_media::engine::MediaConfig {
-            workers: self.workers,
+            workers,
             port_range: range.0..=range.1,
             bind_ip,
+            realtime: self.realtime,
         })
     }
 }
@@ -672,6 +697,43 @@ key_file = "var/dialhound.key"
         let config = Config::parse(&no_window, Path::new("t.toml")).unwrap();
         let error = config.health.health_config().unwrap_err();
         assert!(error.contains("window_seconds"), "{error}");
+    }
+
+    #[test]
+    fn media_threads_are_realtime_unless_turned_off() {
+        let address = std::net::IpAddr::from([127, 0, 0, 1]);
+        let config = Config::parse(MINIMAL, Path::new("t.toml")).unwrap();
+        assert!(config.media.engine_config(address).unwrap().realtime);
+
+        let text = format!("{MINIMAL}[media]\nrealtime = false\n");
+        let config = Config::parse(&text, Path::new("t.toml")).unwrap();
+        assert!(!config.media.engine_config(address).unwrap().realtime);
+
+        let text = format!("{MINIMAL}[media]\nrealtime = \"yes\"\n");
+        let shown = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(shown.starts_with("t.toml:7:"), "{shown}");
+        assert!(shown.contains("invalid type"), "{shown}");
+    }
+
+    #[test]
+    fn media_threads_are_one_per_core_up_to_a_cap_unless_set() {
+        let address = std::net::IpAddr::from([127, 0, 0, 1]);
+        let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+        let config = Config::parse(MINIMAL, Path::new("t.toml")).unwrap();
+        let workers = config.media.engine_config(address).unwrap().workers;
+        assert_eq!(workers, cores.min(DEFAULT_MAX_MEDIA_WORKERS));
+        assert!((1..=DEFAULT_MAX_MEDIA_WORKERS).contains(&workers));
+
+        let text = format!("{MINIMAL}[media]\nworkers = 7\n");
+        let config = Config::parse(&text, Path::new("t.toml")).unwrap();
+        assert_eq!(config.media.engine_config(address).unwrap().workers, 7);
+
+        let text = format!("{MINIMAL}[media]\nworkers = 0\n");
+        let config = Config::parse(&text, Path::new("t.toml")).unwrap();
+        let error = config.media.engine_config(address).unwrap_err();
+        assert_eq!(error, "[media] workers must be 1 to 64, not 0");
     }
 
     #[test]

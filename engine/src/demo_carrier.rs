@@ -863,6 +863,7 @@ mod tests {
             workers: 1,
             port_range: 43_000..=43_999,
             bind_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            realtime: false,
         })
         .expect("the media engine starts");
         let (agent, route) = agent(&carrier, Some(Arc::new(media))).await;

@@ -388,8 +388,21 @@ impl Metrics {
             .expect("static metric definition is valid"),
             previous: Mutex::new(None),
         };
+        let realtime = IntGauge::new(
+            "dialhound_media_realtime_threads",
+            "Media threads running with real-time scheduling (SCHED_FIFO), out of [media] workers.",
+        )
+        .expect("static metric definition is valid");
+        let realtime_threads = media
+            .engine
+            .scheduling()
+            .iter()
+            .filter(|report| report.scheduling.is_realtime())
+            .count();
+        realtime.set(i64::try_from(realtime_threads).unwrap_or(i64::MAX));
         for collector in [
             Box::new(media.legs.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(realtime),
             Box::new(media.frames_sent.clone()),
             Box::new(media.send_failures.clone()),
             Box::new(media.lateness.clone()),

@@ -6,7 +6,9 @@
 //!
 //! Options: `--legs N` (2000), `--seconds S` (20, measured after 2 s of
 //! warm-up), `--workers W` (1), `--first-port P` (20000), `--peer echo|sink`
-//! (echo; a sink only receives, which leaves the engine only sending).
+//! (echo; a sink only receives, which leaves the engine only sending),
+//! `--realtime yes|no` (yes: the workers ask for `SCHED_FIFO`, as the
+//! daemon's do by default).
 //!
 //! The echo runs in a child process (this binary with `--echo`), so the CPU
 //! figures are the engine's alone: user + system time from /proc/self/stat,
@@ -43,6 +45,8 @@ struct Options {
     first_port: u16,
     /// Whether the peer sends every packet back (else it only receives).
     echo: bool,
+    /// Whether the workers ask for real-time scheduling.
+    realtime: bool,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -61,6 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         workers: options.workers,
         port_range: options.first_port..=u16::try_from(last_port.min(65_535))?,
         bind_ip: localhost,
+        realtime: options.realtime,
     })?;
     let prompt = EncodedPrompt::from_pcm_8k(&speech_like(Duration::from_secs(30)));
 
@@ -124,6 +129,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         options.workers,
         if options.echo { "echo" } else { "sink" }
     );
+    let scheduling = engine
+        .scheduling()
+        .iter()
+        .map(|report| report.scheduling.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!("scheduling           {scheduling}");
     println!("opened in            {:.2} s", opened_in.as_secs_f64());
     println!("measured             {wall:.1} s");
     println!("engine CPU           {cpu:.2} s = {cpu_percent:.1} % of one core");
@@ -175,6 +187,7 @@ fn parse(arguments: &[String]) -> Result<Options, Box<dyn std::error::Error>> {
         workers: 1,
         first_port: 20_000,
         echo: true,
+        realtime: true,
     };
     let mut rest = arguments.iter();
     while let Some(flag) = rest.next() {
@@ -184,6 +197,13 @@ fn parse(arguments: &[String]) -> Result<Options, Box<dyn std::error::Error>> {
             "--seconds" => options.seconds = value.parse()?,
             "--workers" => options.workers = value.parse()?,
             "--first-port" => options.first_port = value.parse()?,
+            "--realtime" => {
+                options.realtime = match value.as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return Err(format!("--realtime is yes or no, not {value}").into()),
+                }
+            }
             "--peer" => {
                 options.echo = match value.as_str() {
                     "echo" => true,

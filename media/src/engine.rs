@@ -23,6 +23,7 @@
 
 mod lateness;
 mod ports;
+mod realtime;
 mod worker;
 
 use std::io;
@@ -36,6 +37,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc as async_mpsc, oneshot};
 
 pub use lateness::LatenessHistogram;
+pub use realtime::{FALLBACK_NICE, REALTIME_PRIORITY, Scheduling, SchedulingReport};
 
 use crate::encoded::EncodedPrompt;
 use crate::quality::CallQuality;
@@ -54,6 +56,11 @@ pub struct MediaConfig {
     pub port_range: RangeInclusive<u16>,
     /// Local address the legs' sockets bind to.
     pub bind_ip: IpAddr,
+    /// Whether the workers ask for real-time scheduling (`SCHED_FIFO` at
+    /// [`REALTIME_PRIORITY`]), so that other busy threads of the host do not
+    /// delay their frames; refused, they ask for nice [`FALLBACK_NICE`].
+    /// [`MediaEngine::scheduling`] tells what they got.
+    pub realtime: bool,
 }
 
 /// Why the engine could not do what was asked.
@@ -235,6 +242,7 @@ pub struct EngineStats {
 /// Starts and owns the worker threads; opens legs on them.
 pub struct MediaEngine {
     workers: Vec<WorkerHandle>,
+    scheduling: Vec<SchedulingReport>,
     ports: Mutex<PortAllocator>,
     next_leg: AtomicU64,
 }
@@ -254,6 +262,7 @@ impl MediaEngine {
         }
         let mut engine = MediaEngine {
             workers: Vec::with_capacity(config.workers),
+            scheduling: Vec::with_capacity(config.workers),
             ports: Mutex::new(PortAllocator::new(config.bind_ip, config.port_range)),
             next_leg: AtomicU64::new(0),
         };
@@ -263,10 +272,19 @@ impl MediaEngine {
             let (commands, receiver) = mpsc::channel();
             let shared = Arc::new(WorkerShared::default());
             let worker = Worker::new(poll, receiver, Arc::clone(&shared));
+            let (scheduled, scheduling) = mpsc::sync_channel(1);
+            let realtime = config.realtime;
             let thread = std::thread::Builder::new()
                 .name(format!("media-{number}"))
-                .spawn(move || worker.run())
+                .spawn(move || {
+                    let _ = scheduled.send(realtime::configure_current_thread(realtime));
+                    worker.run();
+                })
                 .map_err(MediaError::Worker)?;
+            let scheduling = scheduling.recv().map_err(|_| {
+                MediaError::Worker(io::Error::other("a media thread ended as it started"))
+            })?;
+            engine.scheduling.push(scheduling);
             engine.workers.push(WorkerHandle {
                 commands,
                 registry,
@@ -327,6 +345,11 @@ impl MediaEngine {
             next_playback: 0,
             closed: false,
         })
+    }
+
+    /// How each worker thread is scheduled, in the order they started.
+    pub fn scheduling(&self) -> &[SchedulingReport] {
+        &self.scheduling
     }
 
     /// Legs open on all workers.
@@ -555,6 +578,7 @@ mod tests {
             workers: 0,
             port_range: 40_000..=40_099,
             bind_ip: IpAddr::from([127, 0, 0, 1]),
+            realtime: false,
         };
         assert!(matches!(
             MediaEngine::start(config),

@@ -34,6 +34,7 @@ fn engine(port_range: RangeInclusive<u16>) -> MediaEngine {
         workers: 1,
         port_range,
         bind_ip: localhost(),
+        realtime: false,
     })
     .unwrap()
 }

@@ -5,7 +5,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, TryLockError, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::net::UdpSocket;
@@ -188,7 +188,7 @@ impl Worker {
             }
             if self.by_id.is_empty() {
                 // Nothing to send: sleep until someone asks for something.
-                self.publish();
+                self.publish(true);
                 let Ok(command) = self.commands.recv() else {
                     break;
                 };
@@ -211,7 +211,7 @@ impl Worker {
                 std::thread::sleep(self.tick_at - now);
             }
         }
-        self.publish();
+        self.publish(true);
     }
 
     /// Applies queued commands, at most a tick's share of them so that a
@@ -469,16 +469,25 @@ impl Worker {
         self.tick += 1;
         self.tick_at += SLOT;
         if self.tick.is_multiple_of(PUBLISH_EVERY) {
-            self.publish();
+            self.publish(false);
         }
     }
 
-    fn publish(&mut self) {
-        let mut stats = self
-            .shared
-            .stats
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    /// Adds the counters to what the engine reads. Between frames
+    /// (`wait` false), when a reader holds the lock, they wait for the next
+    /// publication: a reader is an ordinary thread that can be descheduled
+    /// while it holds the lock, and a real-time worker must not wait for it.
+    fn publish(&mut self, wait: bool) {
+        let locked = if wait {
+            self.shared.stats.lock().map_err(TryLockError::from)
+        } else {
+            self.shared.stats.try_lock()
+        };
+        let mut stats = match locked {
+            Ok(stats) => stats,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
         stats.frames_sent += self.frames_sent;
         stats.send_failures += self.send_failures;
         stats.lateness.merge(&self.lateness);
@@ -971,5 +980,36 @@ fn random_seed(leg: u64) -> SenderSeed {
         ssrc: Ssrc(first as u32),
         first_sequence: (first >> 32) as u16,
         first_timestamp: second as u32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker() -> (Worker, Arc<WorkerShared>) {
+        let shared = Arc::new(WorkerShared::default());
+        let (_commands, receiver) = mpsc::channel();
+        let poll = Poll::new().expect("a poller");
+        (Worker::new(poll, receiver, Arc::clone(&shared)), shared)
+    }
+
+    #[test]
+    fn a_worker_between_frames_does_not_wait_for_a_reader_of_its_counters() {
+        let (mut worker, shared) = worker();
+        worker.frames_sent = 3;
+        worker.lateness.record(Duration::from_micros(15));
+        let reader = shared.stats.lock().expect("not poisoned");
+        // Would block forever if it waited for the lock held here.
+        worker.publish(false);
+        drop(reader);
+        assert_eq!(shared.stats.lock().expect("not poisoned").frames_sent, 0);
+        // The counters were kept for the next publication.
+        worker.frames_sent += 2;
+        worker.publish(false);
+        let stats = shared.stats.lock().expect("not poisoned");
+        assert_eq!(stats.frames_sent, 5);
+        assert_eq!(stats.lateness.count(), 1);
+        assert_eq!(worker.frames_sent, 0);
     }
 }
