@@ -145,11 +145,17 @@ mod tests {
         for cps in [1, 4, 19, 20, 100, 5000] {
             // Asked far too often: every 10 µs for 3 s.
             let (most, _) = most_starts_in_a_second(cps, (0..300_000).map(|i| i * 10_000));
-            assert!(most <= cps as usize, "cps {cps}: {most} starts in one second");
+            assert!(
+                most <= cps as usize,
+                "cps {cps}: {most} starts in one second"
+            );
             // Asked in bursts: 5,000 at once every 250 ms.
             let bursts = (0..12u64).flat_map(|turn| std::iter::repeat_n(turn * 250_000_000, 5000));
             let (most, _) = most_starts_in_a_second(cps, bursts);
-            assert!(most <= cps as usize, "cps {cps}: {most} starts in one second");
+            assert!(
+                most <= cps as usize,
+                "cps {cps}: {most} starts in one second"
+            );
         }
     }
 
