@@ -312,19 +312,20 @@ impl Program {
                 // One rule: it fires exactly when its ranges hold.
                 let plain = plan.flat.get(..plan.nplain).unwrap_or_default();
                 let other = plan.flat.get(plan.nplain..plan.nflat).unwrap_or_default();
+                let inline = vm::inline_slots(plain) && vm::inline_slots(other);
                 let d = plan.ranked[0];
                 for (i, record) in records.iter().enumerate() {
-                    let ok = vm::all_hold(plain, other, record.words.as_slice());
+                    let ok = vm::all_hold(plain, other, &record.words, inline);
                     each(i, if ok { d } else { Decision::NONE });
                 }
             }
             Some(plan) if plan.by_rank => {
                 let plain = plan.flat.get(..plan.nplain).unwrap_or_default();
                 let other = plan.flat.get(plan.nplain..plan.nflat).unwrap_or_default();
+                let inline = vm::inline_slots(plain) && vm::inline_slots(other);
                 let all = (1u64 << plan.nsegs) - 1;
                 for (i, record) in records.iter().enumerate() {
-                    let words = record.words.as_slice();
-                    let ok = !vm::failing_tags(plain, other, words) & all;
+                    let ok = !vm::failing_tags_of(plain, other, &record.words, inline) & all;
                     let d = match ok {
                         0 => Decision::NONE,
                         _ => plan

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use crate::error::{EvalError, VerifyError};
 use crate::eval::{Ctx, DAY, arith, hist_constant};
 use crate::ir::{ArithOp, CmpOp, Cond, HistField, Ir, RuleIr};
-use crate::record::{FieldType, History, NONE, Schema};
+use crate::record::{FieldType, History, INLINE_WORDS, NONE, Schema, Words};
 
 /// Registers per evaluation; register indexes are masked with `NREGS - 1`.
 pub const NREGS: usize = 32;
@@ -628,11 +628,31 @@ pub(crate) fn record_preds_hold(sinces: &[Since], ranges: &[Range], cx: &Ctx) ->
     ok
 }
 
-/// Whether every range holds; plain ranges are checked without their
+/// Whether every range reads a slot below [`INLINE_WORDS`], so that a
+/// record with inline words can be read without looking at its length.
+pub(crate) fn inline_slots(ranges: &[Range]) -> bool {
+    ranges.iter().all(|r| usize::from(r.slot) < INLINE_WORDS)
+}
+
+/// Whether every range holds for the record `words`; `inline` as given by
+/// [`inline_slots`] for the ranges. Plain ranges are checked without their
 /// exclusion. Evaluated without short-circuit.
 #[inline(always)]
-pub(crate) fn all_hold(plain: &[Range], other: &[Range], words: &[i64]) -> bool {
-    let word = |s: u16| words.get(usize::from(s)).copied().unwrap_or(NONE);
+pub(crate) fn all_hold(plain: &[Range], other: &[Range], words: &Words, inline: bool) -> bool {
+    match words.padded() {
+        // Every slot read is below the array's length.
+        Some(buf) if inline => all_hold_by(plain, other, |s| buf[usize::from(s) % INLINE_WORDS]),
+        _ => {
+            let words = words.as_slice();
+            all_hold_by(plain, other, |s| {
+                words.get(usize::from(s)).copied().unwrap_or(NONE)
+            })
+        }
+    }
+}
+
+#[inline(always)]
+fn all_hold_by(plain: &[Range], other: &[Range], word: impl Fn(u16) -> i64) -> bool {
     let mut ok = true;
     for p in plain {
         ok &= p.spans(word(p.slot));
@@ -643,11 +663,35 @@ pub(crate) fn all_hold(plain: &[Range], other: &[Range], words: &[i64]) -> bool 
     ok
 }
 
+/// [`failing_tags`] for the record `words`; `inline` as given by
+/// [`inline_slots`] for the ranges.
+#[inline(always)]
+pub(crate) fn failing_tags_of(
+    plain: &[Range],
+    other: &[Range],
+    words: &Words,
+    inline: bool,
+) -> u64 {
+    match words.padded() {
+        // Every slot read is below the array's length.
+        Some(buf) if inline => {
+            failing_tags_by(plain, other, |s| buf[usize::from(s) % INLINE_WORDS])
+        }
+        _ => failing_tags(plain, other, words.as_slice()),
+    }
+}
+
 /// The tags of the ranges that do not hold, as bits; plain ranges are
 /// checked without their exclusion.
 #[inline(always)]
 pub(crate) fn failing_tags(plain: &[Range], other: &[Range], words: &[i64]) -> u64 {
-    let word = |s: u16| words.get(usize::from(s)).copied().unwrap_or(NONE);
+    failing_tags_by(plain, other, |s| {
+        words.get(usize::from(s)).copied().unwrap_or(NONE)
+    })
+}
+
+#[inline(always)]
+fn failing_tags_by(plain: &[Range], other: &[Range], word: impl Fn(u16) -> i64) -> u64 {
     let mut fail = 0u64;
     for p in plain {
         fail |= u64::from(!p.spans(word(p.slot))) << (p.tag & 63);
