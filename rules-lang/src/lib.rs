@@ -314,6 +314,24 @@ impl Program {
                 let other = plan.flat.get(plan.nplain..plan.nflat).unwrap_or_default();
                 let inline = vm::inline_slots(plain) && vm::inline_slots(other);
                 let d = plan.ranked[0];
+                if inline && other.is_empty() {
+                    // A copy of the ranges of each length the loop over
+                    // them unrolls for.
+                    let done = match plain.len() {
+                        1 => one_rule_batch::<1>(records, plain, d, &mut each),
+                        2 => one_rule_batch::<2>(records, plain, d, &mut each),
+                        3 => one_rule_batch::<3>(records, plain, d, &mut each),
+                        4 => one_rule_batch::<4>(records, plain, d, &mut each),
+                        5 => one_rule_batch::<5>(records, plain, d, &mut each),
+                        6 => one_rule_batch::<6>(records, plain, d, &mut each),
+                        7 => one_rule_batch::<7>(records, plain, d, &mut each),
+                        8 => one_rule_batch::<8>(records, plain, d, &mut each),
+                        _ => false,
+                    };
+                    if done {
+                        return;
+                    }
+                }
                 for (i, record) in records.iter().enumerate() {
                     let ok = vm::all_hold(plain, other, &record.words, inline);
                     each(i, if ok { d } else { Decision::NONE });
@@ -793,6 +811,29 @@ fn reference_rule(r: &RuleIr, cx: &Ctx) -> Result<(i64, i64, i64), EvalError> {
         None => NONE,
     };
     Ok((prio, script, line))
+}
+
+/// The batch of one rule whose ranges are `N` plain ones, all on slots
+/// below [`record::INLINE_WORDS`]: it fires exactly when they hold. `false`, doing
+/// nothing, when `plain` does not hold `N` ranges.
+#[inline(always)]
+fn one_rule_batch<'a, const N: usize>(
+    records: &'a [Record],
+    plain: &[vm::Range],
+    d: Decision<'a>,
+    each: &mut impl FnMut(usize, Decision<'a>),
+) -> bool {
+    let Ok(ranges) = <[vm::Range; N]>::try_from(plain) else {
+        return false;
+    };
+    for (i, record) in records.iter().enumerate() {
+        let ok = match record.words.padded() {
+            Some(buf) => vm::all_span_inline(&ranges, buf),
+            None => vm::all_hold(plain, &[], &record.words, false),
+        };
+        each(i, if ok { d } else { Decision::NONE });
+    }
+    true
 }
 
 /// Most ranges and segments a batch plan holds; larger programs are

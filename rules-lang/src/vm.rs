@@ -651,6 +651,20 @@ pub(crate) fn all_hold(plain: &[Range], other: &[Range], words: &Words, inline: 
     }
 }
 
+/// Whether every plain range, each on a slot below [`INLINE_WORDS`], spans
+/// its word of `buf`. Evaluated without short-circuit.
+#[inline(always)]
+pub(crate) fn all_span_inline<const N: usize>(
+    ranges: &[Range; N],
+    buf: &[i64; INLINE_WORDS],
+) -> bool {
+    let mut ok = true;
+    for r in ranges {
+        ok &= r.spans(buf[usize::from(r.slot) % INLINE_WORDS]);
+    }
+    ok
+}
+
 #[inline(always)]
 fn all_hold_by(plain: &[Range], other: &[Range], word: impl Fn(u16) -> i64) -> bool {
     let mut ok = true;
