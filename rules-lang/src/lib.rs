@@ -255,7 +255,7 @@ impl Program {
         };
         let code = &self.code;
         if let Some(sm) = &code.simple {
-            let fail = vm::simple_failures(sm, record.words.as_slice(), history, now);
+            let fail = vm::simple_failures(sm, &record.words, history, now);
             let ok = !fail & ((1u64 << sm.ranked.len()) - 1);
             if (fail >> vm::POLICY_BIT) & 1 != 0 || ok == 0 {
                 return Decision::NONE;

@@ -416,6 +416,8 @@ pub(crate) struct Simple {
     pub other: Vec<Range>,
     /// The rule index and outputs (priority, script, line) of each rank.
     pub ranked: Vec<(usize, i64, i64, i64)>,
+    /// Every slot read is below [`INLINE_WORDS`].
+    pub inline: bool,
 }
 
 pub(crate) const POLICY_BIT: u8 = 63;
@@ -454,13 +456,31 @@ fn simple(segments: &[Segment], pre: &Prefixes) -> Option<Simple> {
             }
         }
     }
+    sm.inline = sm.sinces.iter().all(|p| usize::from(p.slot) < INLINE_WORDS)
+        && inline_slots(&sm.plain)
+        && inline_slots(&sm.other);
     Some(sm)
 }
 
 /// The failure bits of a [`Simple`] program for one record.
 #[inline(always)]
-pub(crate) fn simple_failures(sm: &Simple, words: &[i64], h: &History, now: i64) -> u64 {
-    let word = |s: u16| words.get(usize::from(s)).copied().unwrap_or(NONE);
+pub(crate) fn simple_failures(sm: &Simple, words: &Words, h: &History, now: i64) -> u64 {
+    match words.padded() {
+        // Every slot read is below the array's length.
+        Some(buf) if sm.inline => {
+            simple_failures_by(sm, h, now, |s| buf[usize::from(s) % INLINE_WORDS])
+        }
+        _ => {
+            let words = words.as_slice();
+            simple_failures_by(sm, h, now, |s| {
+                words.get(usize::from(s)).copied().unwrap_or(NONE)
+            })
+        }
+    }
+}
+
+#[inline(always)]
+fn simple_failures_by(sm: &Simple, h: &History, now: i64, word: impl Fn(u16) -> i64) -> u64 {
     let mut fail = 0u64;
     for p in &sm.hists {
         fail |= u64::from(!test_mask(p.mask, hist_constant(h, p.f), p.v)) << (p.tag & 63);
@@ -468,7 +488,7 @@ pub(crate) fn simple_failures(sm: &Simple, words: &[i64], h: &History, now: i64)
     for p in &sm.sinces {
         fail |= u64::from(!p.holds(now, word(p.slot))) << (p.tag & 63);
     }
-    fail | failing_tags(&sm.plain, &sm.other, words)
+    fail | failing_tags_by(&sm.plain, &sm.other, word)
 }
 
 /// The comparison as a mask over (less, equal, greater).
