@@ -576,6 +576,7 @@ impl Program {
 
     /// The decision for rule `i` with these outputs; text references to a
     /// record need `rec`.
+    #[inline]
     fn decision_with<'a>(
         &'a self,
         rec: Option<&'a Record>,
