@@ -315,8 +315,8 @@ impl Program {
                 let inline = vm::inline_slots(plain) && vm::inline_slots(other);
                 let d = plan.ranked[0];
                 if inline && other.is_empty() {
-                    // A copy of the ranges of each length the loop over
-                    // them unrolls for.
+                    // The ranges copied into a fixed-size array, so that
+                    // the test of each record unrolls.
                     let done = match plain.len() {
                         1 => one_rule_batch::<1>(records, plain, d, &mut each),
                         2 => one_rule_batch::<2>(records, plain, d, &mut each),
@@ -815,8 +815,8 @@ fn reference_rule(r: &RuleIr, cx: &Ctx) -> Result<(i64, i64, i64), EvalError> {
 }
 
 /// The batch of one rule whose ranges are `N` plain ones, all on slots
-/// below [`record::INLINE_WORDS`]: it fires exactly when they hold. `false`, doing
-/// nothing, when `plain` does not hold `N` ranges.
+/// below [`record::INLINE_WORDS`]: it fires exactly when they hold.
+/// `false`, doing nothing, when `plain` does not hold `N` ranges.
 #[inline(always)]
 fn one_rule_batch<'a, const N: usize>(
     records: &'a [Record],
