@@ -255,7 +255,7 @@ impl Program {
         };
         let code = &self.code;
         if let Some(sm) = &code.simple {
-            let fail = vm::simple_failures(sm, record.words.as_slice(), history, now);
+            let fail = vm::simple_failures(sm, &record.words, history, now);
             let ok = !fail & ((1u64 << sm.ranked.len()) - 1);
             if (fail >> vm::POLICY_BIT) & 1 != 0 || ok == 0 {
                 return Decision::NONE;
@@ -312,19 +312,38 @@ impl Program {
                 // One rule: it fires exactly when its ranges hold.
                 let plain = plan.flat.get(..plan.nplain).unwrap_or_default();
                 let other = plan.flat.get(plan.nplain..plan.nflat).unwrap_or_default();
+                let inline = vm::inline_slots(plain) && vm::inline_slots(other);
                 let d = plan.ranked[0];
+                if inline && other.is_empty() {
+                    // The ranges copied into a fixed-size array, so that
+                    // the test of each record unrolls.
+                    let done = match plain.len() {
+                        1 => one_rule_batch::<1>(records, plain, d, &mut each),
+                        2 => one_rule_batch::<2>(records, plain, d, &mut each),
+                        3 => one_rule_batch::<3>(records, plain, d, &mut each),
+                        4 => one_rule_batch::<4>(records, plain, d, &mut each),
+                        5 => one_rule_batch::<5>(records, plain, d, &mut each),
+                        6 => one_rule_batch::<6>(records, plain, d, &mut each),
+                        7 => one_rule_batch::<7>(records, plain, d, &mut each),
+                        8 => one_rule_batch::<8>(records, plain, d, &mut each),
+                        _ => false,
+                    };
+                    if done {
+                        return;
+                    }
+                }
                 for (i, record) in records.iter().enumerate() {
-                    let ok = vm::all_hold(plain, other, record.words.as_slice());
+                    let ok = vm::all_hold(plain, other, &record.words, inline);
                     each(i, if ok { d } else { Decision::NONE });
                 }
             }
             Some(plan) if plan.by_rank => {
                 let plain = plan.flat.get(..plan.nplain).unwrap_or_default();
                 let other = plan.flat.get(plan.nplain..plan.nflat).unwrap_or_default();
+                let inline = vm::inline_slots(plain) && vm::inline_slots(other);
                 let all = (1u64 << plan.nsegs) - 1;
                 for (i, record) in records.iter().enumerate() {
-                    let words = record.words.as_slice();
-                    let ok = !vm::failing_tags(plain, other, words) & all;
+                    let ok = !vm::failing_tags_of(plain, other, &record.words, inline) & all;
                     let d = match ok {
                         0 => Decision::NONE,
                         _ => plan
@@ -557,6 +576,7 @@ impl Program {
 
     /// The decision for rule `i` with these outputs; text references to a
     /// record need `rec`.
+    #[inline]
     fn decision_with<'a>(
         &'a self,
         rec: Option<&'a Record>,
@@ -792,6 +812,29 @@ fn reference_rule(r: &RuleIr, cx: &Ctx) -> Result<(i64, i64, i64), EvalError> {
         None => NONE,
     };
     Ok((prio, script, line))
+}
+
+/// The batch of one rule whose ranges are `N` plain ones, all on slots
+/// below [`record::INLINE_WORDS`]: it fires exactly when they hold.
+/// `false`, doing nothing, when `plain` does not hold `N` ranges.
+#[inline(always)]
+fn one_rule_batch<'a, const N: usize>(
+    records: &'a [Record],
+    plain: &[vm::Range],
+    d: Decision<'a>,
+    each: &mut impl FnMut(usize, Decision<'a>),
+) -> bool {
+    let Ok(ranges) = <[vm::Range; N]>::try_from(plain) else {
+        return false;
+    };
+    for (i, record) in records.iter().enumerate() {
+        let ok = match record.words.padded() {
+            Some(buf) => vm::all_span_inline(&ranges, buf),
+            None => vm::all_hold(plain, &[], &record.words, false),
+        };
+        each(i, if ok { d } else { Decision::NONE });
+    }
+    true
 }
 
 /// Most ranges and segments a batch plan holds; larger programs are

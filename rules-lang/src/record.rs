@@ -114,15 +114,81 @@ impl Schema {
 /// The weekday names, Monday first.
 pub const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
+/// How many words a record keeps inside itself; the example schemas have
+/// five to eight fields. Records of larger schemas keep theirs on the heap.
+pub(crate) const INLINE_WORDS: usize = 8;
+
+/// A record's words: inline when they fit, so that reading a record in a
+/// batch is one sequential memory stream with no pointer to follow.
+#[derive(Debug, Clone)]
+pub(crate) enum Words {
+    /// The first `len` words; the slots after them hold [`NONE`], which is
+    /// what a missing slot reads as, so the whole array can be read with
+    /// any slot below [`INLINE_WORDS`].
+    Inline {
+        len: u8,
+        buf: [i64; INLINE_WORDS],
+    },
+    Heap(Box<[i64]>),
+}
+
+impl Words {
+    fn new(words: Vec<i64>) -> Words {
+        match u8::try_from(words.len()) {
+            Ok(len) if words.len() <= INLINE_WORDS => {
+                let mut buf = [NONE; INLINE_WORDS];
+                for (b, w) in buf.iter_mut().zip(&words) {
+                    *b = *w;
+                }
+                Words::Inline { len, buf }
+            }
+            _ => Words::Heap(words.into_boxed_slice()),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn as_slice(&self) -> &[i64] {
+        match self {
+            Words::Inline { len, buf } => buf.get(..usize::from(*len)).unwrap_or(&[]),
+            Words::Heap(words) => words,
+        }
+    }
+
+    /// All inline slots, those past the record's length holding [`NONE`];
+    /// `None` when the words are on the heap.
+    #[inline(always)]
+    pub(crate) fn padded(&self) -> Option<&[i64; INLINE_WORDS]> {
+        match self {
+            Words::Inline { buf, .. } => Some(buf),
+            Words::Heap(_) => None,
+        }
+    }
+}
+
+impl std::ops::Deref for Words {
+    type Target = [i64];
+
+    #[inline(always)]
+    fn deref(&self) -> &[i64] {
+        self.as_slice()
+    }
+}
+
+/// The side tables of a record that has text, set or time zone fields.
+#[derive(Debug, Clone, Default)]
+struct Side {
+    texts: Vec<String>,
+    sets: Vec<Vec<String>>,
+    zones: Vec<TimeZone>,
+}
+
 /// A customer as the VM reads it: one 64-bit word per schema field, plus
 /// side tables for text, sets and time zones. Built once per customer;
 /// evaluating rules against it never allocates.
 #[derive(Debug, Clone)]
 pub struct Record {
-    pub(crate) words: Vec<i64>,
-    pub(crate) texts: Vec<String>,
-    pub(crate) sets: Vec<Vec<String>>,
-    pub(crate) zones: Vec<TimeZone>,
+    pub(crate) words: Words,
+    side: Option<Box<Side>>,
 }
 
 impl Record {
@@ -134,12 +200,8 @@ impl Record {
                 return Err(RecordError::UnknownField((*name).to_string()));
             }
         }
-        let mut rec = Record {
-            words: Vec::with_capacity(schema.fields.len()),
-            texts: Vec::new(),
-            sets: Vec::new(),
-            zones: Vec::new(),
-        };
+        let mut words = Vec::with_capacity(schema.fields.len());
+        let mut side = Side::default();
         for f in &schema.fields {
             let v = values
                 .iter()
@@ -149,11 +211,15 @@ impl Record {
             let word = match v {
                 None if f.optional => NONE,
                 None => return Err(RecordError::Missing(f.name.clone())),
-                Some(v) => rec.store(f, v)?,
+                Some(v) => side.store(f, v)?,
             };
-            rec.words.push(word);
+            words.push(word);
         }
-        Ok(rec)
+        let empty = side.texts.is_empty() && side.sets.is_empty() && side.zones.is_empty();
+        Ok(Record {
+            words: Words::new(words),
+            side: (!empty).then(|| Box::new(side)),
+        })
     }
 
     /// Builds a record from a JSON object of stored customer attributes.
@@ -171,6 +237,42 @@ impl Record {
         Record::from_values(schema, &values)
     }
 
+    pub(crate) fn text(&self, idx: i64) -> Option<&str> {
+        let side = self.side.as_deref()?;
+        usize::try_from(idx)
+            .ok()
+            .and_then(|i| side.texts.get(i))
+            .map(String::as_str)
+    }
+
+    pub(crate) fn set(&self, idx: i64) -> &[String] {
+        let Some(side) = self.side.as_deref() else {
+            return &[];
+        };
+        usize::try_from(idx)
+            .ok()
+            .and_then(|i| side.sets.get(i))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    pub(crate) fn zone(&self, idx: i64) -> Option<&TimeZone> {
+        let side = self.side.as_deref()?;
+        usize::try_from(idx).ok().and_then(|i| side.zones.get(i))
+    }
+
+    /// Number of slots, one per schema field.
+    pub fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+}
+
+impl Side {
+    /// The word for value `v` of field `f`, keeping text, sets and zones
+    /// in the side tables.
     fn store(&mut self, f: &Field, v: Value) -> Result<i64, RecordError> {
         let bad = || RecordError::Type {
             field: f.name.clone(),
@@ -214,33 +316,6 @@ impl Record {
             }
             _ => return Err(bad()),
         })
-    }
-
-    pub(crate) fn text(&self, idx: i64) -> Option<&str> {
-        usize::try_from(idx)
-            .ok()
-            .and_then(|i| self.texts.get(i))
-            .map(String::as_str)
-    }
-
-    pub(crate) fn set(&self, idx: i64) -> &[String] {
-        usize::try_from(idx)
-            .ok()
-            .and_then(|i| self.sets.get(i))
-            .map_or(&[], Vec::as_slice)
-    }
-
-    pub(crate) fn zone(&self, idx: i64) -> Option<&TimeZone> {
-        usize::try_from(idx).ok().and_then(|i| self.zones.get(i))
-    }
-
-    /// Number of slots, one per schema field.
-    pub fn len(&self) -> usize {
-        self.words.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.words.is_empty()
     }
 }
 
@@ -435,5 +510,44 @@ impl History {
     /// Times of the most recent calls, in seconds since the epoch, oldest first.
     pub fn recent_calls(&self) -> &[i64] {
         &self.calls[..self.len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(n: usize) -> Schema {
+        Schema {
+            fields: (0..n)
+                .map(|i| Field {
+                    name: format!("f{i}"),
+                    ty: FieldType::Int,
+                    optional: true,
+                    default: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn words_stay_inline_up_to_the_inline_length() {
+        for n in [0, 1, INLINE_WORDS, INLINE_WORDS + 1, 20] {
+            let s = schema(n);
+            let rec = Record::from_values(&s, &[("f0", Value::Int(7))]).unwrap_or_else(|_| {
+                Record::from_values(&s, &[]).expect("an empty schema takes no values")
+            });
+            assert_eq!(rec.len(), n);
+            assert_eq!(rec.words.first().copied(), (n > 0).then_some(7));
+            assert!(rec.words.iter().skip(1).all(|w| *w == NONE));
+            match rec.words.padded() {
+                Some(buf) => {
+                    assert!(n <= INLINE_WORDS);
+                    assert_eq!(buf.get(..n), Some(rec.words.as_slice()));
+                    assert!(buf.iter().skip(n).all(|w| *w == NONE));
+                }
+                None => assert!(n > INLINE_WORDS),
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use crate::error::{EvalError, VerifyError};
 use crate::eval::{Ctx, DAY, arith, hist_constant};
 use crate::ir::{ArithOp, CmpOp, Cond, HistField, Ir, RuleIr};
-use crate::record::{FieldType, History, NONE, Schema};
+use crate::record::{FieldType, History, INLINE_WORDS, NONE, Schema, Words};
 
 /// Registers per evaluation; register indexes are masked with `NREGS - 1`.
 pub const NREGS: usize = 32;
@@ -416,6 +416,8 @@ pub(crate) struct Simple {
     pub other: Vec<Range>,
     /// The rule index and outputs (priority, script, line) of each rank.
     pub ranked: Vec<(usize, i64, i64, i64)>,
+    /// Every slot read is below [`INLINE_WORDS`].
+    pub inline: bool,
 }
 
 pub(crate) const POLICY_BIT: u8 = 63;
@@ -454,13 +456,31 @@ fn simple(segments: &[Segment], pre: &Prefixes) -> Option<Simple> {
             }
         }
     }
+    sm.inline = sm.sinces.iter().all(|p| usize::from(p.slot) < INLINE_WORDS)
+        && inline_slots(&sm.plain)
+        && inline_slots(&sm.other);
     Some(sm)
 }
 
 /// The failure bits of a [`Simple`] program for one record.
 #[inline(always)]
-pub(crate) fn simple_failures(sm: &Simple, words: &[i64], h: &History, now: i64) -> u64 {
-    let word = |s: u16| words.get(usize::from(s)).copied().unwrap_or(NONE);
+pub(crate) fn simple_failures(sm: &Simple, words: &Words, h: &History, now: i64) -> u64 {
+    match words.padded() {
+        // Every slot read is below the array's length.
+        Some(buf) if sm.inline => {
+            simple_failures_by(sm, h, now, |s| buf[usize::from(s) % INLINE_WORDS])
+        }
+        _ => {
+            let words = words.as_slice();
+            simple_failures_by(sm, h, now, |s| {
+                words.get(usize::from(s)).copied().unwrap_or(NONE)
+            })
+        }
+    }
+}
+
+#[inline(always)]
+fn simple_failures_by(sm: &Simple, h: &History, now: i64, word: impl Fn(u16) -> i64) -> u64 {
     let mut fail = 0u64;
     for p in &sm.hists {
         fail |= u64::from(!test_mask(p.mask, hist_constant(h, p.f), p.v)) << (p.tag & 63);
@@ -468,7 +488,7 @@ pub(crate) fn simple_failures(sm: &Simple, words: &[i64], h: &History, now: i64)
     for p in &sm.sinces {
         fail |= u64::from(!p.holds(now, word(p.slot))) << (p.tag & 63);
     }
-    fail | failing_tags(&sm.plain, &sm.other, words)
+    fail | failing_tags_by(&sm.plain, &sm.other, word)
 }
 
 /// The comparison as a mask over (less, equal, greater).
@@ -628,11 +648,45 @@ pub(crate) fn record_preds_hold(sinces: &[Since], ranges: &[Range], cx: &Ctx) ->
     ok
 }
 
-/// Whether every range holds; plain ranges are checked without their
+/// Whether every range reads a slot below [`INLINE_WORDS`], so that a
+/// record with inline words can be read without looking at its length.
+pub(crate) fn inline_slots(ranges: &[Range]) -> bool {
+    ranges.iter().all(|r| usize::from(r.slot) < INLINE_WORDS)
+}
+
+/// Whether every range holds for the record `words`; `inline` as given by
+/// [`inline_slots`] for the ranges. Plain ranges are checked without their
 /// exclusion. Evaluated without short-circuit.
 #[inline(always)]
-pub(crate) fn all_hold(plain: &[Range], other: &[Range], words: &[i64]) -> bool {
-    let word = |s: u16| words.get(usize::from(s)).copied().unwrap_or(NONE);
+pub(crate) fn all_hold(plain: &[Range], other: &[Range], words: &Words, inline: bool) -> bool {
+    match words.padded() {
+        // Every slot read is below the array's length.
+        Some(buf) if inline => all_hold_by(plain, other, |s| buf[usize::from(s) % INLINE_WORDS]),
+        _ => {
+            let words = words.as_slice();
+            all_hold_by(plain, other, |s| {
+                words.get(usize::from(s)).copied().unwrap_or(NONE)
+            })
+        }
+    }
+}
+
+/// Whether every plain range, each on a slot below [`INLINE_WORDS`], spans
+/// its word of `buf`. Evaluated without short-circuit.
+#[inline(always)]
+pub(crate) fn all_span_inline<const N: usize>(
+    ranges: &[Range; N],
+    buf: &[i64; INLINE_WORDS],
+) -> bool {
+    let mut ok = true;
+    for r in ranges {
+        ok &= r.spans(buf[usize::from(r.slot) % INLINE_WORDS]);
+    }
+    ok
+}
+
+#[inline(always)]
+fn all_hold_by(plain: &[Range], other: &[Range], word: impl Fn(u16) -> i64) -> bool {
     let mut ok = true;
     for p in plain {
         ok &= p.spans(word(p.slot));
@@ -643,11 +697,35 @@ pub(crate) fn all_hold(plain: &[Range], other: &[Range], words: &[i64]) -> bool 
     ok
 }
 
+/// [`failing_tags`] for the record `words`; `inline` as given by
+/// [`inline_slots`] for the ranges.
+#[inline(always)]
+pub(crate) fn failing_tags_of(
+    plain: &[Range],
+    other: &[Range],
+    words: &Words,
+    inline: bool,
+) -> u64 {
+    match words.padded() {
+        // Every slot read is below the array's length.
+        Some(buf) if inline => {
+            failing_tags_by(plain, other, |s| buf[usize::from(s) % INLINE_WORDS])
+        }
+        _ => failing_tags(plain, other, words.as_slice()),
+    }
+}
+
 /// The tags of the ranges that do not hold, as bits; plain ranges are
 /// checked without their exclusion.
 #[inline(always)]
 pub(crate) fn failing_tags(plain: &[Range], other: &[Range], words: &[i64]) -> u64 {
-    let word = |s: u16| words.get(usize::from(s)).copied().unwrap_or(NONE);
+    failing_tags_by(plain, other, |s| {
+        words.get(usize::from(s)).copied().unwrap_or(NONE)
+    })
+}
+
+#[inline(always)]
+fn failing_tags_by(plain: &[Range], other: &[Range], word: impl Fn(u16) -> i64) -> u64 {
     let mut fail = 0u64;
     for p in plain {
         fail |= u64::from(!p.spans(word(p.slot))) << (p.tag & 63);

@@ -35,6 +35,15 @@ const ZONES: &[&str] = &[
     "Australia/Lord_Howe",
 ];
 
+/// The fields the rules with fixed outputs read, few enough for records
+/// that keep their words inline.
+fn small_schema(g: &mut Gen) -> String {
+    format!(
+        "schema customer {{\n  zone timezone = \"{}\"\n  n int\n  m money\n  t time?\n  at time\n  level enum {{ a, b, c }}\n  flag bool\n}}\n",
+        g.pick(ZONES)
+    )
+}
+
 fn schema(g: &mut Gen) -> String {
     format!(
         "schema customer {{\n  zone timezone = \"{}\"\n  n int\n  m money\n  t time?\n  at time\n  d duration\n  tag text\n  tags set<text>\n  level enum {{ a, b, c }}\n  flag bool\n  day weekday?\n}}\n",
@@ -321,6 +330,7 @@ fn record(p: &Program, g: &mut Gen) -> Record {
     if g.chance(50) {
         vals.push(("day", Value::Weekday(g.below(7) as u8)));
     }
+    vals.retain(|(name, _)| p.schema().field(name).is_some());
     Record::from_values(p.schema(), &vals).unwrap()
 }
 
@@ -383,7 +393,7 @@ proptest! {
     #[test]
     fn a_batch_of_rules_with_fixed_outputs_decides_as_one_record_at_a_time(seed in any::<u64>()) {
         let mut g = Gen(seed | 1);
-        let mut src = schema(&mut g);
+        let mut src = if g.chance(50) { small_schema(&mut g) } else { schema(&mut g) };
         if g.chance(50) {
             src.push_str("policy {\n  after refused quiet 2d\n  after unsubscribed never\n}\n");
         }
