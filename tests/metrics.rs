@@ -46,4 +46,9 @@ fn metrics_page_passes_promtool_and_counts_the_work() {
         .parse()
         .unwrap();
     assert!(realtime <= 4, "{realtime} real-time media threads");
+    // An idle daemon's media threads are never overloaded.
+    assert!(
+        page.contains("dialhound_media_overload_step_downs_total 0\n"),
+        "{page}"
+    );
 }

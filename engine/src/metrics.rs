@@ -29,6 +29,8 @@ pub struct Metrics {
 struct MediaMetrics {
     engine: Arc<dialhound_media::engine::MediaEngine>,
     legs: IntGauge,
+    realtime_threads: IntGauge,
+    overload_step_downs: prometheus::IntCounter,
     frames_sent: prometheus::IntCounter,
     send_failures: prometheus::IntCounter,
     /// Send lateness over the frames sent since the previous scrape.
@@ -53,6 +55,11 @@ impl MediaMetrics {
             None => (0, 0, stats.lateness.clone()),
         };
         self.legs.set(i64::try_from(stats.legs).unwrap_or(i64::MAX));
+        self.realtime_threads
+            .set(i64::try_from(self.engine.realtime_workers()).unwrap_or(i64::MAX));
+        let step_downs = self.engine.overload_step_downs();
+        self.overload_step_downs
+            .inc_by(step_downs.saturating_sub(self.overload_step_downs.get()));
         self.frames_sent
             .inc_by(stats.frames_sent.saturating_sub(frames_before));
         self.send_failures
@@ -368,6 +375,16 @@ impl Metrics {
             engine,
             legs: IntGauge::new("dialhound_media_legs", "RTP legs open (one per call with media).")
                 .expect("static metric definition is valid"),
+            realtime_threads: IntGauge::new(
+                "dialhound_media_realtime_threads",
+                "Media threads running with real-time scheduling (SCHED_FIFO) now, out of [media] workers.",
+            )
+            .expect("static metric definition is valid"),
+            overload_step_downs: prometheus::IntCounter::new(
+                "dialhound_media_overload_step_downs_total",
+                "Times a media thread left real-time scheduling because it kept a core over 93 % busy for a second (it goes back under 75 %).",
+            )
+            .expect("static metric definition is valid"),
             frames_sent: prometheus::IntCounter::new(
                 "dialhound_media_frames_sent_total",
                 "RTP frames sent by the media threads.",
@@ -388,21 +405,10 @@ impl Metrics {
             .expect("static metric definition is valid"),
             previous: Mutex::new(None),
         };
-        let realtime = IntGauge::new(
-            "dialhound_media_realtime_threads",
-            "Media threads running with real-time scheduling (SCHED_FIFO), out of [media] workers.",
-        )
-        .expect("static metric definition is valid");
-        let realtime_threads = media
-            .engine
-            .scheduling()
-            .iter()
-            .filter(|report| report.scheduling.is_realtime())
-            .count();
-        realtime.set(i64::try_from(realtime_threads).unwrap_or(i64::MAX));
         for collector in [
             Box::new(media.legs.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(realtime),
+            Box::new(media.realtime_threads.clone()),
+            Box::new(media.overload_step_downs.clone()),
             Box::new(media.frames_sent.clone()),
             Box::new(media.send_failures.clone()),
             Box::new(media.lateness.clone()),

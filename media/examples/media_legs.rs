@@ -135,7 +135,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|report| report.scheduling.to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    println!("scheduling           {scheduling}");
+    println!(
+        "scheduling           {scheduling}; real-time at the end {}, overload step-downs {}",
+        engine.realtime_workers(),
+        engine.overload_step_downs()
+    );
     println!("opened in            {:.2} s", opened_in.as_secs_f64());
     println!("measured             {wall:.1} s");
     println!("engine CPU           {cpu:.2} s = {cpu_percent:.1} % of one core");

@@ -277,8 +277,10 @@ impl MediaEngine {
             let thread = std::thread::Builder::new()
                 .name(format!("media-{number}"))
                 .spawn(move || {
-                    let _ = scheduled.send(realtime::configure_current_thread(realtime));
-                    worker.run();
+                    let report = realtime::configure_current_thread(realtime);
+                    let got_realtime = report.scheduling.is_realtime();
+                    let _ = scheduled.send(report);
+                    worker.run(got_realtime);
                 })
                 .map_err(MediaError::Worker)?;
             let scheduling = scheduling.recv().map_err(|_| {
@@ -350,6 +352,23 @@ impl MediaEngine {
     /// How each worker thread is scheduled, in the order they started.
     pub fn scheduling(&self) -> &[SchedulingReport] {
         &self.scheduling
+    }
+
+    /// Workers running real-time now: those that got it at start, less
+    /// those that stepped down while overloaded.
+    pub fn realtime_workers(&self) -> usize {
+        self.workers
+            .iter()
+            .filter(|worker| worker.shared.realtime.load(Ordering::Relaxed))
+            .count()
+    }
+
+    /// Times a worker left real-time scheduling because it kept a core busy.
+    pub fn overload_step_downs(&self) -> u64 {
+        self.workers
+            .iter()
+            .map(|worker| worker.shared.overload_step_downs.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Legs open on all workers.

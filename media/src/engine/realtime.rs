@@ -16,6 +16,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
+use std::time::{Duration, Instant};
 
 /// The `SCHED_FIFO` priority of worker threads: above every normal thread,
 /// below the kernel's own real-time threads (interrupt threads run at 50).
@@ -100,6 +101,127 @@ pub(crate) fn configure_current_thread(realtime: bool) -> SchedulingReport {
     }
 }
 
+/// How long a real-time worker's CPU share is measured over.
+pub(crate) const GUARD_WINDOW: Duration = Duration::from_secs(1);
+
+/// A real-time worker that used this share of a core over a window is
+/// overloaded (it hardly ever sleeps between ticks): it steps down to the
+/// normal policy. A busy worker that keeps up stays under it (2,000 legs
+/// with echoed audio take about 70 % of a core), and it is under the 95 %
+/// the kernel leaves a real-time thread when normal threads wait for its
+/// core, or the guard could never fire when it matters.
+const STEP_DOWN_SHARE: f64 = 0.93;
+
+/// A stepped-down worker that used at most this share goes back up.
+const STEP_UP_SHARE: f64 = 0.75;
+
+/// What an [`OverloadGuard`] asks of its thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GuardAction {
+    /// Leave real-time scheduling: the thread can no longer keep up, and a
+    /// real-time thread that never sleeps holds everything else of the
+    /// host, the SIP stack included, off its core for 950 ms of each second.
+    StepDown,
+    /// The load has passed: real-time scheduling again.
+    StepUp,
+}
+
+/// Watches a real-time worker's own CPU share, sans-IO: fed the time and
+/// the thread's CPU time, it says when to step down and back up.
+#[derive(Debug)]
+pub(crate) struct OverloadGuard {
+    window_began: Instant,
+    cpu_at_window: Duration,
+    stepped_down: bool,
+}
+
+impl OverloadGuard {
+    pub(crate) fn new(now: Instant, cpu: Duration) -> OverloadGuard {
+        OverloadGuard {
+            window_began: now,
+            cpu_at_window: cpu,
+            stepped_down: false,
+        }
+    }
+
+    /// Takes the time and the thread's CPU time; at the end of each window,
+    /// what to change, if anything.
+    pub(crate) fn observe(&mut self, now: Instant, cpu: Duration) -> Option<GuardAction> {
+        let wall = now.saturating_duration_since(self.window_began);
+        if wall < GUARD_WINDOW {
+            return None;
+        }
+        let share = cpu.saturating_sub(self.cpu_at_window).as_secs_f64() / wall.as_secs_f64();
+        self.window_began = now;
+        self.cpu_at_window = cpu;
+        if !self.stepped_down && share >= STEP_DOWN_SHARE {
+            self.stepped_down = true;
+            Some(GuardAction::StepDown)
+        } else if self.stepped_down && share <= STEP_UP_SHARE {
+            self.stepped_down = false;
+            Some(GuardAction::StepUp)
+        } else {
+            None
+        }
+    }
+}
+
+/// Carries out a guard's action on the calling thread: down to the normal
+/// policy at the fallback nice value, or back to `SCHED_FIFO`. Whether the
+/// thread is real-time afterwards.
+pub(crate) fn apply_guard_action(action: GuardAction) -> bool {
+    match action {
+        GuardAction::StepDown => {
+            if set_normal().is_err() {
+                return true;
+            }
+            let _ = set_nice(FALLBACK_NICE);
+            false
+        }
+        GuardAction::StepUp => set_fifo(REALTIME_PRIORITY).is_ok(),
+    }
+}
+
+/// The CPU time the calling thread has used, when the system tells.
+#[cfg(target_os = "linux")]
+pub(crate) fn thread_cpu_time() -> Option<Duration> {
+    let mut time = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `time` is a valid, initialised timespec that outlives the call,
+    // which writes only to it.
+    let result = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut time) };
+    if result != 0 {
+        return None;
+    }
+    let seconds = u64::try_from(time.tv_sec).ok()?;
+    let nanos = u32::try_from(time.tv_nsec).ok()?;
+    Some(Duration::new(seconds, nanos))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn thread_cpu_time() -> Option<Duration> {
+    None
+}
+
+#[cfg(target_os = "linux")]
+fn set_normal() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: as in `set_fifo`.
+    let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_normal() -> io::Result<()> {
+    Ok(())
+}
+
 #[cfg(target_os = "linux")]
 fn set_fifo(priority: i32) -> io::Result<()> {
     let param = libc::sched_param {
@@ -172,6 +294,66 @@ mod tests {
         // SAFETY: as above; -1 is a valid nice value, and errno is not needed.
         let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
         (policy, nice)
+    }
+
+    #[test]
+    fn an_overloaded_worker_steps_down_and_back_up_once_the_load_passes() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let cpu = Duration::from_millis;
+        let mut guard = OverloadGuard::new(start, cpu(0));
+        // Within a window nothing is decided, however busy.
+        assert_eq!(guard.observe(at(500), cpu(500)), None);
+        // 90 % of a core: busy, not overloaded.
+        assert_eq!(guard.observe(at(1000), cpu(900)), None);
+        // 95 %, all the kernel gives a real-time thread: step down, once.
+        assert_eq!(
+            guard.observe(at(2000), cpu(1850)),
+            Some(GuardAction::StepDown)
+        );
+        assert_eq!(guard.observe(at(3000), cpu(2840)), None);
+        // 85 %: still too busy to go back.
+        assert_eq!(guard.observe(at(4000), cpu(3690)), None);
+        // 70 %: back up.
+        assert_eq!(
+            guard.observe(at(5000), cpu(4390)),
+            Some(GuardAction::StepUp)
+        );
+        assert_eq!(guard.observe(at(6000), cpu(4490)), None);
+    }
+
+    #[test]
+    fn the_guard_changes_the_threads_policy() {
+        let (stepped, after_down, stepped_up, after_up) = std::thread::spawn(|| {
+            if !configure_current_thread(true).scheduling.is_realtime() {
+                // Without the privilege there is nothing to step down from.
+                return (None, current(), None, current());
+            }
+            let down = apply_guard_action(GuardAction::StepDown);
+            let after_down = current();
+            let up = apply_guard_action(GuardAction::StepUp);
+            (Some(down), after_down, Some(up), current())
+        })
+        .join()
+        .expect("the thread ran");
+        if let (Some(realtime_after_down), Some(realtime_after_up)) = (stepped, stepped_up) {
+            assert!(!realtime_after_down);
+            assert_eq!(after_down.0, libc::SCHED_OTHER);
+            assert!(realtime_after_up);
+            assert_eq!(after_up.0, libc::SCHED_FIFO);
+        }
+    }
+
+    #[test]
+    fn a_threads_cpu_time_counts_its_work() {
+        let before = thread_cpu_time().expect("Linux tells a thread's CPU time");
+        let began = Instant::now();
+        let mut x = 0u64;
+        while began.elapsed() < Duration::from_millis(20) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let after = thread_cpu_time().expect("Linux tells a thread's CPU time");
+        assert!(after > before, "{before:?} then {after:?} after {x} turns");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, TryLockError, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +12,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Poll, Token};
 use tokio::sync::{mpsc as async_mpsc, oneshot};
 
+use super::realtime::{GuardAction, OverloadGuard};
 use super::{AudioTap, LatenessHistogram, LegConfig, LegEvent, LegReport, PlaybackId, TapAction};
 use crate::dtmf::{EventReceiver, ToneDetector};
 use crate::encoded::{EncodedPrompt, FRAME_SAMPLES, silence_frame};
@@ -113,6 +114,10 @@ pub(crate) struct NewLeg {
 pub(crate) struct WorkerShared {
     pub(crate) legs: AtomicUsize,
     pub(crate) stats: Mutex<WorkerStats>,
+    /// Whether the worker runs real-time now.
+    pub(crate) realtime: AtomicBool,
+    /// Times the worker left real-time scheduling because it was overloaded.
+    pub(crate) overload_step_downs: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -147,6 +152,8 @@ pub(crate) struct Worker {
     out: [u8; MAX_PACKET],
     incoming: Box<[u8; RECEIVE_BUFFER]>,
     pcm: Box<[i16; RECEIVE_BUFFER]>,
+    /// Watches a real-time worker's CPU share; `None` when not real-time.
+    guard: Option<OverloadGuard>,
     /// Counters since the last publication.
     frames_sent: u64,
     send_failures: u64,
@@ -177,11 +184,18 @@ impl Worker {
             frames_sent: 0,
             send_failures: 0,
             lateness: LatenessHistogram::new(),
+            guard: None,
         }
     }
 
-    /// Runs until the engine shuts down.
-    pub(crate) fn run(mut self) {
+    /// Runs until the engine shuts down; `realtime`: whether the thread got
+    /// real-time scheduling, which it then gives up while overloaded.
+    pub(crate) fn run(mut self, realtime: bool) {
+        self.shared.realtime.store(realtime, Ordering::Relaxed);
+        if realtime {
+            self.guard = super::realtime::thread_cpu_time()
+                .map(|cpu| OverloadGuard::new(Instant::now(), cpu));
+        }
         loop {
             if !self.apply_commands() {
                 break;
@@ -470,6 +484,28 @@ impl Worker {
         self.tick_at += SLOT;
         if self.tick.is_multiple_of(PUBLISH_EVERY) {
             self.publish(false);
+            self.guard_against_overload();
+        }
+    }
+
+    /// A real-time worker that keeps a core busy steps down to the normal
+    /// policy until its load passes (see [`OverloadGuard`]).
+    fn guard_against_overload(&mut self) {
+        let Some(guard) = &mut self.guard else {
+            return;
+        };
+        let Some(cpu) = super::realtime::thread_cpu_time() else {
+            return;
+        };
+        let Some(action) = guard.observe(Instant::now(), cpu) else {
+            return;
+        };
+        let realtime = super::realtime::apply_guard_action(action);
+        self.shared.realtime.store(realtime, Ordering::Relaxed);
+        if action == GuardAction::StepDown && !realtime {
+            self.shared
+                .overload_step_downs
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
