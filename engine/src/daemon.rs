@@ -47,7 +47,7 @@ pub async fn serve_until(
         dialhound_media::engine::MediaEngine::start(media_config)
             .context("cannot start the media threads")?,
     );
-    log_media_scheduling(config.media.realtime, media.scheduling());
+    log_media_scheduling(media.scheduling());
     metrics.watch_media(Arc::clone(&media));
     let metrics = Arc::new(metrics);
     let (sip, sip_task) = crate::sip_agent::SipAgent::start(
@@ -147,8 +147,8 @@ async fn shutdown_signal() -> anyhow::Result<()> {
 }
 
 /// One line on how the media threads are scheduled, a warning when real-time
-/// was asked for and refused.
-fn log_media_scheduling(asked: bool, reports: &[dialhound_media::engine::SchedulingReport]) {
+/// was asked for and refused (a refusal is only reported when it was asked).
+fn log_media_scheduling(reports: &[dialhound_media::engine::SchedulingReport]) {
     let realtime = reports
         .iter()
         .filter(|report| report.scheduling.is_realtime())
@@ -158,14 +158,14 @@ fn log_media_scheduling(asked: bool, reports: &[dialhound_media::engine::Schedul
     };
     let refused = reports.iter().find_map(|report| report.refused.as_deref());
     match refused {
-        Some(why) if asked => tracing::warn!(
+        Some(why) => tracing::warn!(
             threads = reports.len(),
             realtime,
             scheduling = %first.scheduling,
             refused = why,
             "the media threads could not get real-time scheduling, so other busy threads can make RTP late; give the daemon CAP_SYS_NICE or an RLIMIT_RTPRIO of 10, or set [media] realtime = false"
         ),
-        _ => tracing::info!(
+        None => tracing::info!(
             threads = reports.len(),
             realtime,
             scheduling = %first.scheduling,

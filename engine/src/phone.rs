@@ -410,17 +410,22 @@ mod tests {
         assert_eq!(E164::parse("  ", cn()), Err(PhoneError::Missing));
     }
 
-    /// The fast path and the library agree on every number the fast path accepts,
-    /// across regions, prefixes and lengths.
-    #[test]
-    fn fast_path_agrees_with_the_library() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
+    /// A small, seeded pseudo-random sequence, the same on every run.
+    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut state = seed;
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             state
-        };
+        }
+    }
+
+    /// The fast path and the library agree on every number the fast path accepts,
+    /// across regions, prefixes and lengths.
+    #[test]
+    fn fast_path_agrees_with_the_library() {
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         let mut accepted = 0;
         for region_code in [
             "CN", "US", "GB", "DE", "IT", "HK", "SG", "JP", "IN", "FR", "BR",
@@ -443,7 +448,7 @@ mod tests {
             .collect();
             for _ in 0..1_500 {
                 // Start from a real example and change a few digits, or make random digits.
-                let mut digits: Vec<u8> = if next() % 4 == 0 {
+                let mut digits: Vec<u8> = if next().is_multiple_of(4) {
                     (0..6 + next() % 8)
                         .map(|_| b'0' + (next() % 10) as u8)
                         .collect()
@@ -480,13 +485,7 @@ mod tests {
     /// the whole parse (fast path or library) answers exactly as the library does.
     #[test]
     fn cn_mobile_shapes_agree_with_the_library() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let region = cn();
         for _ in 0..20_000 {
             // Every second digit after the leading 1, lengths around eleven.

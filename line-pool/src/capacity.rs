@@ -90,17 +90,6 @@ impl CallRate {
             })
             .is_ok()
     }
-
-    /// The earliest instant a start is allowed.
-    pub fn next_allowed(&self) -> u64 {
-        self.due
-            .load(Ordering::Acquire)
-            .saturating_sub(self.tolerance_nanos)
-    }
-
-    pub fn interval_nanos(&self) -> u64 {
-        self.interval_nanos
-    }
 }
 
 #[cfg(test)]
