@@ -246,13 +246,7 @@ impl Program {
         history: &History,
         now: i64,
     ) -> Decision<'a> {
-        let cx = Ctx {
-            texts: &self.texts,
-            rec: record,
-            hist: history,
-            zone_slot: self.zone_slot,
-            now,
-        };
+        let cx = self.ctx(record, history, now);
         let code = &self.code;
         if let Some(sm) = &code.simple {
             let fail = vm::simple_failures(sm, &record.words, history, now);
@@ -525,13 +519,7 @@ impl Program {
                     ) else {
                         return Decision::NONE;
                     };
-                    let cx = Ctx {
-                        texts: &self.texts,
-                        rec: record,
-                        hist: history,
-                        zone_slot: self.zone_slot,
-                        now,
-                    };
+                    let cx = self.ctx(record, history, now);
                     match vm::run_rest(&self.code, seg, fast, &cx, &mut local) {
                         SegResult::Failed => None,
                         SegResult::Fired { prio, script, line } => {
