@@ -386,7 +386,8 @@ pub(crate) struct Prefixes {
     pub ranges: Vec<Range>,
 }
 
-pub(crate) fn sub<T>(v: &[T], r: (u32, u32)) -> &[T] {
+/// The part `r` of `v`, empty when out of bounds.
+fn sub<T>(v: &[T], r: (u32, u32)) -> &[T] {
     v.get(r.0 as usize..r.1 as usize).unwrap_or_default()
 }
 
