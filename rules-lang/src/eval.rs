@@ -76,11 +76,11 @@ impl<'a> Ctx<'a> {
                 .iter()
                 .filter(|&&c| c <= now && c > now.saturating_sub(DAY))
                 .count() as i64,
-            HistField::LastCall => h.recent_calls().last().copied().unwrap_or(NONE),
-            HistField::LastOutcome => h.last_outcome.map_or(NONE, |o| o.index()),
-            HistField::LastOutcomeAt => h.last_outcome_at.map_or(NONE, |t| t.as_second()),
-            HistField::Attempts => h.attempts,
-            HistField::OptedOut => h.opted_out_at.map_or(NONE, |t| t.as_second()),
+            HistField::LastCall
+            | HistField::LastOutcome
+            | HistField::LastOutcomeAt
+            | HistField::Attempts
+            | HistField::OptedOut => hist_constant(h, f),
         })
     }
 }

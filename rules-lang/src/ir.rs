@@ -303,39 +303,49 @@ pub fn optimise(rule: &mut RuleIr) {
 
 /// Whether the expression reads the customer's local time.
 pub fn uses_local(ir: &Ir) -> bool {
-    match ir {
-        Ir::LocalTime | Ir::Weekday | Ir::Hist(HistField::CallsToday) => true,
-        Ir::Const(_) | Ir::Field(_) | Ir::TextField(_) | Ir::Now | Ir::Hist(_) => false,
-        Ir::Not(a) | Ir::Neg(a) | Ir::IsNone(a) | Ir::Unwrap(a) | Ir::InSet(a, _) => uses_local(a),
-        Ir::And(a, b)
-        | Ir::Or(a, b)
-        | Ir::Cmp(_, a, b)
-        | Ir::TextEq(_, a, b)
-        | Ir::Arith(_, a, b)
-        | Ir::Default(a, b) => uses_local(a) || uses_local(b),
-        Ir::Cond(c, a, b) => uses_local(c) || uses_local(a) || uses_local(b),
-    }
+    any_leaf(ir, &|leaf| {
+        matches!(
+            leaf,
+            Ir::LocalTime | Ir::Weekday | Ir::Hist(HistField::CallsToday)
+        )
+    })
 }
 
 /// Whether the expression's value can change with `now` alone: it reads
 /// `now`, the local time or weekday, or a call count. An expression that
 /// does not has no breakpoints.
 pub fn depends_on_now(ir: &Ir) -> bool {
+    any_leaf(ir, &|leaf| {
+        matches!(
+            leaf,
+            Ir::Now
+                | Ir::LocalTime
+                | Ir::Weekday
+                | Ir::Hist(HistField::CallsToday | HistField::Calls24h)
+        )
+    })
+}
+
+/// Whether `leaf` holds for some leaf of the expression: a constant, a
+/// field, `now`, the local time or weekday, or a history field.
+fn any_leaf(ir: &Ir, leaf: &impl Fn(&Ir) -> bool) -> bool {
     match ir {
-        Ir::Now
+        Ir::Const(_)
+        | Ir::Field(_)
+        | Ir::TextField(_)
+        | Ir::Now
         | Ir::LocalTime
         | Ir::Weekday
-        | Ir::Hist(HistField::CallsToday | HistField::Calls24h) => true,
-        Ir::Const(_) | Ir::Field(_) | Ir::TextField(_) | Ir::Hist(_) => false,
+        | Ir::Hist(_) => leaf(ir),
         Ir::Not(a) | Ir::Neg(a) | Ir::IsNone(a) | Ir::Unwrap(a) | Ir::InSet(a, _) => {
-            depends_on_now(a)
+            any_leaf(a, leaf)
         }
         Ir::And(a, b)
         | Ir::Or(a, b)
         | Ir::Cmp(_, a, b)
         | Ir::TextEq(_, a, b)
         | Ir::Arith(_, a, b)
-        | Ir::Default(a, b) => depends_on_now(a) || depends_on_now(b),
-        Ir::Cond(c, a, b) => depends_on_now(c) || depends_on_now(a) || depends_on_now(b),
+        | Ir::Default(a, b) => any_leaf(a, leaf) || any_leaf(b, leaf),
+        Ir::Cond(c, a, b) => any_leaf(c, leaf) || any_leaf(a, leaf) || any_leaf(b, leaf),
     }
 }

@@ -246,13 +246,7 @@ impl Program {
         history: &History,
         now: i64,
     ) -> Decision<'a> {
-        let cx = Ctx {
-            texts: &self.texts,
-            rec: record,
-            hist: history,
-            zone_slot: self.zone_slot,
-            now,
-        };
+        let cx = self.ctx(record, history, now);
         let code = &self.code;
         if let Some(sm) = &code.simple {
             let fail = vm::simple_failures(sm, &record.words, history, now);
@@ -464,11 +458,9 @@ impl Program {
         let mut rank: [usize; BATCH_SEGS] = std::array::from_fn(|k| k);
         if !plan.gate && segs.iter().all(|ps| ps.out.is_some()) {
             let prio = |k: usize| segs.get(k).and_then(|ps| ps.out).map_or(0, |o| o.0);
-            // Keys are distinct, so the unstable sort (which never
-            // allocates) gives the one order.
             let mut order: [usize; BATCH_SEGS] = std::array::from_fn(|k| k);
             let order = order.get_mut(..plan.nsegs)?;
-            order.sort_unstable_by_key(|&k| (std::cmp::Reverse(prio(k)), k));
+            vm::sort_by_rank(order, prio);
             for (r, &k) in order.iter().enumerate() {
                 *rank.get_mut(k)? = r;
                 *plan.ranked.get_mut(r)? = segs.get(k)?.out.map_or(Decision::NONE, |o| o.1);
@@ -525,13 +517,7 @@ impl Program {
                     ) else {
                         return Decision::NONE;
                     };
-                    let cx = Ctx {
-                        texts: &self.texts,
-                        rec: record,
-                        hist: history,
-                        zone_slot: self.zone_slot,
-                        now,
-                    };
+                    let cx = self.ctx(record, history, now);
                     match vm::run_rest(&self.code, seg, fast, &cx, &mut local) {
                         SegResult::Failed => None,
                         SegResult::Fired { prio, script, line } => {

@@ -91,8 +91,6 @@ impl Schema {
         self.fields.iter().enumerate().find(|(_, f)| f.name == name)
     }
 
-    /// The field that gives the customer's own time zone: the first field of
-    /// type `timezone`.
     /// The help that lists the customer fields, for an unknown one.
     pub(crate) fn declared_fields(&self) -> String {
         if self.fields.is_empty() {
@@ -106,6 +104,8 @@ impl Schema {
         format!("the schema declares {}", names.join(", "))
     }
 
+    /// The field that gives the customer's own time zone: the first field of
+    /// type `timezone`.
     pub fn zone_slot(&self) -> Option<usize> {
         self.fields.iter().position(|f| f.ty == FieldType::TimeZone)
     }

@@ -386,7 +386,8 @@ pub(crate) struct Prefixes {
     pub ranges: Vec<Range>,
 }
 
-pub(crate) fn sub<T>(v: &[T], r: (u32, u32)) -> &[T] {
+/// The part `r` of `v`, empty when out of bounds.
+fn sub<T>(v: &[T], r: (u32, u32)) -> &[T] {
     v.get(r.0 as usize..r.1 as usize).unwrap_or_default()
 }
 
@@ -429,7 +430,7 @@ fn simple(segments: &[Segment], pre: &Prefixes) -> Option<Simple> {
     let outs: Vec<(i64, i64, i64)> = pre.fast.iter().map(|f| f.out).collect::<Option<_>>()?;
     let prio = |k: usize| outs.get(k).map_or(0, |o| o.0);
     let mut order: Vec<usize> = (1..segments.len()).collect();
-    order.sort_by_key(|&k| (std::cmp::Reverse(prio(k)), k));
+    sort_by_rank(&mut order, prio);
     let mut tags = vec![POLICY_BIT; segments.len()];
     let mut ranked = Vec::with_capacity(order.len());
     for (r, &k) in order.iter().enumerate() {
@@ -460,6 +461,13 @@ fn simple(segments: &[Segment], pre: &Prefixes) -> Option<Simple> {
         && inline_slots(&sm.plain)
         && inline_slots(&sm.other);
     Some(sm)
+}
+
+/// Sorts segment positions by rank: highest priority first, then file
+/// order. The keys are distinct, so the unstable sort (which never
+/// allocates) gives the one order.
+pub(crate) fn sort_by_rank(order: &mut [usize], prio: impl Fn(usize) -> i64) {
+    order.sort_unstable_by_key(|&k| (std::cmp::Reverse(prio(k)), k));
 }
 
 /// The failure bits of a [`Simple`] program for one record.

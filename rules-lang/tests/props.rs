@@ -334,6 +334,37 @@ fn record(p: &Program, g: &mut Gen) -> Record {
     Record::from_values(p.schema(), &vals).unwrap()
 }
 
+/// Decides `records` as one batch, checking that the decisions come in
+/// order and that each is the one `decide` makes (and, with `reference`,
+/// the one the reference evaluator makes); returns how many there were.
+fn check_batch(
+    p: &Program,
+    src: &str,
+    records: &[Record],
+    h: &History,
+    at: Timestamp,
+    reference: bool,
+) -> usize {
+    let mut seen = 0;
+    p.decide_batch(records, h, at, |i, d| {
+        assert_eq!(i, seen);
+        assert_eq!(
+            d,
+            p.decide(&records[i], h, at),
+            "record {i} at {at} in\n{src}"
+        );
+        if reference {
+            assert_eq!(
+                d,
+                p.decide_reference(&records[i], h, at),
+                "record {i} at {at} in\n{src}"
+            );
+        }
+        seen += 1;
+    });
+    seen
+}
+
 fn history(g: &mut Gen, now: i64) -> History {
     let mut h = History::new();
     for _ in 0..g.below(4) {
@@ -381,12 +412,7 @@ proptest! {
         let records: Vec<Record> = (0..20).map(|_| record(&p, &mut g)).collect();
         let h = history(&mut g, now);
         let at = Timestamp::from_second(now).unwrap();
-        let mut seen = 0;
-        p.decide_batch(&records, &h, at, |i, d| {
-            assert_eq!(i, seen);
-            assert_eq!(d, p.decide(&records[i], &h, at), "record {} at {} in\n{}", i, at, src);
-            seen += 1;
-        });
+        let seen = check_batch(&p, &src, &records, &h, at, false);
         prop_assert_eq!(seen, records.len());
     }
 
@@ -421,12 +447,7 @@ proptest! {
         let records: Vec<Record> = (0..30).map(|_| record(&p, &mut g)).collect();
         let h = history(&mut g, now);
         let at = Timestamp::from_second(now).unwrap();
-        let mut seen = 0;
-        p.decide_batch(&records, &h, at, |i, d| {
-            assert_eq!(d, p.decide(&records[i], &h, at), "record {} at {} in\n{}", i, at, src);
-            assert_eq!(d, p.decide_reference(&records[i], &h, at), "record {} at {} in\n{}", i, at, src);
-            seen += 1;
-        });
+        let seen = check_batch(&p, &src, &records, &h, at, true);
         prop_assert_eq!(seen, records.len());
     }
 
