@@ -301,16 +301,6 @@ pub fn optimise(rule: &mut RuleIr) {
     rule.line = rule.line.take().map(fold);
 }
 
-/// Whether the expression reads the customer's local time.
-pub fn uses_local(ir: &Ir) -> bool {
-    any_leaf(ir, &|leaf| {
-        matches!(
-            leaf,
-            Ir::LocalTime | Ir::Weekday | Ir::Hist(HistField::CallsToday)
-        )
-    })
-}
-
 /// Whether the expression's value can change with `now` alone: it reads
 /// `now`, the local time or weekday, or a call count. An expression that
 /// does not has no breakpoints.

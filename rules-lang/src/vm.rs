@@ -164,7 +164,6 @@ pub struct Segment {
 pub struct Code {
     pub ops: Vec<Op>,
     pub segments: Vec<Segment>,
-    pub uses_local: bool,
     /// Per segment, the leading conditions that can only hold or not
     /// (never fail otherwise), checked without branching before the rest
     /// of the segment runs. Derived from `ops` by [`prefixes`].
@@ -806,23 +805,11 @@ pub fn compile(policy: &[Cond], rules: &[RuleIr]) -> Result<Code, String> {
     }
     let (ops, segments) = peephole(c.ops, segments);
     let c = Compiler { ops };
-    let uses_local = c.ops.iter().any(|o| {
-        matches!(
-            o,
-            Op::LocalTime { .. }
-                | Op::Weekday { .. }
-                | Op::Hist {
-                    f: HistField::CallsToday,
-                    ..
-                }
-        )
-    });
     let pre = prefixes(&c.ops, &segments);
     let simple = simple(&segments, &pre);
     Ok(Code {
         ops: c.ops,
         segments,
-        uses_local,
         pre,
         simple,
     })
