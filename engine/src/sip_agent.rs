@@ -767,7 +767,7 @@ impl Agent {
             let tag = format!("{:08x}", self.rng.random::<u32>());
             let response = response_to(&request, status, Some(&tag), Vec::new(), None);
             self.outgoing
-                .push((source, response.to_string().into_bytes()));
+                .push((source, dialhound_sip::message::encode_response(&response)));
         }
     }
 

@@ -23,7 +23,9 @@ use rsip::headers::UntypedHeader;
 
 use crate::dialog::{Dialog, first_uri, header_value, header_values, response_to, via_value};
 use crate::digest::{self, Credentials};
-use crate::message::{Message, request_identity, response_identity};
+use crate::message::{
+    Message, encode_request, encode_response, request_identity, response_identity,
+};
 use crate::transaction::{
     ClientInvite, ClientNonInvite, ServerNonInvite, Timers, TransactionEvent,
 };
@@ -471,7 +473,7 @@ impl OutboundCall {
             self.contact_headers(),
             sdp.map(|body| (SDP, body)),
         );
-        let bytes = response.to_string().into_bytes();
+        let bytes = encode_response(&response);
         self.transmits.push_back(Transmit {
             destination: source,
             bytes: bytes.clone(),
@@ -829,7 +831,7 @@ impl OutboundCall {
             extra,
             body.map(|body| (SDP, body)),
         );
-        let bytes = response.to_string().into_bytes();
+        let bytes = encode_response(&response);
         let Ok(identity) = request_identity(request) else {
             return;
         };
@@ -1053,7 +1055,7 @@ impl OutboundCall {
             Vec::new(),
             None,
         );
-        let bytes = ack.to_string().into_bytes();
+        let bytes = encode_request(&ack);
         self.transmits.push_back(Transmit {
             destination: self.settings.trunk_addr,
             bytes: bytes.clone(),

@@ -2,7 +2,9 @@
 //! usable message is and gives the rest of dialhound our own view of it, so the
 //! parser can be swapped without touching the state machines.
 
-use rsip::headers::{ToTypedHeader, UntypedHeader};
+use std::fmt::Write as _;
+
+use rsip::headers::UntypedHeader;
 use rsip::message::HeadersExt;
 
 /// A request or response that parsed and carries every mandatory header.
@@ -64,14 +66,6 @@ impl Message {
         message.check_headers()?;
         message.frame_body()?;
         message.identity()?;
-        // The top Via must be well formed, not only carry a branch.
-        let headers: &dyn HeadersExt = match &message {
-            Message::Request(request) => request,
-            Message::Response(response) => response,
-        };
-        if let Ok(via) = headers.via_header() {
-            via.typed().map_err(|error| invalid("Via", error))?;
-        }
         if let Message::Request(request) = &message {
             let max_forwards = request
                 .max_forwards_header()
@@ -169,10 +163,90 @@ impl Message {
 
     pub fn to_bytes(&self) -> Vec<u8> {
         match self {
-            Message::Request(request) => request.to_string().into_bytes(),
-            Message::Response(response) => response.to_string().into_bytes(),
+            Message::Request(request) => encode_request(request),
+            Message::Response(response) => encode_response(response),
         }
     }
+}
+
+/// A request as it goes on the wire: the text of rsip's `Display`, written
+/// into one buffer sized up front, and the body as its raw bytes. Every
+/// message we send passes through here or [`encode_response`].
+pub fn encode_request(request: &rsip::Request) -> Vec<u8> {
+    let mut text = String::with_capacity(encoded_size(&request.headers, &request.body));
+    // The start line's parts print themselves; a URI is not plain text.
+    let _ = write!(
+        text,
+        "{} {} {}\r\n",
+        request.method, request.uri, request.version
+    );
+    finish_encoding(text, &request.headers, &request.body)
+}
+
+/// A response as it goes on the wire; see [`encode_request`].
+pub fn encode_response(response: &rsip::Response) -> Vec<u8> {
+    let mut text = String::with_capacity(encoded_size(&response.headers, &response.body));
+    let _ = write!(text, "{} {}\r\n", response.version, response.status_code);
+    finish_encoding(text, &response.headers, &response.body)
+}
+
+/// Room for the start line, the headers and the body, so that the buffer
+/// is allocated once.
+fn encoded_size(headers: &rsip::Headers, body: &[u8]) -> usize {
+    const START_LINE_AND_NAMES: usize = 128;
+    const PER_HEADER: usize = 24;
+    START_LINE_AND_NAMES
+        + headers
+            .iter()
+            .map(|header| PER_HEADER + header_text(header).map_or(64, |(_, value)| value.len()))
+            .sum::<usize>()
+        + body.len()
+}
+
+fn finish_encoding(mut text: String, headers: &rsip::Headers, body: &[u8]) -> Vec<u8> {
+    for header in headers.iter() {
+        match header_text(header) {
+            Some((name, value)) => {
+                text.push_str(name);
+                text.push_str(": ");
+                text.push_str(value);
+            }
+            None => {
+                let _ = write!(text, "{header}");
+            }
+        }
+        text.push_str("\r\n");
+    }
+    text.push_str("\r\n");
+    let mut bytes = text.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// The name and value of the headers we send or echo, as rsip prints them;
+/// `None` for the rest, which print themselves.
+fn header_text(header: &rsip::Header) -> Option<(&str, &str)> {
+    Some(match header {
+        rsip::Header::Via(h) => ("Via", h.value()),
+        rsip::Header::MaxForwards(h) => ("Max-Forwards", h.value()),
+        rsip::Header::Route(h) => ("Route", h.value()),
+        rsip::Header::RecordRoute(h) => ("Record-Route", h.value()),
+        rsip::Header::From(h) => ("From", h.value()),
+        rsip::Header::To(h) => ("To", h.value()),
+        rsip::Header::CallId(h) => ("Call-ID", h.value()),
+        rsip::Header::CSeq(h) => ("CSeq", h.value()),
+        rsip::Header::Contact(h) => ("Contact", h.value()),
+        rsip::Header::Supported(h) => ("Supported", h.value()),
+        rsip::Header::Require(h) => ("Require", h.value()),
+        rsip::Header::Allow(h) => ("Allow", h.value()),
+        rsip::Header::UserAgent(h) => ("User-Agent", h.value()),
+        rsip::Header::ContentType(h) => ("Content-Type", h.value()),
+        rsip::Header::ContentLength(h) => ("Content-Length", h.value()),
+        rsip::Header::Authorization(h) => ("Authorization", h.value()),
+        rsip::Header::ProxyAuthorization(h) => ("Proxy-Authorization", h.value()),
+        rsip::Header::Other(name, value) => (name.as_str(), value.as_str()),
+        _ => return None,
+    })
 }
 
 /// The headers RFC 3261 allows once in a message (section 7.3.1: only headers
@@ -416,18 +490,86 @@ fn check_address(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A Via value: no empty entries between commas and no empty parameters.
+/// A Via value (RFC 3261 section 20.42): every entry a sent-protocol, a
+/// sent-by and parameters that are not empty.
 fn check_via(value: &str) -> Result<(), String> {
     for entry in split_unquoted(value, ',') {
         let mut parts = split_unquoted(entry, ';').into_iter();
-        if parts.next().is_none_or(|sent_by| sent_by.trim().is_empty()) {
+        let Some(first) = parts
+            .next()
+            .map(str::trim)
+            .filter(|first| !first.is_empty())
+        else {
             return Err("an empty entry".into());
-        }
+        };
+        check_sent_protocol_and_by(first)?;
         if parts.any(|param| param.trim().is_empty()) {
             return Err("an empty parameter".into());
         }
     }
     Ok(())
+}
+
+/// `SIP/2.0/UDP host[:port]`: the protocol `SIP`, a version and a transport
+/// that are tokens, then a host name, an IPv4 address or a bracketed IPv6
+/// reference, and a port of digits.
+fn check_sent_protocol_and_by(text: &str) -> Result<(), String> {
+    let Some((protocol, sent_by)) = text.split_once(|c: char| c.is_ascii_whitespace()) else {
+        return Err("no sent-by after the protocol".into());
+    };
+    let mut fields = protocol.split('/');
+    let (Some(name), Some(version), Some(transport), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return Err(format!(
+            "`{protocol}` is not a protocol, version and transport"
+        ));
+    };
+    if !name.eq_ignore_ascii_case("SIP") || !is_token(version) || !is_token(transport) {
+        return Err(format!("`{protocol}` is not a SIP sent-protocol"));
+    }
+    let sent_by = sent_by.trim();
+    let (host, port) = match sent_by.strip_prefix('[') {
+        Some(bracketed) => {
+            let Some((address, after)) = bracketed.split_once(']') else {
+                return Err("an unclosed IPv6 reference".into());
+            };
+            if address.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!("`{address}` is not an IPv6 address"));
+            }
+            match after {
+                "" => ("", None),
+                _ => match after.strip_prefix(':') {
+                    Some(port) => ("", Some(port)),
+                    None => return Err(format!("`{sent_by}` is not a host and port")),
+                },
+            }
+        }
+        None => match sent_by.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (sent_by, None),
+        },
+    };
+    let host_ok = sent_by.starts_with('[')
+        || (!host.is_empty()
+            && host
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.'));
+    let port_ok = port.is_none_or(|port| {
+        !port.is_empty() && port.len() <= 5 && port.bytes().all(|byte| byte.is_ascii_digit())
+    });
+    if !host_ok || !port_ok {
+        return Err(format!("`{sent_by}` is not a host and port"));
+    }
+    Ok(())
+}
+
+/// An RFC 3261 token (section 25.1).
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&byte))
 }
 
 /// A request's Call-ID, CSeq and branch, without copying the request.
@@ -661,6 +803,11 @@ Content-Length: 0\r\n\r\n"
                 "Contact: sip:a@b?Route=x",
             ),
             ("branch=z9hG4bK776asdhds", "branch=z9hG4bK776asdhds;;,"),
+            ("SIP/2.0/UDP 127.0.0.1:5060", "SIP/2.0/UDP 127.0.0.1:50x60"),
+            ("SIP/2.0/UDP 127.0.0.1:5060", "SIP/2.0 127.0.0.1:5060"),
+            ("SIP/2.0/UDP 127.0.0.1:5060", "SIP/2.0/UDP"),
+            ("SIP/2.0/UDP 127.0.0.1:5060", "SIP/2.0/UDP [::1"),
+            ("SIP/2.0/UDP 127.0.0.1:5060", "SIP/2.0/UDP host_name"),
             (
                 "INVITE sip:+8613800138000@127.0.0.1:5070 SIP",
                 "INVITE <sip:a@b> SIP",
@@ -669,6 +816,34 @@ Content-Length: 0\r\n\r\n"
             let bad = INVITE.replace(from, to);
             assert_ne!(bad, INVITE, "{to}");
             assert!(Message::parse(bad.as_bytes()).is_err(), "{to}");
+        }
+    }
+
+    #[test]
+    fn vias_with_ipv6_and_no_port_are_read() {
+        for sent_by in [
+            "[2001:db8::9:1]:5060",
+            "[::1]",
+            "proxy.example.com",
+            "10.0.0.1",
+        ] {
+            let via = INVITE.replace("127.0.0.1:5060;branch", &format!("{sent_by};branch"));
+            assert!(Message::parse(via.as_bytes()).is_ok(), "{sent_by}");
+        }
+    }
+
+    #[test]
+    fn encoding_writes_what_rsip_prints() {
+        let ok = response(200, "INVITE", 314159)
+            .replace("Content-Length: 0", "Record-Route: <sip:p1;lr>\r\nContact: <sip:b@c>\r\nWarning: 399 x \"y\"\r\nX-Custom: 1\r\nContent-Type: application/sdp\r\nContent-Length: 4")
+            + "v=0\n";
+        for text in [INVITE.to_owned(), ok] {
+            let message = Message::parse(text.as_bytes()).unwrap();
+            let printed = match &message {
+                Message::Request(request) => request.to_string(),
+                Message::Response(response) => response.to_string(),
+            };
+            assert_eq!(String::from_utf8(message.to_bytes()).unwrap(), printed);
         }
     }
 

@@ -144,7 +144,7 @@ pub struct ClientInvite {
 impl ClientInvite {
     /// Starts the transaction: the INVITE is ready to send at once.
     pub fn new(request: rsip::Request, now: Instant, timers: Timers) -> ClientInvite {
-        let request_bytes = request.to_string().into_bytes();
+        let request_bytes = crate::message::encode_request(&request);
         ClientInvite {
             state: InviteState::Calling,
             timers,
@@ -246,7 +246,7 @@ pub struct ClientNonInvite {
 
 impl ClientNonInvite {
     pub fn new(request: &rsip::Request, now: Instant, timers: Timers) -> ClientNonInvite {
-        let request_bytes = request.to_string().into_bytes();
+        let request_bytes = crate::message::encode_request(&request);
         ClientNonInvite {
             state: NonInviteState::Trying,
             timers,
