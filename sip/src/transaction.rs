@@ -246,7 +246,7 @@ pub struct ClientNonInvite {
 
 impl ClientNonInvite {
     pub fn new(request: &rsip::Request, now: Instant, timers: Timers) -> ClientNonInvite {
-        let request_bytes = crate::message::encode_request(&request);
+        let request_bytes = crate::message::encode_request(request);
         ClientNonInvite {
             state: NonInviteState::Trying,
             timers,
