@@ -18,7 +18,7 @@ use crate::import::{ImportJob, ImportSummary};
 use crate::metrics::Metrics;
 use crate::phone::E164;
 use crate::protocol::{ErrorBody, Event, Request, Response};
-use crate::sip_agent::{Dial, DialError, Route};
+use crate::sip_agent::{CallOrder, CallReport, Dial, DialError, Route};
 
 /// Everything a command may touch, shared by all connections.
 pub struct Control {
@@ -367,7 +367,12 @@ impl Control {
     async fn load_test(self: &Arc<Self>, dial: Dial, count: u32, rate: f64) -> Response {
         let started = tokio::time::Instant::now();
         let mut calls = tokio::task::JoinSet::new();
+        // A call on one trunk without media cannot fail over and has no
+        // conversation to drive: the agent alone carries it, no task needed.
+        let agent_alone = !dial.with_media && matches!(dial.route, Route::Trunk(_));
+        let mut placed = Vec::new();
         let mut refused = 0u64;
+        let mut errors = 0u64;
         for index in 0..count {
             tokio::time::sleep_until(started + start_tick(call_due(index, rate))).await;
             // Reserved here, in order: tasks racing for the trunk's call-rate
@@ -383,6 +388,20 @@ impl Control {
                     continue;
                 }
             };
+            if agent_alone {
+                let order = CallOrder {
+                    reservation,
+                    to_user: dial.to_user.clone(),
+                    hold: dial.hold,
+                    ring_timeout: dial.ring_timeout,
+                    media: None,
+                };
+                match self.sip.place(order).await {
+                    Ok(call) => placed.push(call),
+                    Err(_) => errors += 1,
+                }
+                continue;
+            }
             let sip = self.sip.clone();
             let dial = dial.clone();
             calls.spawn(async move { sip.dial_reserved(dial, Some(reservation)).await });
@@ -391,24 +410,32 @@ impl Control {
         let mut outcomes = BTreeMap::<String, u64>::new();
         let mut by_trunk = BTreeMap::<String, BTreeMap<&'static str, u64>>::new();
         let mut failovers_by_trunk = BTreeMap::<String, u64>::new();
-        let mut errors = 0u64;
+        let mut tally = |report: Result<CallReport, DialError>| match report {
+            Ok(report) => {
+                *outcomes.entry(report.outcome.to_owned()).or_default() += 1;
+                *by_trunk
+                    .entry(report.trunk.clone())
+                    .or_default()
+                    .entry(report.outcome)
+                    .or_default() += 1;
+                for failed in &report.failovers {
+                    *failovers_by_trunk.entry(failed.trunk.clone()).or_default() += 1;
+                }
+            }
+            Err(DialError::TrunkUnavailable(_) | DialError::NoTrunk(_)) => refused += 1,
+            Err(_) => errors += 1,
+        };
+        for call in placed {
+            tally(call.await.map_err(DialError::from));
+        }
+        let mut panicked = 0u64;
         while let Some(joined) = calls.join_next().await {
             match joined {
-                Ok(Ok(report)) => {
-                    *outcomes.entry(report.outcome.to_owned()).or_default() += 1;
-                    *by_trunk
-                        .entry(report.trunk.clone())
-                        .or_default()
-                        .entry(report.outcome)
-                        .or_default() += 1;
-                    for failed in &report.failovers {
-                        *failovers_by_trunk.entry(failed.trunk.clone()).or_default() += 1;
-                    }
-                }
-                Ok(Err(DialError::TrunkUnavailable(_) | DialError::NoTrunk(_))) => refused += 1,
-                _ => errors += 1,
+                Ok(report) => tally(report),
+                Err(_) => panicked += 1,
             }
         }
+        errors += panicked;
         Response::success(json!({
             "calls": count,
             "rate": rate,

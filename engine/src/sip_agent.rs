@@ -5,6 +5,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -223,7 +224,7 @@ impl SipAgent {
             pool: Arc::clone(&pool),
             metrics,
             rng,
-            calls: HashMap::with_capacity(1024),
+            calls: HashMap::with_capacity_and_hasher(1024, BuildHasherDefault::default()),
             keepalives: HashMap::new(),
             wakeups: BinaryHeap::new(),
             next_keepalive: Instant::now(),
@@ -248,12 +249,18 @@ impl SipAgent {
 
     /// Places a call and waits for its outcome.
     pub async fn call(&self, order: CallOrder) -> Result<CallReport, AgentError> {
+        self.place(order).await?.await
+    }
+
+    /// Places a call; the outcome comes later, from what this returns. A
+    /// caller starting many calls at once needs no task per call to wait.
+    pub async fn place(&self, order: CallOrder) -> Result<PlacedCall, AgentError> {
         let (reply, outcome) = oneshot::channel();
         self.orders
             .send(Command::Place(order, reply))
             .await
             .map_err(|_| AgentError::Stopped)?;
-        outcome.await.map_err(|_| AgentError::Stopped)?
+        Ok(PlacedCall(outcome))
     }
 
     /// Ends an answered call now rather than when its hold runs out: a script
@@ -420,6 +427,55 @@ impl CallReport {
 
 type Reply = oneshot::Sender<Result<CallReport, AgentError>>;
 
+/// A call the agent has taken; awaiting it gives the call's report.
+#[derive(Debug)]
+pub struct PlacedCall(oneshot::Receiver<Result<CallReport, AgentError>>);
+
+impl std::future::Future for PlacedCall {
+    type Output = Result<CallReport, AgentError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(context)
+            .map(|outcome| outcome.map_err(|_| AgentError::Stopped)?)
+    }
+}
+
+/// A call's key among the agent's calls: the random number its Call-ID
+/// starts with, in hex.
+type CallKey = u64;
+
+/// The key a Call-ID of ours starts with.
+fn call_key(call_id: &str) -> Option<CallKey> {
+    u64::from_str_radix(call_id.get(..16)?, 16).ok()
+}
+
+/// Hashes a [`CallKey`] as it is: the keys are random already, and a peer
+/// cannot choose them (a message is only for a call whose whole Call-ID it
+/// repeats).
+#[derive(Default)]
+struct CallKeyHasher(u64);
+
+impl std::hash::Hasher for CallKeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used for a `u64` key; fold anything else in.
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
+}
+
 /// What the agent's handle asks of its task.
 #[derive(Debug)]
 enum Command {
@@ -497,11 +553,12 @@ struct Agent {
     pool: Arc<LinePool>,
     metrics: Arc<SipMetrics>,
     rng: rand::rngs::StdRng,
-    /// Boxed: a call's state is large, and growing the map must not move it.
-    calls: HashMap<String, Box<ActiveCall>>,
+    /// By [`CallKey`]. Boxed: a call's state is large, and growing the map
+    /// must not move it.
+    calls: HashMap<CallKey, Box<ActiveCall>, BuildHasherDefault<CallKeyHasher>>,
     keepalives: HashMap<String, Keepalive>,
     /// When each call next wants `handle_timeout`; stale entries are skipped.
-    wakeups: BinaryHeap<Reverse<(Instant, String)>>,
+    wakeups: BinaryHeap<Reverse<(Instant, CallKey)>>,
     next_keepalive: Instant,
     /// Datagrams produced while handling one input, sent right after.
     outgoing: Vec<(SocketAddr, Vec<u8>)>,
@@ -641,12 +698,15 @@ impl Agent {
         match command {
             Command::Place(order, reply) => self.place(now, order, reply),
             Command::HangUp(call_id) => {
-                if let Some(active) = self.calls.get_mut(&call_id)
+                let Some(key) = self.key_of(&call_id) else {
+                    return;
+                };
+                if let Some(active) = self.calls.get_mut(&key)
                     && active.hang_up_at.is_some()
                 {
                     active.hang_up_at = None;
                     active.call.hang_up(now, HangUp::Requested);
-                    self.service(now, &call_id);
+                    self.service(now, key);
                 }
             }
         }
@@ -655,7 +715,14 @@ impl Agent {
     fn place(&mut self, now: Instant, order: CallOrder, reply: Reply) {
         let trunk_config = order.reservation.config().clone();
         let trunk = order.reservation.trunk();
-        let call_id = format!("{:016x}@{}", self.rng.random::<u64>(), self.local_addr.ip());
+        // The Call-ID starts with the call's key, unique among the calls.
+        let key = loop {
+            let key = self.rng.random::<u64>();
+            if !self.calls.contains_key(&key) {
+                break key;
+            }
+        };
+        let call_id = format!("{key:016x}@{}", self.local_addr.ip());
         let credentials = match (&trunk_config.username, &trunk_config.password) {
             (Some(username), Some(password)) => Some(Credentials {
                 username: username.clone(),
@@ -701,7 +768,7 @@ impl Agent {
         };
         self.metrics.calls_started.inc();
         self.calls.insert(
-            call_id.clone(),
+            key,
             Box::new(ActiveCall {
                 call,
                 trunk,
@@ -715,7 +782,14 @@ impl Agent {
                 media_error: None,
             }),
         );
-        self.service(now, &call_id);
+        self.service(now, key);
+    }
+
+    /// The key of the call a Call-ID names, if it is one of ours.
+    fn key_of(&self, call_id: &str) -> Option<CallKey> {
+        let key = call_key(call_id)?;
+        let active = self.calls.get(&key)?;
+        (active.call.call_id() == call_id).then_some(key)
     }
 
     fn handle_datagram(&mut self, now: Instant, bytes: &[u8], source: SocketAddr) {
@@ -723,8 +797,8 @@ impl Agent {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return;
         }
-        let message = match Message::parse(bytes) {
-            Ok(message) => message,
+        let (message, identity) = match Message::parse_identified(bytes) {
+            Ok(parsed) => parsed,
             Err(error) => {
                 self.metrics.malformed.inc();
                 tracing::debug!(%source, %error, "dropped a malformed SIP message");
@@ -738,14 +812,13 @@ impl Agent {
                 .unwrap_or("other");
             self.metrics.responses.with_label_values(&[class]).inc();
         }
-        let Ok(identity) = message.identity() else {
-            return;
-        };
-        if self.calls.contains_key(&identity.call_id) {
-            if let Some(active) = self.calls.get_mut(&identity.call_id) {
-                active.call.handle_message(now, message, source);
-            }
-            self.service(now, &identity.call_id);
+        if let Some(key) = self.key_of(&identity.call_id)
+            && let Some(active) = self.calls.get_mut(&key)
+        {
+            active
+                .call
+                .handle_identified(now, message, &identity, source);
+            self.service(now, key);
             return;
         }
         if let Some(keepalive) = self.keepalives.get_mut(&identity.call_id) {
@@ -776,10 +849,10 @@ impl Agent {
             if *at > now {
                 break;
             }
-            let Some(Reverse((at, call_id))) = self.wakeups.pop() else {
+            let Some(Reverse((at, key))) = self.wakeups.pop() else {
                 break;
             };
-            let Some(active) = self.calls.get_mut(&call_id) else {
+            let Some(active) = self.calls.get_mut(&key) else {
                 continue;
             };
             if active.next_wake != Some(at) {
@@ -791,7 +864,7 @@ impl Agent {
                 active.hang_up_at = None;
                 active.call.hang_up(now, HangUp::Requested);
             }
-            self.service(now, &call_id);
+            self.service(now, key);
         }
         let due: Vec<String> = self
             .keepalives
@@ -821,8 +894,8 @@ impl Agent {
 
     /// Sends what a call has to send, acts on its events, and schedules its
     /// next wake-up, or drops it once finished.
-    fn service(&mut self, now: Instant, call_id: &str) {
-        let Some(active) = self.calls.get_mut(call_id) else {
+    fn service(&mut self, now: Instant, key: CallKey) {
+        let Some(active) = self.calls.get_mut(&key) else {
             return;
         };
         while let Some(transmit) = active.call.poll_transmit() {
@@ -851,7 +924,7 @@ impl Agent {
                                 media.codec = Some(negotiated.codec);
                                 media.tell(CallUpdate::Media(negotiated));
                                 media.tell(CallUpdate::Answered {
-                                    call_id: call_id.to_owned(),
+                                    call_id: active.call.call_id().to_owned(),
                                 });
                             }
                             Err(error) => {
@@ -887,7 +960,7 @@ impl Agent {
                         self.metrics.active_dialogs.dec();
                     }
                     active.hang_up_at = None;
-                    let mut report = report(call_id, &active.trunk_name, &outcome, &active.call);
+                    let mut report = report(&active.trunk_name, &outcome, &active.call);
                     report.media_error = active.media_error.take();
                     self.metrics
                         .calls
@@ -911,7 +984,7 @@ impl Agent {
             self.metrics
                 .retransmissions
                 .inc_by(active.call.retransmissions());
-            self.calls.remove(call_id);
+            self.calls.remove(&key);
             return;
         }
         let wake = [active.call.poll_timeout(), active.hang_up_at]
@@ -924,7 +997,7 @@ impl Agent {
             && active.next_wake != Some(at)
         {
             active.next_wake = Some(at);
-            self.wakeups.push(Reverse((at, call_id.to_owned())));
+            self.wakeups.push(Reverse((at, key)));
         }
     }
 
@@ -1024,13 +1097,13 @@ fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86_400)
 }
 
-fn report(call_id: &str, trunk: &str, outcome: &Outcome, call: &OutboundCall) -> CallReport {
+fn report(trunk: &str, outcome: &Outcome, call: &OutboundCall) -> CallReport {
     CallReport {
         outcome: outcome.kind.as_str(),
         sip_status: outcome.sip_status,
         reason: outcome.reason.clone(),
         trunk: trunk.to_owned(),
-        call_id: call_id.to_owned(),
+        call_id: call.call_id().to_owned(),
         post_dial_delay_ms: outcome
             .post_dial_delay
             .map(|delay| delay.as_millis() as u64),

@@ -23,9 +23,7 @@ use rsip::headers::UntypedHeader;
 
 use crate::dialog::{Dialog, first_uri, header_value, header_values, response_to, via_value};
 use crate::digest::{self, Credentials};
-use crate::message::{
-    Message, encode_request, encode_response, request_identity, response_identity,
-};
+use crate::message::{Identity, Message, encode_request, encode_response, request_identity};
 use crate::transaction::{
     ClientInvite, ClientNonInvite, ServerNonInvite, Timers, TransactionEvent,
 };
@@ -372,9 +370,23 @@ impl OutboundCall {
 
     /// A message whose Call-ID is ours, from `source`.
     pub fn handle_message(&mut self, now: Instant, message: Message, source: SocketAddr) {
+        if let Ok(identity) = message.identity() {
+            self.handle_identified(now, message, &identity, source);
+        }
+    }
+
+    /// As [`OutboundCall::handle_message`], for a message whose identity the
+    /// driver has read already (see [`Message::parse_identified`]).
+    pub fn handle_identified(
+        &mut self,
+        now: Instant,
+        message: Message,
+        identity: &Identity,
+        source: SocketAddr,
+    ) {
         match message {
-            Message::Response(response) => self.handle_response(now, &response),
-            Message::Request(request) => self.handle_request(now, request, source),
+            Message::Response(response) => self.handle_response(now, &response, identity),
+            Message::Request(request) => self.handle_request(now, request, identity, source),
         }
         self.drain_transactions(now);
     }
@@ -580,12 +592,9 @@ impl OutboundCall {
                 .sum::<u64>()
     }
 
-    fn handle_response(&mut self, now: Instant, response: &rsip::Response) {
-        let Ok(identity) = response_identity(response) else {
-            return;
-        };
+    fn handle_response(&mut self, now: Instant, response: &rsip::Response, identity: &Identity) {
         let status = response.status_code.code();
-        let branch = identity.branch.unwrap_or_default();
+        let branch = identity.branch.as_deref().unwrap_or_default();
         if identity.cseq_method == rsip::Method::Invite {
             if let Some((challenged_branch, transaction)) = &mut self.challenged_invite
                 && *challenged_branch == branch
@@ -716,11 +725,14 @@ impl OutboundCall {
         }
     }
 
-    fn handle_request(&mut self, now: Instant, request: rsip::Request, source: SocketAddr) {
-        let Ok(identity) = request_identity(&request) else {
-            return;
-        };
-        let branch = identity.branch.clone().unwrap_or_default();
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        request: rsip::Request,
+        identity: &Identity,
+        source: SocketAddr,
+    ) {
+        let branch = identity.branch.as_deref().unwrap_or_default();
         if let Some((_, _, transaction)) = self
             .server_transactions
             .iter_mut()

@@ -51,6 +51,12 @@ impl Message {
     /// Parses bytes from the wire. Never panics: a panic inside the parser is
     /// caught and reported as an unparsable message.
     pub fn parse(bytes: &[u8]) -> Result<Message, MessageError> {
+        Message::parse_identified(bytes).map(|(message, _)| message)
+    }
+
+    /// As [`Message::parse`], with the identity the checks read on the way,
+    /// so that a driver routing the message need not read it again.
+    pub fn parse_identified(bytes: &[u8]) -> Result<(Message, Identity), MessageError> {
         let normalized = normalize_head(bytes);
         let bytes = normalized.as_ref();
         let parsed = std::panic::catch_unwind(|| rsip::SipMessage::try_from(bytes))
@@ -65,7 +71,7 @@ impl Message {
         }
         message.check_headers()?;
         message.frame_body()?;
-        message.identity()?;
+        let identity = message.identity()?;
         if let Message::Request(request) = &message {
             let max_forwards = request
                 .max_forwards_header()
@@ -74,7 +80,7 @@ impl Message {
                 .num()
                 .map_err(|error| invalid("Max-Forwards", error))?;
         }
-        Ok(message)
+        Ok((message, identity))
     }
 
     /// Call-ID, CSeq and branch; checks From and To on the way.
