@@ -305,11 +305,17 @@ impl OutboundCall {
             .clone()
             .unwrap_or_else(|| settings.trunk_addr.to_string());
         let request_uri = format!("sip:{}@{to_host}", settings.to_user);
-        let uri = rsip::Uri::try_from(request_uri.as_str())
-            .map_err(|_| CallError::InvalidUri(request_uri.clone()))?;
+        let uri = match (&settings.to_domain, settings.trunk_addr) {
+            // A plain user at an IPv4 address is a valid URI as it stands.
+            (None, SocketAddr::V4(address)) => sip_uri(&settings.to_user, address),
+            _ => rsip::Uri::try_from(request_uri.as_str())
+                .map_err(|_| CallError::InvalidUri(request_uri.clone()))?,
+        };
         let local_uri = format!("<sip:{}@{from_host}>", settings.from_user);
-        rsip::Uri::try_from(&local_uri[1..local_uri.len() - 1])
-            .map_err(|_| CallError::InvalidUri(local_uri.clone()))?;
+        if settings.from_domain.is_some() {
+            rsip::Uri::try_from(&local_uri[1..local_uri.len() - 1])
+                .map_err(|_| CallError::InvalidUri(local_uri.clone()))?;
+        }
         let dialog = Dialog {
             call_id: settings.call_id.clone(),
             local_uri,
@@ -317,6 +323,7 @@ impl OutboundCall {
             remote_uri: format!("<{request_uri}>"),
             remote_tag: None,
             remote_target: uri,
+            remote_contact: None,
             route_set: Vec::new(),
             local_cseq: 0,
             remote_cseq: None,
@@ -1253,6 +1260,20 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
+/// `sip:user@address`, built as rsip would parse it.
+fn sip_uri(user: &str, address: std::net::SocketAddrV4) -> rsip::Uri {
+    rsip::Uri {
+        scheme: Some(rsip::Scheme::Sip),
+        auth: Some(rsip::Auth {
+            user: user.to_owned(),
+            password: None,
+        }),
+        host_with_port: SocketAddr::V4(address).into(),
+        params: Vec::new(),
+        headers: Vec::new(),
+    }
+}
+
 /// A telephone number or a simple user name: what we put in a URI's user part
 /// without escaping.
 fn is_plain_user(user: &str) -> bool {
@@ -1780,6 +1801,31 @@ CSeq: {cseq} {method}\r\n\
             "{}",
             outcome.reason
         );
+    }
+
+    #[test]
+    fn a_built_uri_is_the_uri_rsip_parses() {
+        for (user, address) in [
+            ("+8613800138000", "127.0.0.1:5070"),
+            ("dialhound", "10.1.2.3:65535"),
+        ] {
+            let address: std::net::SocketAddrV4 = address.parse().unwrap();
+            let text = format!("sip:{user}@{address}");
+            assert_eq!(
+                sip_uri(user, address),
+                rsip::Uri::try_from(text.as_str()).unwrap(),
+                "{text}"
+            );
+            assert_eq!(sip_uri(user, address).to_string(), text);
+        }
+        // rsip neither reads nor writes an IPv6 reference in a URI: a trunk
+        // at an IPv6 address is refused up front.
+        let mut v6 = settings();
+        v6.trunk_addr = "[2001:db8::1]:5060".parse().unwrap();
+        assert!(matches!(
+            OutboundCall::new(Instant::now(), v6),
+            Err(CallError::InvalidUri(_))
+        ));
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct Dialog {
     pub remote_tag: Option<String>,
     /// Where in-dialog requests go: the callee's Contact, else the INVITE's URI.
     pub remote_target: rsip::Uri,
+    /// The Contact URI `remote_target` was read from, as written, so that
+    /// the same Contact in the next response is not read again.
+    pub remote_contact: Option<String>,
     /// Record-Route of the dialog-creating response, in the order we send it.
     pub route_set: Vec<String>,
     /// Our CSeq counter; each new request (except ACK and CANCEL) takes the next.
@@ -47,11 +50,12 @@ impl Dialog {
             return;
         }
         self.remote_tag = Some(tag.to_owned());
-        if let Some(target) = header_value(&response.headers, "Contact")
-            .and_then(first_uri)
-            .and_then(|uri| rsip::Uri::try_from(uri).ok())
+        if let Some(contact) = header_value(&response.headers, "Contact").and_then(first_uri)
+            && self.remote_contact.as_deref() != Some(contact)
+            && let Ok(target) = rsip::Uri::try_from(contact)
         {
             self.remote_target = target;
+            self.remote_contact = Some(contact.to_owned());
         }
         let mut routes: Vec<String> = response
             .headers
@@ -287,6 +291,7 @@ mod tests {
             remote_uri: "<sip:+8613800138000@127.0.0.1:5070>".into(),
             remote_tag: None,
             remote_target: rsip::Uri::try_from("sip:+8613800138000@127.0.0.1:5070").unwrap(),
+            remote_contact: None,
             route_set: Vec::new(),
             local_cseq: 1,
             remote_cseq: None,

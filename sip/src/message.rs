@@ -59,9 +59,12 @@ impl Message {
     pub fn parse_identified(bytes: &[u8]) -> Result<(Message, Identity), MessageError> {
         let normalized = normalize_head(bytes);
         let bytes = normalized.as_ref();
-        let parsed = std::panic::catch_unwind(|| rsip::SipMessage::try_from(bytes))
-            .map_err(|_| MessageError::Unparsable("the parser failed on this input".into()))?
-            .map_err(|error| MessageError::Unparsable(error.to_string()))?;
+        let parsed = match read_plain_response(bytes) {
+            Some(response) => rsip::SipMessage::Response(response),
+            None => std::panic::catch_unwind(|| rsip::SipMessage::try_from(bytes))
+                .map_err(|_| MessageError::Unparsable("the parser failed on this input".into()))?
+                .map_err(|error| MessageError::Unparsable(error.to_string()))?,
+        };
         let mut message = match parsed {
             rsip::SipMessage::Request(request) => Message::Request(request),
             rsip::SipMessage::Response(response) => Message::Response(response),
@@ -173,6 +176,83 @@ impl Message {
             Message::Response(response) => encode_response(response),
         }
     }
+}
+
+/// rsip's reading of a response in the shape nearly every response has (a
+/// `SIP/2.0` status line, one space either side of the code, headers, a
+/// blank line), without rsip's general tokenizer: the grammar is rsip's, and
+/// the headers are typed by rsip's own table, so the result is what rsip
+/// gives. `None` for anything else, which rsip then reads.
+fn read_plain_response(bytes: &[u8]) -> Option<rsip::Response> {
+    use rsip::headers::header::tokenizer::Tokenizer as HeaderTokens;
+    let rest = bytes.strip_prefix(b"SIP/2.0 ")?;
+    let (code, rest) = rest.split_at_checked(3)?;
+    if !code.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let code: u16 = std::str::from_utf8(code).ok()?.parse().ok()?;
+    let rest = rest.strip_prefix(b" ")?;
+    let line_end = find(rest, b"\r\n")?;
+    let reason = std::str::from_utf8(&rest[..line_end]).ok()?;
+    let rest = &rest[line_end + 2..];
+    if rest.starts_with(b"\r\n") {
+        return None;
+    }
+    let head_end = find(rest, b"\r\n\r\n")?;
+    let (raw_headers, body) = (&rest[..head_end], &rest[head_end + 4..]);
+    let mut headers = Vec::with_capacity(16);
+    let mut lines = raw_headers;
+    loop {
+        let (line, next) = match find(lines, b"\r\n") {
+            Some(end) => (&lines[..end], Some(&lines[end + 2..])),
+            None => (lines, None),
+        };
+        let name_end = line.iter().position(|byte| !is_token_byte(*byte))?;
+        if name_end == 0 || line[name_end] != b':' {
+            return None;
+        }
+        let value = &line[name_end + 1..];
+        let value_start = value
+            .iter()
+            .position(|byte| !is_wsp(*byte))
+            .unwrap_or(value.len());
+        let tokens = HeaderTokens {
+            name: &line[..name_end],
+            value: &value[value_start..],
+        };
+        headers.push(tokens.try_into().ok()?);
+        match next {
+            Some(next) => lines = next,
+            None => break,
+        }
+    }
+    // rsip keeps the reason only for a code it does not know.
+    let status_code = match rsip::StatusCode::from(code) {
+        rsip::StatusCode::Other(..) => rsip::StatusCode::Other(code, reason.to_owned()),
+        known => known,
+    };
+    Some(rsip::Response {
+        status_code,
+        version: rsip::Version::V2,
+        headers: headers.into(),
+        body: body.to_vec(),
+    })
+}
+
+/// Whether the plain-response reader gives what rsip gives, wherever it
+/// reads at all: the property the tests and the fuzzer hold it to.
+#[doc(hidden)]
+pub fn plain_response_reading_agrees_with_rsip(bytes: &[u8]) -> bool {
+    read_plain_response(bytes).is_none_or(|read| {
+        rsip::SipMessage::try_from(bytes).ok() == Some(rsip::SipMessage::Response(read))
+    })
+}
+
+/// Where `needle` first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
 }
 
 /// A request as it goes on the wire: the text of rsip's `Display`, written
@@ -572,10 +652,11 @@ fn check_sent_protocol_and_by(text: &str) -> Result<(), String> {
 
 /// An RFC 3261 token (section 25.1).
 fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&byte))
+    !text.is_empty() && text.bytes().all(is_token_byte)
+}
+
+fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&byte)
 }
 
 /// A request's Call-ID, CSeq and branch, without copying the request.
@@ -835,6 +916,44 @@ Content-Length: 0\r\n\r\n"
         ] {
             let via = INVITE.replace("127.0.0.1:5060;branch", &format!("{sent_by};branch"));
             assert!(Message::parse(via.as_bytes()).is_ok(), "{sent_by}");
+        }
+    }
+
+    #[test]
+    fn plain_responses_read_as_rsip_reads_them() {
+        let ok = response(200, "INVITE", 1);
+        let cases = [
+            ok.clone(),
+            ok.replace("200 Status", "299 Whatever it is"),
+            ok.replace("200 Status", "180 Ringing"),
+            ok.replace("200 Status", "404 "),
+            ok.replace("Content-Length: 0", "Content-Length:4") + "v=0\n",
+            ok.replace("To:", "tO:\t "),
+            ok.replace("To: ", "To:"),
+            ok.replace("\r\nTo", "\nTo"),
+            ok.replace("Call-ID", "X-Odd!%*_+`'~"),
+            ok.replace("Call-ID: ", "Call-ID:  \t"),
+            ok.replace("Status", "St\u{e4}tus \u{4f60}\u{597d}"),
+            ok.replace("\r\n\r\n", "\r\n"),
+        ];
+        let mut read = 0;
+        for case in &cases {
+            assert!(
+                plain_response_reading_agrees_with_rsip(case.as_bytes()),
+                "{case}"
+            );
+            read += usize::from(read_plain_response(case.as_bytes()).is_some());
+        }
+        assert!(read >= 9, "the common shapes take the plain path: {read}");
+        // Shapes left to rsip.
+        for odd in [
+            ok.replace("SIP/2.0 200", "SIP/2.0  200"),
+            ok.replace("SIP/2.0", "SIP/3.0"),
+            ok.replace("200", "2x0"),
+            ok.replace("To:", "To :"),
+            ok.replace("\r\n\r\n", "\r\n"),
+        ] {
+            assert!(read_plain_response(odd.as_bytes()).is_none(), "{odd}");
         }
     }
 
