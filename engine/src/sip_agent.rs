@@ -806,11 +806,7 @@ impl Agent {
             }
         };
         if let Some(status) = message.status() {
-            let class = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"]
-                .get(usize::from(status / 100).saturating_sub(1))
-                .copied()
-                .unwrap_or("other");
-            self.metrics.responses.with_label_values(&[class]).inc();
+            self.metrics.count_response(status);
         }
         if let Some(key) = self.key_of(&identity.call_id)
             && let Some(active) = self.calls.get_mut(&key)
@@ -1044,7 +1040,11 @@ Content-Length: 0\r\n\r\n",
                 tracing::warn!(trunk = %config.name, "cannot build an OPTIONS keepalive");
                 continue;
             };
-            let transaction = ClientNonInvite::new(&request, now, self.settings.timers);
+            let transaction = ClientNonInvite::new(
+                dialhound_sip::message::encode_request(&request),
+                now,
+                self.settings.timers,
+            );
             self.keepalives.insert(
                 call_id.clone(),
                 Keepalive {

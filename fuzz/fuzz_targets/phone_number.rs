@@ -8,6 +8,10 @@ fuzz_target!(|data: &str| {
     let region = dialhound::phone::Region::parse("CN").expect("CN is a region");
     if let Ok(number) = dialhound::phone::E164::parse(data, region) {
         let again = dialhound::phone::E164::parse(number.as_str(), region);
-        assert_eq!(again.as_ref().map(|n| n.as_str()), Ok(number.as_str()), "{data:?}");
+        assert_eq!(
+            again.as_ref().map(|n| n.as_str()),
+            Ok(number.as_str()),
+            "{data:?}"
+        );
     }
 });

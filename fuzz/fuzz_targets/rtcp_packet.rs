@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
         SessionConfig {
             seed: SenderSeed {
                 // The SSRC the fuzzer's report blocks are most likely to name.
-                ssrc: Ssrc(data.get(8..12).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))),
+                ssrc: Ssrc(
+                    data.get(8..12)
+                        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+                ),
                 first_sequence: 0,
                 first_timestamp: 0,
             },

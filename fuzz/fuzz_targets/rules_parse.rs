@@ -5,7 +5,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(src) = std::str::from_utf8(data) else { return };
+    let Ok(src) = std::str::from_utf8(data) else {
+        return;
+    };
     match dialhound_rules::compile(src, "fuzz.rules") {
         Ok(p) => {
             let _ = p.disasm();
@@ -17,6 +19,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(formatted) = dialhound_rules::format(src) {
         // Formatting is a fixed point.
-        assert_eq!(dialhound_rules::format(&formatted).ok().as_deref(), Some(formatted.as_str()));
+        assert_eq!(
+            dialhound_rules::format(&formatted).ok().as_deref(),
+            Some(formatted.as_str())
+        );
     }
 });

@@ -13,8 +13,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let address = "192.0.2.10".parse().expect("a valid address");
     if let Ok((answer, negotiated)) = answer_offer(data, address, 20_000, origin, None) {
-        let ours = negotiate_answer(&answer)
-            .unwrap_or_else(|error| panic!("our answer does not negotiate: {error}\n{}", String::from_utf8_lossy(&answer)));
+        let ours = negotiate_answer(&answer).unwrap_or_else(|error| {
+            panic!(
+                "our answer does not negotiate: {error}\n{}",
+                String::from_utf8_lossy(&answer)
+            )
+        });
         assert_eq!(ours.codec, negotiated.codec);
         assert_eq!(ours.payload_type, negotiated.payload_type);
         assert_eq!(ours.telephone_event, negotiated.telephone_event);

@@ -527,7 +527,7 @@ fuzz_target!(|input: Input| {
                 panic!("our own OPTIONS does not parse");
             };
             let bytes = request.to_string().into_bytes();
-            let mut transaction = ClientNonInvite::new(&request, start, Timers::default());
+            let mut transaction = ClientNonInvite::new(bytes.clone(), start, Timers::default());
             run_client(
                 &mut transaction,
                 "OPTIONS",

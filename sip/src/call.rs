@@ -23,7 +23,7 @@ use rsip::headers::UntypedHeader;
 
 use crate::dialog::{Dialog, first_uri, header_value, header_values, response_to, via_value};
 use crate::digest::{self, Credentials};
-use crate::message::{Identity, Message, encode_request, encode_response, request_identity};
+use crate::message::{Identity, Message, encode_response, request_identity};
 use crate::transaction::{
     ClientInvite, ClientNonInvite, ServerNonInvite, Timers, TransactionEvent,
 };
@@ -248,6 +248,8 @@ pub struct OutboundCall {
     dialog: Dialog,
     invite: rsip::Request,
     invite_branch: String,
+    /// The CSeq number of the latest INVITE.
+    invite_cseq: u32,
     invite_transaction: Option<ClientInvite>,
     /// The INVITE a 401/407 challenged, kept so it can ACK the challenge's
     /// retransmissions until its Timer D ends it.
@@ -322,6 +324,7 @@ impl OutboundCall {
             local_tag: settings.local_tag.clone(),
             remote_uri: format!("<{request_uri}>"),
             remote_tag: None,
+            remote_target_text: uri.to_string(),
             remote_target: uri,
             remote_contact: None,
             route_set: Vec::new(),
@@ -341,6 +344,7 @@ impl OutboundCall {
             },
             dialog,
             invite_branch: String::new(),
+            invite_cseq: 0,
             invite_transaction: None,
             challenged_invite: None,
             requests: Vec::new(),
@@ -992,6 +996,7 @@ impl OutboundCall {
             .dialog
             .request(rsip::Method::Invite, cseq, &branch, headers, body);
         self.invite_branch = branch;
+        self.invite_cseq = cseq;
         request
     }
 
@@ -1055,7 +1060,7 @@ impl OutboundCall {
             return;
         }
         self.last_rseq = Some(rseq);
-        let invite_cseq = self.invite_cseq();
+        let invite_cseq = self.invite_cseq;
         let cseq = self.dialog.next_cseq();
         let branch = self.next_branch();
         let rack = rsip::Header::Other("RAck".into(), format!("{rseq} {invite_cseq} INVITE"));
@@ -1069,12 +1074,12 @@ impl OutboundCall {
         let branch = self.next_branch();
         let ack = self.dialog.request(
             rsip::Method::Ack,
-            self.invite_cseq(),
+            self.invite_cseq,
             &branch,
             Vec::new(),
             None,
         );
-        let bytes = encode_request(&ack);
+        let bytes = self.dialog.encode(&ack);
         self.transmits.push_back(Transmit {
             destination: self.settings.trunk_addr,
             bytes: bytes.clone(),
@@ -1110,7 +1115,7 @@ impl OutboundCall {
         }
         headers.push(rsip::Header::CSeq(rsip::headers::CSeq::new(format!(
             "{} CANCEL",
-            self.invite_cseq()
+            self.invite_cseq
         ))));
         headers.push(rsip::Header::ContentLength(
             rsip::headers::ContentLength::new("0"),
@@ -1138,13 +1143,10 @@ impl OutboundCall {
 
     fn start_request(&mut self, now: Instant, branch: String, request: rsip::Request) {
         let method = request.method;
-        let transaction = ClientNonInvite::new(&request, now, self.settings.timers);
+        let transaction =
+            ClientNonInvite::new(self.dialog.encode(&request), now, self.settings.timers);
         self.requests.push((branch, method, transaction));
         self.drain_transactions(now);
-    }
-
-    fn invite_cseq(&self) -> u32 {
-        request_identity(&self.invite).map_or(1, |identity| identity.cseq)
     }
 
     fn end_after_cancel(&mut self, now: Instant, status: Option<u16>) {

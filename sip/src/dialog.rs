@@ -27,6 +27,8 @@ pub struct Dialog {
     /// The Contact URI `remote_target` was read from, as written, so that
     /// the same Contact in the next response is not read again.
     pub remote_contact: Option<String>,
+    /// `remote_target` as it prints, printed once.
+    pub remote_target_text: String,
     /// Record-Route of the dialog-creating response, in the order we send it.
     pub route_set: Vec<String>,
     /// Our CSeq counter; each new request (except ACK and CANCEL) takes the next.
@@ -54,6 +56,7 @@ impl Dialog {
             && self.remote_contact.as_deref() != Some(contact)
             && let Ok(target) = rsip::Uri::try_from(contact)
         {
+            self.remote_target_text = target.to_string();
             self.remote_target = target;
             self.remote_contact = Some(contact.to_owned());
         }
@@ -69,6 +72,13 @@ impl Dialog {
             .collect();
         routes.reverse();
         self.route_set = routes;
+    }
+
+    /// A request of this dialog's as it goes on the wire, with the remote
+    /// target printed once rather than for every request.
+    pub fn encode(&self, request: &rsip::Request) -> Vec<u8> {
+        let uri = (request.uri == self.remote_target).then_some(self.remote_target_text.as_str());
+        crate::message::encode_request_with_uri(request, uri)
     }
 
     /// Takes the next CSeq number for a new request.
@@ -87,7 +97,8 @@ impl Dialog {
         extra: Vec<rsip::Header>,
         body: Option<(&str, Vec<u8>)>,
     ) -> rsip::Request {
-        let mut headers = rsip::Headers::default();
+        let mut headers =
+            rsip::Headers::from(Vec::with_capacity(10 + self.route_set.len() + extra.len()));
         headers.push(rsip::Header::Via(rsip::headers::Via::new(via_value(
             self.local_addr,
             branch,
@@ -292,6 +303,7 @@ mod tests {
             remote_tag: None,
             remote_target: rsip::Uri::try_from("sip:+8613800138000@127.0.0.1:5070").unwrap(),
             remote_contact: None,
+            remote_target_text: "sip:+8613800138000@127.0.0.1:5070".into(),
             route_set: Vec::new(),
             local_cseq: 1,
             remote_cseq: None,
@@ -336,6 +348,7 @@ Content-Length: 0\r\n\r\n";
         let cseq = dialog.next_cseq();
         let bye = dialog.request(rsip::Method::Bye, cseq, "z9hG4bKbye", Vec::new(), None);
         let text = bye.to_string();
+        assert_eq!(dialog.encode(&bye), text.as_bytes());
         assert!(text.starts_with("BYE sip:callee@192.0.2.7:5080;transport=UDP SIP/2.0\r\n"));
         assert!(text.contains("From: <sip:dialhound@127.0.0.1>;tag=ours\r\n"));
         assert!(text.contains("To: <sip:+8613800138000@127.0.0.1:5070>;tag=theirs\r\n"));

@@ -248,24 +248,42 @@ pub fn plain_response_reading_agrees_with_rsip(bytes: &[u8]) -> bool {
     })
 }
 
-/// Where `needle` first occurs in `haystack`.
+/// Where `needle` (not empty) first occurs in `haystack`: a scan for its
+/// first byte, which the compiler turns into a wide compare, then a check of
+/// the rest.
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
+    let (&first, rest) = needle.split_first()?;
+    let mut from = 0;
+    while let Some(offset) = haystack.get(from..)?.iter().position(|byte| *byte == first) {
+        let at = from + offset;
+        if haystack.get(at + 1..at + needle.len()) == Some(rest) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// A request as it goes on the wire: the text of rsip's `Display`, written
 /// into one buffer sized up front, and the body as its raw bytes. Every
 /// message we send passes through here or [`encode_response`].
 pub fn encode_request(request: &rsip::Request) -> Vec<u8> {
+    encode_request_with_uri(request, None)
+}
+
+/// As [`encode_request`], with the Request-URI as text when the caller has
+/// it printed already.
+pub fn encode_request_with_uri(request: &rsip::Request, uri: Option<&str>) -> Vec<u8> {
     let mut text = String::with_capacity(encoded_size(&request.headers, &request.body));
     // The start line's parts print themselves; a URI is not plain text.
-    let _ = write!(
-        text,
-        "{} {} {}\r\n",
-        request.method, request.uri, request.version
-    );
+    let _ = match uri {
+        Some(uri) => write!(text, "{} {uri} {}\r\n", request.method, request.version),
+        None => write!(
+            text,
+            "{} {} {}\r\n",
+            request.method, request.uri, request.version
+        ),
+    };
     finish_encoding(text, &request.headers, &request.body)
 }
 
@@ -384,10 +402,7 @@ fn is_wsp(byte: u8) -> bool {
 /// single space, whitespace between a header name and its colon is dropped, and
 /// compact names become long ones. The body is not touched.
 fn normalize_head(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    let head_end = bytes
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .map_or(bytes.len(), |at| at + 2);
+    let head_end = find(bytes, b"\r\n\r\n").map_or(bytes.len(), |at| at + 2);
     let (head, rest) = bytes.split_at(head_end);
     // Most messages need nothing: read them as they came.
     if !needs_normalizing(head) {
@@ -955,6 +970,15 @@ Content-Length: 0\r\n\r\n"
         ] {
             assert!(read_plain_response(odd.as_bytes()).is_none(), "{odd}");
         }
+    }
+
+    #[test]
+    fn find_finds_the_first_occurrence() {
+        assert_eq!(find(b"ab\r\r\n\r\nx\r\n\r\n", b"\r\n\r\n"), Some(3));
+        assert_eq!(find(b"\r\n\r", b"\r\n\r\n"), None);
+        assert_eq!(find(b"", b"\r\n"), None);
+        assert_eq!(find(b"x\r\n", b"\r\n"), Some(1));
+        assert_eq!(find(b"abc", b""), None);
     }
 
     #[test]

@@ -245,8 +245,9 @@ pub struct ClientNonInvite {
 }
 
 impl ClientNonInvite {
-    pub fn new(request: &rsip::Request, now: Instant, timers: Timers) -> ClientNonInvite {
-        let request_bytes = crate::message::encode_request(request);
+    /// Starts the transaction for a request, encoded: it is ready to send at
+    /// once.
+    pub fn new(request_bytes: Vec<u8>, now: Instant, timers: Timers) -> ClientNonInvite {
         ClientNonInvite {
             state: NonInviteState::Trying,
             timers,
@@ -449,8 +450,8 @@ fn ack_for(invite: &rsip::Request, response: &rsip::Response) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Message;
     use crate::message::tests::{INVITE, response};
+    use crate::message::{Message, encode_request};
 
     fn invite() -> rsip::Request {
         match Message::parse(INVITE.as_bytes()).unwrap() {
@@ -599,7 +600,8 @@ mod tests {
     #[test]
     fn non_invite_retransmits_up_to_t2_and_gives_up_after_64_t1() {
         let t0 = Instant::now();
-        let mut transaction = ClientNonInvite::new(&options(), t0, Timers::default());
+        let mut transaction =
+            ClientNonInvite::new(encode_request(&options()), t0, Timers::default());
         let mut sent = Vec::new();
         while transaction.poll_transmit().is_some() {
             sent.push(0);
@@ -626,7 +628,8 @@ mod tests {
     #[test]
     fn non_invite_in_proceeding_retransmits_every_t2_and_lingers_t4_after_final() {
         let t0 = Instant::now();
-        let mut transaction = ClientNonInvite::new(&options(), t0, Timers::default());
+        let mut transaction =
+            ClientNonInvite::new(encode_request(&options()), t0, Timers::default());
         transaction.poll_transmit();
         transaction.handle_response(t0 + Duration::from_millis(100), &reply(100, "OPTIONS", 1));
         let at = transaction.poll_timeout().unwrap();
