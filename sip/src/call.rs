@@ -23,7 +23,7 @@ use rsip::headers::UntypedHeader;
 
 use crate::dialog::{Dialog, first_uri, header_value, header_values, response_to, via_value};
 use crate::digest::{self, Credentials};
-use crate::message::{Identity, Message, encode_response, request_identity};
+use crate::message::{Identity, Message, encode_request, encode_response, request_identity};
 use crate::transaction::{
     ClientInvite, ClientNonInvite, ServerNonInvite, Timers, TransactionEvent,
 };
@@ -246,7 +246,6 @@ pub struct OutboundCall {
     settings: CallSettings,
     state: CallState,
     dialog: Dialog,
-    invite: rsip::Request,
     invite_branch: String,
     /// The CSeq number of the latest INVITE.
     invite_cseq: u32,
@@ -335,13 +334,6 @@ impl OutboundCall {
         let mut call = OutboundCall {
             ring_deadline: now + settings.ring_timeout,
             state: CallState::Inviting,
-            invite: rsip::Request {
-                method: rsip::Method::Invite,
-                uri: dialog.remote_target.clone(),
-                version: rsip::Version::V2,
-                headers: rsip::Headers::default(),
-                body: Vec::new(),
-            },
             dialog,
             invite_branch: String::new(),
             invite_cseq: 0,
@@ -1001,7 +993,6 @@ impl OutboundCall {
     }
 
     fn send_invite(&mut self, now: Instant, invite: rsip::Request) {
-        self.invite = invite.clone();
         self.invite_transaction = Some(ClientInvite::new(invite, now, self.settings.timers));
         self.drain_transactions(now);
     }
@@ -1025,7 +1016,11 @@ impl OutboundCall {
         else {
             return false;
         };
-        let uri = self.invite.uri.to_string();
+        let Some(uri) = (self.invite_transaction.as_ref())
+            .map(|transaction| transaction.request().uri.to_string())
+        else {
+            return false;
+        };
         let Ok(authorization) =
             challenge.answer(&credentials, "INVITE", &uri, &self.settings.cnonce, 1)
         else {
@@ -1067,19 +1062,14 @@ impl OutboundCall {
         let prack = self
             .dialog
             .request(rsip::Method::PRack, cseq, &branch, vec![rack], None);
-        self.start_request(now, branch, prack);
+        self.start_request(now, branch, rsip::Method::PRack, self.dialog.encode(&prack));
     }
 
     fn send_ack_for_2xx(&mut self, _response: &rsip::Response) {
         let branch = self.next_branch();
-        let ack = self.dialog.request(
-            rsip::Method::Ack,
-            self.invite_cseq,
-            &branch,
-            Vec::new(),
-            None,
-        );
-        let bytes = self.dialog.encode(&ack);
+        let bytes = self
+            .dialog
+            .request_bytes(rsip::Method::Ack, self.invite_cseq, &branch);
         self.transmits.push_back(Transmit {
             destination: self.settings.trunk_addr,
             bytes: bytes.clone(),
@@ -1091,7 +1081,10 @@ impl OutboundCall {
         if self.cancel_sent {
             return;
         }
-        self.cancel_sent = true;
+        // Only a pending INVITE can be cancelled, and it is the one pending.
+        let Some(invite) = self.invite_transaction.as_ref().map(ClientInvite::request) else {
+            return;
+        };
         // RFC 3261 §9.1: the INVITE's Request-URI, Call-ID, From, To (no
         // tag), CSeq number and its one Via with the same branch.
         let mut headers = rsip::Headers::default();
@@ -1102,7 +1095,7 @@ impl OutboundCall {
         headers.push(rsip::Header::MaxForwards(rsip::headers::MaxForwards::new(
             "70",
         )));
-        for header in self.invite.headers.iter() {
+        for header in invite.headers.iter() {
             if matches!(
                 header,
                 rsip::Header::From(_)
@@ -1122,29 +1115,32 @@ impl OutboundCall {
         ));
         let cancel = rsip::Request {
             method: rsip::Method::Cancel,
-            uri: self.invite.uri.clone(),
+            uri: invite.uri.clone(),
             version: rsip::Version::V2,
             headers,
             body: Vec::new(),
         };
+        self.cancel_sent = true;
         self.cancel_deadline = Some(now + self.settings.timers.t1 * 64);
         let branch = self.invite_branch.clone();
-        self.start_request(now, branch, cancel);
+        self.start_request(now, branch, rsip::Method::Cancel, encode_request(&cancel));
     }
 
     fn send_bye(&mut self, now: Instant) {
         let cseq = self.dialog.next_cseq();
         let branch = self.next_branch();
-        let bye = self
-            .dialog
-            .request(rsip::Method::Bye, cseq, &branch, Vec::new(), None);
-        self.start_request(now, branch, bye);
+        let bye = self.dialog.request_bytes(rsip::Method::Bye, cseq, &branch);
+        self.start_request(now, branch, rsip::Method::Bye, bye);
     }
 
-    fn start_request(&mut self, now: Instant, branch: String, request: rsip::Request) {
-        let method = request.method;
-        let transaction =
-            ClientNonInvite::new(self.dialog.encode(&request), now, self.settings.timers);
+    fn start_request(
+        &mut self,
+        now: Instant,
+        branch: String,
+        method: rsip::Method,
+        request_bytes: Vec<u8>,
+    ) {
+        let transaction = ClientNonInvite::new(request_bytes, now, self.settings.timers);
         self.requests.push((branch, method, transaction));
         self.drain_transactions(now);
     }

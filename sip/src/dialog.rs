@@ -7,6 +7,7 @@
 //! Record-Route, reversed). Everything sent inside the dialog is built here so
 //! that BYE, ACK, PRACK and CANCEL agree on the same headers.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
@@ -76,6 +77,55 @@ impl Dialog {
         self.route_set = routes;
     }
 
+    /// A request inside the dialog without extra headers or a body (ACK,
+    /// BYE), written straight to the wire: the text of
+    /// `encode(&request(method, cseq, branch, Vec::new(), None))` without
+    /// building the request.
+    pub fn request_bytes(&self, method: rsip::Method, cseq: u32, branch: &str) -> Vec<u8> {
+        let mut text = String::with_capacity(512);
+        let _ = write!(text, "{method} {} SIP/2.0\r\n", self.remote_target_text);
+        self.each_header(method, cseq, branch, |name, value| {
+            text.push_str(name);
+            text.push_str(": ");
+            text.push_str(value);
+            text.push_str("\r\n");
+        });
+        text.push_str("Content-Length: 0\r\n\r\n");
+        text.into_bytes()
+    }
+
+    /// The headers every request inside the dialog starts with, in order,
+    /// each handed to `header` as its name and value.
+    fn each_header(
+        &self,
+        method: rsip::Method,
+        cseq: u32,
+        branch: &str,
+        mut header: impl FnMut(&str, &str),
+    ) {
+        let mut value = String::with_capacity(128);
+        write_via_value(&mut value, self.local_addr, branch);
+        header("Via", &value);
+        header("Max-Forwards", "70");
+        for route in &self.route_set {
+            header("Route", route);
+        }
+        value.clear();
+        let _ = write!(value, "{};tag={}", self.local_uri, self.local_tag);
+        header("From", &value);
+        value.clear();
+        value.push_str(&self.remote_uri);
+        if let Some(tag) = &self.remote_tag {
+            value.push_str(";tag=");
+            value.push_str(tag);
+        }
+        header("To", &value);
+        header("Call-ID", &self.call_id);
+        value.clear();
+        let _ = write!(value, "{cseq} {method}");
+        header("CSeq", &value);
+    }
+
     /// A request of this dialog's as it goes on the wire, with the remote
     /// target printed once rather than for every request.
     pub fn encode(&self, request: &rsip::Request) -> Vec<u8> {
@@ -101,33 +151,19 @@ impl Dialog {
     ) -> rsip::Request {
         let mut headers =
             rsip::Headers::from(Vec::with_capacity(10 + self.route_set.len() + extra.len()));
-        headers.push(rsip::Header::Via(rsip::headers::Via::new(via_value(
-            self.local_addr,
-            branch,
-        ))));
-        headers.push(rsip::Header::MaxForwards(rsip::headers::MaxForwards::new(
-            "70",
-        )));
-        for route in &self.route_set {
-            headers.push(rsip::Header::Route(rsip::headers::Route::new(
-                route.clone(),
-            )));
-        }
-        headers.push(rsip::Header::From(rsip::headers::From::new(format!(
-            "{};tag={}",
-            self.local_uri, self.local_tag
-        ))));
-        let to = match &self.remote_tag {
-            Some(tag) => format!("{};tag={tag}", self.remote_uri),
-            None => self.remote_uri.clone(),
-        };
-        headers.push(rsip::Header::To(rsip::headers::To::new(to)));
-        headers.push(rsip::Header::CallId(rsip::headers::CallId::new(
-            self.call_id.clone(),
-        )));
-        headers.push(rsip::Header::CSeq(rsip::headers::CSeq::new(format!(
-            "{cseq} {method}"
-        ))));
+        self.each_header(method, cseq, branch, |name, value| {
+            let value = value.to_owned();
+            headers.push(match name {
+                "Via" => rsip::Header::Via(rsip::headers::Via::new(value)),
+                "Max-Forwards" => rsip::Header::MaxForwards(rsip::headers::MaxForwards::new(value)),
+                "Route" => rsip::Header::Route(rsip::headers::Route::new(value)),
+                "From" => rsip::Header::From(rsip::headers::From::new(value)),
+                "To" => rsip::Header::To(rsip::headers::To::new(value)),
+                "Call-ID" => rsip::Header::CallId(rsip::headers::CallId::new(value)),
+                "CSeq" => rsip::Header::CSeq(rsip::headers::CSeq::new(value)),
+                _ => rsip::Header::Other(name.to_owned(), value),
+            });
+        });
         headers.extend(extra);
         let body = finish_body(&mut headers, body);
         rsip::Request {
@@ -210,7 +246,13 @@ pub fn plain_uri_reading_agrees_with_rsip(text: &str) -> bool {
 /// The Via value for a request we originate. `rport` asks the peer to answer
 /// to the port the request came from (RFC 3581).
 pub fn via_value(local_addr: SocketAddr, branch: &str) -> String {
-    format!("SIP/2.0/UDP {local_addr};branch={branch};rport")
+    let mut value = String::with_capacity(64);
+    write_via_value(&mut value, local_addr, branch);
+    value
+}
+
+fn write_via_value(out: &mut String, local_addr: SocketAddr, branch: &str) {
+    let _ = write!(out, "SIP/2.0/UDP {local_addr};branch={branch};rport");
 }
 
 /// A response to a request we received: the request's Vias, From, To (with
@@ -418,6 +460,10 @@ Content-Length: 0\r\n\r\n";
         let bye = dialog.request(rsip::Method::Bye, cseq, "z9hG4bKbye", Vec::new(), None);
         let text = bye.to_string();
         assert_eq!(dialog.encode(&bye), text.as_bytes());
+        assert_eq!(
+            dialog.request_bytes(rsip::Method::Bye, cseq, "z9hG4bKbye"),
+            text.as_bytes()
+        );
         assert!(text.starts_with("BYE sip:callee@192.0.2.7:5080;transport=UDP SIP/2.0\r\n"));
         assert!(text.contains("From: <sip:dialhound@127.0.0.1>;tag=ours\r\n"));
         assert!(text.contains("To: <sip:+8613800138000@127.0.0.1:5070>;tag=theirs\r\n"));

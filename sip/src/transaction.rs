@@ -212,6 +212,11 @@ impl ClientInvite {
         self.core.poll_timeout()
     }
 
+    /// The INVITE this transaction carries.
+    pub fn request(&self) -> &rsip::Request {
+        &self.request
+    }
+
     pub fn is_terminated(&self) -> bool {
         self.state == InviteState::Terminated
     }
