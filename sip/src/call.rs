@@ -323,7 +323,11 @@ impl OutboundCall {
             local_tag: settings.local_tag.clone(),
             remote_uri: format!("<{request_uri}>"),
             remote_tag: None,
-            remote_target_text: uri.to_string(),
+            // A built URI prints as the text it was built from.
+            remote_target_text: match settings.to_domain {
+                None if settings.trunk_addr.is_ipv4() => request_uri.clone(),
+                _ => uri.to_string(),
+            },
             remote_target: uri,
             remote_contact: None,
             route_set: Vec::new(),
@@ -993,7 +997,13 @@ impl OutboundCall {
     }
 
     fn send_invite(&mut self, now: Instant, invite: rsip::Request) {
-        self.invite_transaction = Some(ClientInvite::new(invite, now, self.settings.timers));
+        let bytes = self.dialog.encode(&invite);
+        self.invite_transaction = Some(ClientInvite::with_bytes(
+            invite,
+            bytes,
+            now,
+            self.settings.timers,
+        ));
         self.drain_transactions(now);
     }
 

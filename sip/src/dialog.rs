@@ -29,7 +29,8 @@ pub struct Dialog {
     /// The Contact URI `remote_target` was read from, as written, so that
     /// the same Contact in the next response is not read again.
     pub remote_contact: Option<String>,
-    /// `remote_target` as it prints, printed once.
+    /// `remote_target` as it goes in a Request-URI: a plain Contact URI as
+    /// the callee wrote it, any other as rsip prints it, printed once.
     pub remote_target_text: String,
     /// Record-Route of the dialog-creating response, in the order we send it.
     pub route_set: Vec<String>,
@@ -56,10 +57,16 @@ impl Dialog {
         self.remote_tag = Some(tag.to_owned());
         if let Some(contact) = header_value(&response.headers, "Contact").and_then(first_uri)
             && self.remote_contact.as_deref() != Some(contact)
-            && let Some(target) =
-                read_plain_uri(contact).or_else(|| rsip::Uri::try_from(contact).ok())
+            && let Some((target, text)) = match read_plain_uri(contact) {
+                // A plain URI goes back as the callee wrote it.
+                Some(target) => Some((target, contact.to_owned())),
+                None => rsip::Uri::try_from(contact).ok().map(|target| {
+                    let text = target.to_string();
+                    (target, text)
+                }),
+            }
         {
-            self.remote_target_text = target.to_string();
+            self.remote_target_text = text;
             self.remote_target = target;
             self.remote_contact = Some(contact.to_owned());
         }
@@ -126,8 +133,8 @@ impl Dialog {
         header("CSeq", &value);
     }
 
-    /// A request of this dialog's as it goes on the wire, with the remote
-    /// target printed once rather than for every request.
+    /// A request of this dialog's as it goes on the wire, its Request-URI
+    /// the remote target's text when the request goes there.
     pub fn encode(&self, request: &rsip::Request) -> Vec<u8> {
         let uri = (request.uri == self.remote_target).then_some(self.remote_target_text.as_str());
         crate::message::encode_request_with_uri(request, uri)
@@ -458,13 +465,19 @@ Content-Length: 0\r\n\r\n";
         dialog.learn_from_response(&parse_response(OK));
         let cseq = dialog.next_cseq();
         let bye = dialog.request(rsip::Method::Bye, cseq, "z9hG4bKbye", Vec::new(), None);
-        let text = bye.to_string();
-        assert_eq!(dialog.encode(&bye), text.as_bytes());
+        let bytes = dialog.encode(&bye);
         assert_eq!(
             dialog.request_bytes(rsip::Method::Bye, cseq, "z9hG4bKbye"),
-            text.as_bytes()
+            bytes
         );
-        assert!(text.starts_with("BYE sip:callee@192.0.2.7:5080;transport=UDP SIP/2.0\r\n"));
+        let text = String::from_utf8(bytes).unwrap();
+        // The remote target goes back as the callee wrote it; the rest is
+        // what rsip prints.
+        assert_eq!(
+            text.replace("transport=udp", "transport=UDP"),
+            bye.to_string()
+        );
+        assert!(text.starts_with("BYE sip:callee@192.0.2.7:5080;transport=udp SIP/2.0\r\n"));
         assert!(text.contains("From: <sip:dialhound@127.0.0.1>;tag=ours\r\n"));
         assert!(text.contains("To: <sip:+8613800138000@127.0.0.1:5070>;tag=theirs\r\n"));
         assert!(text.contains("CSeq: 2 BYE\r\n"));

@@ -530,25 +530,27 @@ fn check_request_uri(uri: &[u8]) -> Result<(), MessageError> {
 }
 
 /// Splits on `separator` outside quoted strings.
-fn split_unquoted(value: &str, separator: char) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let mut quoted = false;
-    let mut escaped = false;
-    let mut start = 0;
-    for (at, c) in value.char_indices() {
-        if escaped {
-            escaped = false;
-        } else if quoted && c == '\\' {
-            escaped = true;
-        } else if c == '"' {
-            quoted = !quoted;
-        } else if !quoted && c == separator {
-            parts.push(&value[start..at]);
-            start = at + c.len_utf8();
+fn split_unquoted(value: &str, separator: char) -> impl Iterator<Item = &str> {
+    let mut rest = Some(value);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        let mut quoted = false;
+        let mut escaped = false;
+        for (at, c) in text.char_indices() {
+            if escaped {
+                escaped = false;
+            } else if quoted && c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                quoted = !quoted;
+            } else if !quoted && c == separator {
+                rest = Some(&text[at + c.len_utf8()..]);
+                return Some(&text[..at]);
+            }
         }
-    }
-    parts.push(&value[start..]);
-    parts
+        rest = None;
+        Some(text)
+    })
 }
 
 /// A To, From or Contact value: quotes balanced, no whitespace inside the
@@ -595,7 +597,7 @@ fn check_address(value: &str) -> Result<(), String> {
 /// sent-by and parameters that are not empty.
 fn check_via(value: &str) -> Result<(), String> {
     for entry in split_unquoted(value, ',') {
-        let mut parts = split_unquoted(entry, ';').into_iter();
+        let mut parts = split_unquoted(entry, ';');
         let Some(first) = parts
             .next()
             .map(str::trim)

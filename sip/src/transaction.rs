@@ -145,6 +145,16 @@ impl ClientInvite {
     /// Starts the transaction: the INVITE is ready to send at once.
     pub fn new(request: rsip::Request, now: Instant, timers: Timers) -> ClientInvite {
         let request_bytes = crate::message::encode_request(&request);
+        ClientInvite::with_bytes(request, request_bytes, now, timers)
+    }
+
+    /// As [`ClientInvite::new`], with the request encoded already.
+    pub fn with_bytes(
+        request: rsip::Request,
+        request_bytes: Vec<u8>,
+        now: Instant,
+        timers: Timers,
+    ) -> ClientInvite {
         ClientInvite {
             state: InviteState::Calling,
             timers,
