@@ -104,31 +104,37 @@ impl Message {
     /// Headers that may appear once appear once, and the addresses and Vias are
     /// well formed beyond what the parser checks (RFC 3261 sections 7.3 and 25.1).
     fn check_headers(&self) -> Result<(), MessageError> {
-        let mut seen = [0usize; SINGLE_HEADERS.len()];
+        // Which of SINGLE_HEADERS a header is, and what else to check of it.
+        enum Check {
+            Nothing,
+            Address(&'static str),
+            Via,
+        }
+        let mut seen = [false; SINGLE_HEADERS.len()];
         for header in self.headers().iter() {
-            let (name, value) = match header {
-                rsip::Header::CallId(h) => ("Call-ID", h.value()),
-                rsip::Header::To(h) => ("To", h.value()),
-                rsip::Header::From(h) => ("From", h.value()),
-                rsip::Header::CSeq(h) => ("CSeq", h.value()),
-                rsip::Header::MaxForwards(h) => ("Max-Forwards", h.value()),
-                rsip::Header::ContentLength(h) => ("Content-Length", h.value()),
-                rsip::Header::Contact(h) => ("Contact", h.value()),
-                rsip::Header::Via(h) => ("Via", h.value()),
+            let (single, check, value) = match header {
+                rsip::Header::CallId(h) => (Some(0), Check::Nothing, h.value()),
+                rsip::Header::To(h) => (Some(1), Check::Address("To"), h.value()),
+                rsip::Header::From(h) => (Some(2), Check::Address("From"), h.value()),
+                rsip::Header::CSeq(h) => (Some(3), Check::Nothing, h.value()),
+                rsip::Header::MaxForwards(h) => (Some(4), Check::Nothing, h.value()),
+                rsip::Header::ContentLength(h) => (Some(5), Check::Nothing, h.value()),
+                rsip::Header::Contact(h) => (None, Check::Address("Contact"), h.value()),
+                rsip::Header::Via(h) => (None, Check::Via, h.value()),
                 _ => continue,
             };
-            if let Some(index) = SINGLE_HEADERS.iter().position(|single| *single == name) {
-                seen[index] += 1;
-                if seen[index] > 1 {
+            if let Some(index) = single {
+                if seen[index] {
                     return Err(MessageError::DuplicateHeader(SINGLE_HEADERS[index]));
                 }
+                seen[index] = true;
             }
-            match name {
-                "To" | "From" | "Contact" => {
-                    check_address(value).map_err(|reason| invalid(address_header(name), reason))?
+            match check {
+                Check::Nothing => {}
+                Check::Address(name) => {
+                    check_address(value).map_err(|reason| invalid(name, reason))?
                 }
-                "Via" => check_via(value).map_err(|reason| invalid("Via", reason))?,
-                _ => {}
+                Check::Via => check_via(value).map_err(|reason| invalid("Via", reason))?,
             }
         }
         Ok(())
@@ -139,7 +145,7 @@ impl Message {
     /// datagram.
     fn frame_body(&mut self) -> Result<(), MessageError> {
         let declared = self.headers().iter().find_map(|header| match header {
-            rsip::Header::ContentLength(h) => Some(h.value().trim().to_owned()),
+            rsip::Header::ContentLength(h) => Some(h.value().trim()),
             _ => None,
         });
         let Some(declared) = declared else {
@@ -363,14 +369,6 @@ const SINGLE_HEADERS: [&str; 6] = [
     "Max-Forwards",
     "Content-Length",
 ];
-
-fn address_header(name: &str) -> &'static str {
-    match name {
-        "To" => "To",
-        "From" => "From",
-        _ => "Contact",
-    }
-}
 
 /// The compact header names of RFC 3261 section 7.3.3 (and the registered ones
 /// rsip knows by their long name), which rsip does not know.
