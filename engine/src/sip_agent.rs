@@ -5,6 +5,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::fmt::Write as _;
 use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -713,8 +714,9 @@ impl Agent {
     }
 
     fn place(&mut self, now: Instant, order: CallOrder, reply: Reply) {
-        let trunk_config = order.reservation.config().clone();
+        let trunk_config = order.reservation.config();
         let trunk = order.reservation.trunk();
+        let trunk_name = trunk_config.name.clone();
         // The Call-ID starts with the call's key, unique among the calls.
         let key = loop {
             let key = self.rng.random::<u64>();
@@ -722,7 +724,8 @@ impl Agent {
                 break key;
             }
         };
-        let call_id = format!("{key:016x}@{}", self.local_addr.ip());
+        let mut call_id = String::with_capacity(64);
+        let _ = write!(call_id, "{key:016x}@{}", self.local_addr.ip());
         let credentials = match (&trunk_config.username, &trunk_config.password) {
             (Some(username), Some(password)) => Some(Credentials {
                 username: username.clone(),
@@ -743,10 +746,23 @@ impl Agent {
             codec: None,
             updates: offer.updates,
         });
+        let mut local_tag = String::with_capacity(8);
+        let _ = write!(local_tag, "{:08x}", self.rng.random::<u32>());
+        let mut branch_prefix = String::with_capacity(32);
+        let _ = write!(
+            branch_prefix,
+            "z9hG4bK{:012x}",
+            self.rng.random::<u64>() >> 16
+        );
+        // A cnonce is only for answering a challenge.
+        let mut cnonce = String::new();
+        if credentials.is_some() {
+            let _ = write!(cnonce, "{:016x}", self.rng.random::<u64>());
+        }
         let settings = CallSettings {
-            call_id: call_id.clone(),
-            local_tag: format!("{:08x}", self.rng.random::<u32>()),
-            branch_prefix: format!("z9hG4bK{:012x}", self.rng.random::<u64>() >> 16),
+            call_id,
+            local_tag,
+            branch_prefix,
             local_addr: self.local_addr,
             trunk_addr: trunk_config.proxy,
             from_user,
@@ -757,7 +773,7 @@ impl Agent {
             ring_timeout: order.ring_timeout.unwrap_or(self.settings.ring_timeout),
             timers: self.settings.timers,
             credentials,
-            cnonce: format!("{:016x}", self.rng.random::<u64>()),
+            cnonce,
         };
         let call = match OutboundCall::new(now, settings) {
             Ok(call) => call,
@@ -772,7 +788,7 @@ impl Agent {
             Box::new(ActiveCall {
                 call,
                 trunk,
-                trunk_name: trunk_config.name.clone(),
+                trunk_name,
                 reservation: Some(order.reservation),
                 reply: Some(reply),
                 hold: order.hold,
