@@ -527,34 +527,43 @@ impl OutboundCall {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut deadlines = Vec::with_capacity(6);
-        if let Some(transaction) = &self.invite_transaction {
-            deadlines.extend(transaction.poll_timeout());
-        }
-        if let Some((_, transaction)) = &self.challenged_invite {
-            deadlines.extend(transaction.poll_timeout());
-        }
-        deadlines.extend(
-            self.requests
-                .iter()
-                .filter_map(|(_, _, transaction)| transaction.poll_timeout()),
-        );
-        if self.state != CallState::Ended {
-            if self.hang_up.is_none() && self.state != CallState::Confirmed {
-                deadlines.push(self.ring_deadline);
-            }
-            deadlines.extend(self.cancel_deadline);
-        }
-        if let Some(pending) = &self.pending_ok {
-            deadlines.push(pending.next.min(pending.give_up));
-        }
-        deadlines.extend(
-            self.server_transactions
-                .iter()
-                .filter_map(|(_, _, transaction)| transaction.poll_timeout()),
-        );
-        deadlines.extend(self.linger_until);
-        deadlines.into_iter().min()
+        let ringing = self.state != CallState::Ended
+            && self.hang_up.is_none()
+            && self.state != CallState::Confirmed;
+        let cancel = if self.state != CallState::Ended {
+            self.cancel_deadline
+        } else {
+            None
+        };
+        let transactions = self
+            .invite_transaction
+            .iter()
+            .chain(
+                self.challenged_invite
+                    .iter()
+                    .map(|(_, transaction)| transaction),
+            )
+            .filter_map(ClientInvite::poll_timeout)
+            .chain(
+                self.requests
+                    .iter()
+                    .filter_map(|(_, _, transaction)| transaction.poll_timeout()),
+            )
+            .chain(
+                self.server_transactions
+                    .iter()
+                    .filter_map(|(_, _, transaction)| transaction.poll_timeout()),
+            );
+        transactions
+            .chain(ringing.then_some(self.ring_deadline))
+            .chain(cancel)
+            .chain(
+                self.pending_ok
+                    .as_ref()
+                    .map(|pending| pending.next.min(pending.give_up)),
+            )
+            .chain(self.linger_until)
+            .min()
     }
 
     /// The outcome, once the call has ended.

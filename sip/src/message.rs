@@ -72,9 +72,13 @@ impl Message {
         if let Some(uri) = request_uri(bytes) {
             check_request_uri(uri)?;
         }
-        message.check_headers()?;
+        let method = match &message {
+            Message::Request(request) => Some(request.method),
+            Message::Response(_) => None,
+        };
+        // Read on the way through the headers, before the body is framed.
+        let identity = message.check_headers()?.identity(method.as_ref())?;
         message.frame_body()?;
-        let identity = message.identity()?;
         if let Message::Request(request) = &message {
             let max_forwards = request
                 .max_forwards_header()
@@ -103,7 +107,7 @@ impl Message {
 
     /// Headers that may appear once appear once, and the addresses and Vias are
     /// well formed beyond what the parser checks (RFC 3261 sections 7.3 and 25.1).
-    fn check_headers(&self) -> Result<(), MessageError> {
+    fn check_headers(&self) -> Result<IdentityHeaders<'_>, MessageError> {
         // Which of SINGLE_HEADERS a header is, and what else to check of it.
         enum Check {
             Nothing,
@@ -111,6 +115,7 @@ impl Message {
             Via,
         }
         let mut seen = [false; SINGLE_HEADERS.len()];
+        let mut found = IdentityHeaders::default();
         for header in self.headers().iter() {
             let (single, check, value) = match header {
                 rsip::Header::CallId(h) => (Some(0), Check::Nothing, h.value()),
@@ -129,6 +134,14 @@ impl Message {
                 }
                 seen[index] = true;
             }
+            match header {
+                rsip::Header::Via(_) if found.via.is_none() => found.via = Some(value),
+                rsip::Header::From(_) => found.from = true,
+                rsip::Header::To(_) => found.to = true,
+                rsip::Header::CallId(_) => found.call_id = Some(value),
+                rsip::Header::CSeq(_) => found.cseq = Some(value),
+                _ => {}
+            }
             match check {
                 Check::Nothing => {}
                 Check::Address(name) => {
@@ -137,7 +150,7 @@ impl Message {
                 Check::Via => check_via(value).map_err(|reason| invalid("Via", reason))?,
             }
         }
-        Ok(())
+        Ok(found)
     }
 
     /// Holds the body to Content-Length: a body shorter than declared is an
@@ -692,49 +705,69 @@ fn identity_of(
     headers: &dyn HeadersExt,
     method: Option<&rsip::Method>,
 ) -> Result<Identity, MessageError> {
-    let via = headers
-        .via_header()
-        .map_err(|_| MessageError::MissingHeader("Via"))?;
-    headers
-        .from_header()
-        .map_err(|_| MessageError::MissingHeader("From"))?;
-    headers
-        .to_header()
-        .map_err(|_| MessageError::MissingHeader("To"))?;
-    let call_id = headers
-        .call_id_header()
-        .map_err(|_| MessageError::MissingHeader("Call-ID"))?;
-    let call_id = UntypedHeader::value(call_id).trim();
-    let cseq = headers
-        .cseq_header()
-        .map_err(|_| MessageError::MissingHeader("CSeq"))?;
-    let mut parts = UntypedHeader::value(cseq).split_whitespace();
-    let seq = parts
-        .next()
-        .and_then(|seq| seq.parse::<u32>().ok())
-        .ok_or_else(|| invalid("CSeq", "the sequence number is not a number below 2^32"))?;
-    let cseq_method = parts
-        .next()
-        .and_then(|name| name.parse::<rsip::Method>().ok())
-        .ok_or_else(|| invalid("CSeq", "no known method after the sequence number"))?;
-    if parts.next().is_some() {
-        return Err(invalid("CSeq", "more than a number and a method"));
+    let found = IdentityHeaders {
+        via: headers.via_header().ok().map(UntypedHeader::value),
+        from: headers.from_header().is_ok(),
+        to: headers.to_header().is_ok(),
+        call_id: headers.call_id_header().ok().map(UntypedHeader::value),
+        cseq: headers.cseq_header().ok().map(UntypedHeader::value),
+    };
+    found.identity(method)
+}
+
+/// The first of each header a message's identity is read from, as found.
+#[derive(Default)]
+struct IdentityHeaders<'a> {
+    via: Option<&'a str>,
+    from: bool,
+    to: bool,
+    call_id: Option<&'a str>,
+    cseq: Option<&'a str>,
+}
+
+impl IdentityHeaders<'_> {
+    /// The identity, or the first mandatory header missing or malformed.
+    fn identity(&self, method: Option<&rsip::Method>) -> Result<Identity, MessageError> {
+        let via = self.via.ok_or(MessageError::MissingHeader("Via"))?;
+        if !self.from {
+            return Err(MessageError::MissingHeader("From"));
+        }
+        if !self.to {
+            return Err(MessageError::MissingHeader("To"));
+        }
+        let call_id = self
+            .call_id
+            .ok_or(MessageError::MissingHeader("Call-ID"))?
+            .trim();
+        let cseq = self.cseq.ok_or(MessageError::MissingHeader("CSeq"))?;
+        let mut parts = cseq.split_whitespace();
+        let seq = parts
+            .next()
+            .and_then(|seq| seq.parse::<u32>().ok())
+            .ok_or_else(|| invalid("CSeq", "the sequence number is not a number below 2^32"))?;
+        let cseq_method = parts
+            .next()
+            .and_then(|name| name.parse::<rsip::Method>().ok())
+            .ok_or_else(|| invalid("CSeq", "no known method after the sequence number"))?;
+        if parts.next().is_some() {
+            return Err(invalid("CSeq", "more than a number and a method"));
+        }
+        if let Some(method) = method
+            && *method != cseq_method
+            && *method != rsip::Method::Ack
+        {
+            return Err(MessageError::CseqMismatch {
+                cseq: cseq_method.to_string(),
+                method: method.to_string(),
+            });
+        }
+        Ok(Identity {
+            call_id: call_id.to_owned(),
+            cseq: seq,
+            cseq_method,
+            branch: branch_of(via),
+        })
     }
-    if let Some(method) = method
-        && *method != cseq_method
-        && *method != rsip::Method::Ack
-    {
-        return Err(MessageError::CseqMismatch {
-            cseq: cseq_method.to_string(),
-            method: method.to_string(),
-        });
-    }
-    Ok(Identity {
-        call_id: call_id.to_owned(),
-        cseq: seq,
-        cseq_method,
-        branch: branch_of(UntypedHeader::value(via)),
-    })
 }
 
 /// The `branch` parameter of the first Via value (parameter names are
