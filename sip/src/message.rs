@@ -211,7 +211,7 @@ fn read_plain_response(bytes: &[u8]) -> Option<rsip::Response> {
     }
     let code: u16 = std::str::from_utf8(code).ok()?.parse().ok()?;
     let rest = rest.strip_prefix(b" ")?;
-    let line_end = find(rest, b"\r\n")?;
+    let line_end = find_crlf(rest)?;
     let reason = std::str::from_utf8(&rest[..line_end]).ok()?;
     let rest = &rest[line_end + 2..];
     if rest.starts_with(b"\r\n") {
@@ -222,7 +222,7 @@ fn read_plain_response(bytes: &[u8]) -> Option<rsip::Response> {
     let mut headers = Vec::with_capacity(16);
     let mut lines = raw_headers;
     loop {
-        let (line, next) = match find(lines, b"\r\n") {
+        let (line, next) = match find_crlf(lines) {
             Some(end) => (&lines[..end], Some(&lines[end + 2..])),
             None => (lines, None),
         };
@@ -267,20 +267,15 @@ pub fn plain_response_reading_agrees_with_rsip(bytes: &[u8]) -> bool {
     })
 }
 
-/// Where `needle` (not empty) first occurs in `haystack`: a scan for its
-/// first byte, which the compiler turns into a wide compare, then a check of
-/// the rest.
+/// Where `needle` first occurs in `haystack`.
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let (&first, rest) = needle.split_first()?;
-    let mut from = 0;
-    while let Some(offset) = haystack.get(from..)?.iter().position(|byte| *byte == first) {
-        let at = from + offset;
-        if haystack.get(at + 1..at + needle.len()) == Some(rest) {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
+    memchr::memmem::find(haystack, needle)
+}
+
+/// Where the first CRLF in `text` is: a wide scan for each CR, with no
+/// searcher to set up for a needle this short.
+fn find_crlf(text: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b'\r', text).find(|&at| text.get(at + 1) == Some(&b'\n'))
 }
 
 /// A request as it goes on the wire: the text of rsip's `Display`, written
@@ -469,22 +464,40 @@ fn normalize_head(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 /// Whether a head has anything [`normalize_head`] rewrites: a folded line, a
 /// compact or space-padded header name, or spaces around a Via's slashes.
 fn needs_normalizing(head: &[u8]) -> bool {
-    head.split(|byte| *byte == b'\n').skip(1).any(|line| {
-        if line.first().copied().is_some_and(is_wsp) {
+    // The lines after the start line, found with a wide scan for the line
+    // feeds: this runs on every message.
+    let mut line_feeds = memchr::memchr_iter(b'\n', head);
+    let Some(mut start) = line_feeds.next().map(|at| at + 1) else {
+        return false;
+    };
+    loop {
+        let next = line_feeds.next();
+        let end = next.unwrap_or(head.len());
+        if line_needs_normalizing(&head[start..end]) {
             return true;
         }
-        let Some(colon) = line.iter().position(|byte| *byte == b':') else {
-            return false;
-        };
-        let name = &line[..colon];
-        if name.last().copied().is_some_and(is_wsp) || long_name(name).is_some() {
-            return true;
+        match next {
+            Some(at) => start = at + 1,
+            None => return false,
         }
-        name.eq_ignore_ascii_case(b"Via")
-            && line[colon..]
-                .windows(2)
-                .any(|pair| pair == b"/ " || pair == b" /" || pair == b"/\t" || pair == b"\t/")
-    })
+    }
+}
+
+fn line_needs_normalizing(line: &[u8]) -> bool {
+    if line.first().copied().is_some_and(is_wsp) {
+        return true;
+    }
+    let Some(colon) = memchr::memchr(b':', line) else {
+        return false;
+    };
+    let name = &line[..colon];
+    if name.last().copied().is_some_and(is_wsp) || long_name(name).is_some() {
+        return true;
+    }
+    name.eq_ignore_ascii_case(b"Via")
+        && line[colon..]
+            .windows(2)
+            .any(|pair| pair == b"/ " || pair == b" /" || pair == b"/\t" || pair == b"\t/")
 }
 
 /// Drops the whitespace around the slashes of a Via's sent-protocol, which
@@ -1010,8 +1023,10 @@ Content-Length: 0\r\n\r\n"
         assert_eq!(find(b"ab\r\r\n\r\nx\r\n\r\n", b"\r\n\r\n"), Some(3));
         assert_eq!(find(b"\r\n\r", b"\r\n\r\n"), None);
         assert_eq!(find(b"", b"\r\n"), None);
+        assert_eq!(find_crlf(b"a\r\rb\r\n"), Some(4));
+        assert_eq!(find_crlf(b"a\r"), None);
+        assert_eq!(find_crlf(b"\r\n"), Some(0));
         assert_eq!(find(b"x\r\n", b"\r\n"), Some(1));
-        assert_eq!(find(b"abc", b""), None);
     }
 
     #[test]
