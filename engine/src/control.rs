@@ -18,7 +18,7 @@ use crate::import::{ImportJob, ImportSummary};
 use crate::metrics::Metrics;
 use crate::phone::E164;
 use crate::protocol::{ErrorBody, Event, Request, Response};
-use crate::sip_agent::{CallOrder, CallReport, Dial, DialError, Route};
+use crate::sip_agent::{CallReport, Dial, DialError, Route};
 
 /// Everything a command may touch, shared by all connections.
 pub struct Control {
@@ -389,14 +389,7 @@ impl Control {
                 }
             };
             if agent_alone {
-                let order = CallOrder {
-                    reservation,
-                    to_user: dial.to_user.clone(),
-                    hold: dial.hold,
-                    ring_timeout: dial.ring_timeout,
-                    media: None,
-                };
-                match self.sip.place(order).await {
+                match self.sip.place(dial.order(reservation)).await {
                     Ok(call) => placed.push(call),
                     Err(_) => errors += 1,
                 }

@@ -127,6 +127,20 @@ pub struct Dial {
     pub barge_in: bool,
 }
 
+impl Dial {
+    /// The order for one try of this dial on the trunk `reservation` holds,
+    /// without media (the media side adds its own).
+    pub fn order(&self, reservation: Reservation) -> CallOrder {
+        CallOrder {
+            reservation,
+            to_user: self.to_user.clone(),
+            hold: self.hold,
+            ring_timeout: self.ring_timeout,
+            media: None,
+        }
+    }
+}
+
 /// How long a dial waits for a channel or a call-rate slot to come free
 /// before it gives up.
 const CAPACITY_WAIT: Duration = Duration::from_secs(1);
@@ -320,13 +334,7 @@ impl SipAgent {
                 },
             };
             let trunk = reservation.trunk();
-            let order = CallOrder {
-                reservation,
-                to_user: dial.to_user.clone(),
-                hold: dial.hold,
-                ring_timeout: dial.ring_timeout,
-                media: None,
-            };
+            let order = dial.order(reservation);
             let mut report = match (&self.media, dial.with_media) {
                 (Some(media), true) => {
                     let mut prompts = crate::call_flow::PlayPrompts(&dial.prompts);

@@ -338,19 +338,7 @@ pub fn header_values<'a>(
 }
 
 fn header_named<'a>(header: &'a rsip::Header, name: &str) -> Option<&'a str> {
-    let (header_name, value) = match header {
-        rsip::Header::To(value) => ("To", value.value()),
-        rsip::Header::From(value) => ("From", value.value()),
-        rsip::Header::Contact(value) => ("Contact", value.value()),
-        rsip::Header::Require(value) => ("Require", value.value()),
-        rsip::Header::Supported(value) => ("Supported", value.value()),
-        rsip::Header::RetryAfter(value) => ("Retry-After", value.value()),
-        rsip::Header::ContentType(value) => ("Content-Type", value.value()),
-        rsip::Header::WwwAuthenticate(value) => ("WWW-Authenticate", value.value()),
-        rsip::Header::ProxyAuthenticate(value) => ("Proxy-Authenticate", value.value()),
-        rsip::Header::Other(name, value) => (name.as_str(), value.as_str()),
-        _ => return None,
-    };
+    let (header_name, value) = crate::message::header_text(header)?;
     header_name.eq_ignore_ascii_case(name).then_some(value)
 }
 

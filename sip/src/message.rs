@@ -341,9 +341,9 @@ fn finish_encoding(mut text: String, headers: &rsip::Headers, body: &[u8]) -> Ve
     bytes
 }
 
-/// The name and value of the headers we send or echo, as rsip prints them;
-/// `None` for the rest, which print themselves.
-fn header_text(header: &rsip::Header) -> Option<(&str, &str)> {
+/// The name and value of the headers we send, echo or read, as rsip prints
+/// them; `None` for the rest, which print themselves.
+pub(crate) fn header_text(header: &rsip::Header) -> Option<(&str, &str)> {
     Some(match header {
         rsip::Header::Via(h) => ("Via", h.value()),
         rsip::Header::MaxForwards(h) => ("Max-Forwards", h.value()),
@@ -362,6 +362,9 @@ fn header_text(header: &rsip::Header) -> Option<(&str, &str)> {
         rsip::Header::ContentLength(h) => ("Content-Length", h.value()),
         rsip::Header::Authorization(h) => ("Authorization", h.value()),
         rsip::Header::ProxyAuthorization(h) => ("Proxy-Authorization", h.value()),
+        rsip::Header::RetryAfter(h) => ("Retry-After", h.value()),
+        rsip::Header::WwwAuthenticate(h) => ("WWW-Authenticate", h.value()),
+        rsip::Header::ProxyAuthenticate(h) => ("Proxy-Authenticate", h.value()),
         rsip::Header::Other(name, value) => (name.as_str(), value.as_str()),
         _ => return None,
     })
@@ -1032,7 +1035,7 @@ Content-Length: 0\r\n\r\n"
     #[test]
     fn encoding_writes_what_rsip_prints() {
         let ok = response(200, "INVITE", 314159)
-            .replace("Content-Length: 0", "Record-Route: <sip:p1;lr>\r\nContact: <sip:b@c>\r\nWarning: 399 x \"y\"\r\nX-Custom: 1\r\nContent-Type: application/sdp\r\nContent-Length: 4")
+            .replace("Content-Length: 0", "Record-Route: <sip:p1;lr>\r\nContact: <sip:b@c>\r\nWarning: 399 x \"y\"\r\nRetry-After: 5\r\nWWW-Authenticate: Digest realm=\"a\"\r\nProxy-Authenticate: Digest realm=\"b\"\r\nX-Custom: 1\r\nContent-Type: application/sdp\r\nContent-Length: 4")
             + "v=0\n";
         for text in [INVITE.to_owned(), ok] {
             let message = Message::parse(text.as_bytes()).unwrap();
