@@ -5,7 +5,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::fmt::Write as _;
 use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -709,10 +708,7 @@ impl Agent {
         match command {
             Command::Place(order, reply) => self.place(now, order, reply),
             Command::HangUp(call_id) => {
-                let Some(key) = self.key_of(&call_id) else {
-                    return;
-                };
-                if let Some(active) = self.calls.get_mut(&key)
+                if let Some((key, active)) = self.call_named(&call_id)
                     && active.hang_up_at.is_some()
                 {
                     active.hang_up_at = None;
@@ -734,8 +730,7 @@ impl Agent {
                 break key;
             }
         };
-        let mut call_id = String::with_capacity(64);
-        let _ = write!(call_id, "{key:016x}@{}", self.local_addr.ip());
+        let call_id = format!("{key:016x}@{}", self.local_addr.ip());
         let credentials = match (&trunk_config.username, &trunk_config.password) {
             (Some(username), Some(password)) => Some(Credentials {
                 username: username.clone(),
@@ -756,19 +751,13 @@ impl Agent {
             codec: None,
             updates: offer.updates,
         });
-        let mut local_tag = String::with_capacity(8);
-        let _ = write!(local_tag, "{:08x}", self.rng.random::<u32>());
-        let mut branch_prefix = String::with_capacity(32);
-        let _ = write!(
-            branch_prefix,
-            "z9hG4bK{:012x}",
-            self.rng.random::<u64>() >> 16
-        );
+        let local_tag = format!("{:08x}", self.rng.random::<u32>());
+        let branch_prefix = format!("z9hG4bK{:012x}", self.rng.random::<u64>() >> 16);
         // A cnonce is only for answering a challenge.
-        let mut cnonce = String::new();
-        if credentials.is_some() {
-            let _ = write!(cnonce, "{:016x}", self.rng.random::<u64>());
-        }
+        let cnonce = match credentials {
+            Some(_) => format!("{:016x}", self.rng.random::<u64>()),
+            None => String::new(),
+        };
         let settings = CallSettings {
             call_id,
             local_tag,
@@ -811,11 +800,11 @@ impl Agent {
         self.service(now, key);
     }
 
-    /// The key of the call a Call-ID names, if it is one of ours.
-    fn key_of(&self, call_id: &str) -> Option<CallKey> {
+    /// The call a Call-ID names, with its key, if it is one of ours.
+    fn call_named(&mut self, call_id: &str) -> Option<(CallKey, &mut ActiveCall)> {
         let key = call_key(call_id)?;
-        let active = self.calls.get(&key)?;
-        (active.call.call_id() == call_id).then_some(key)
+        let active = self.calls.get_mut(&key)?;
+        (active.call.call_id() == call_id).then_some((key, &mut **active))
     }
 
     fn handle_datagram(&mut self, now: Instant, bytes: &[u8], source: SocketAddr) {
@@ -834,9 +823,7 @@ impl Agent {
         if let Some(status) = message.status() {
             self.metrics.count_response(status);
         }
-        if let Some(key) = self.key_of(&identity.call_id)
-            && let Some(active) = self.calls.get_mut(&key)
-        {
+        if let Some((key, active)) = self.call_named(&identity.call_id) {
             active
                 .call
                 .handle_identified(now, message, &identity, source);

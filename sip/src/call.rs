@@ -306,11 +306,18 @@ impl OutboundCall {
             .clone()
             .unwrap_or_else(|| settings.trunk_addr.to_string());
         let request_uri = format!("sip:{}@{to_host}", settings.to_user);
-        let uri = match (&settings.to_domain, settings.trunk_addr) {
-            // A plain user at an IPv4 address is a valid URI as it stands.
-            (None, SocketAddr::V4(address)) => sip_uri(&settings.to_user, address),
-            _ => rsip::Uri::try_from(request_uri.as_str())
-                .map_err(|_| CallError::InvalidUri(request_uri.clone()))?,
+        let (uri, uri_text) = match (&settings.to_domain, settings.trunk_addr) {
+            // A plain user at an IPv4 address is a valid URI as it stands,
+            // and prints as the text it was built from.
+            (None, SocketAddr::V4(address)) => {
+                (sip_uri(&settings.to_user, address), request_uri.clone())
+            }
+            _ => {
+                let uri = rsip::Uri::try_from(request_uri.as_str())
+                    .map_err(|_| CallError::InvalidUri(request_uri.clone()))?;
+                let text = uri.to_string();
+                (uri, text)
+            }
         };
         let local_uri = format!("<sip:{}@{from_host}>", settings.from_user);
         if settings.from_domain.is_some() {
@@ -323,13 +330,8 @@ impl OutboundCall {
             local_tag: settings.local_tag.clone(),
             remote_uri: format!("<{request_uri}>"),
             remote_tag: None,
-            // A built URI prints as the text it was built from.
-            remote_target_text: match settings.to_domain {
-                None if settings.trunk_addr.is_ipv4() => request_uri.clone(),
-                _ => uri.to_string(),
-            },
+            remote_target_text: uri_text,
             remote_target: uri,
-            remote_contact: None,
             route_set: Vec::new(),
             local_cseq: 0,
             remote_cseq: None,

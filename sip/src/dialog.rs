@@ -26,9 +26,6 @@ pub struct Dialog {
     pub remote_tag: Option<String>,
     /// Where in-dialog requests go: the callee's Contact, else the INVITE's URI.
     pub remote_target: rsip::Uri,
-    /// The Contact URI `remote_target` was read from, as written, so that
-    /// the same Contact in the next response is not read again.
-    pub remote_contact: Option<String>,
     /// `remote_target` as it goes in a Request-URI: a plain Contact URI as
     /// the callee wrote it, any other as rsip prints it, printed once.
     pub remote_target_text: String,
@@ -56,7 +53,8 @@ impl Dialog {
         }
         self.remote_tag = Some(tag.to_owned());
         if let Some(contact) = header_value(&response.headers, "Contact").and_then(first_uri)
-            && self.remote_contact.as_deref() != Some(contact)
+            // The same plain Contact again (a 200 after a 180) is not read again.
+            && self.remote_target_text != contact
             && let Some((target, text)) = match read_plain_uri(contact) {
                 // A plain URI goes back as the callee wrote it.
                 Some(target) => Some((target, contact.to_owned())),
@@ -68,7 +66,6 @@ impl Dialog {
         {
             self.remote_target_text = text;
             self.remote_target = target;
-            self.remote_contact = Some(contact.to_owned());
         }
         let mut routes: Vec<String> = response
             .headers
@@ -159,17 +156,7 @@ impl Dialog {
         let mut headers =
             rsip::Headers::from(Vec::with_capacity(10 + self.route_set.len() + extra.len()));
         self.each_header(method, cseq, branch, |name, value| {
-            let value = value.to_owned();
-            headers.push(match name {
-                "Via" => rsip::Header::Via(rsip::headers::Via::new(value)),
-                "Max-Forwards" => rsip::Header::MaxForwards(rsip::headers::MaxForwards::new(value)),
-                "Route" => rsip::Header::Route(rsip::headers::Route::new(value)),
-                "From" => rsip::Header::From(rsip::headers::From::new(value)),
-                "To" => rsip::Header::To(rsip::headers::To::new(value)),
-                "Call-ID" => rsip::Header::CallId(rsip::headers::CallId::new(value)),
-                "CSeq" => rsip::Header::CSeq(rsip::headers::CSeq::new(value)),
-                _ => rsip::Header::Other(name.to_owned(), value),
-            });
+            headers.push(crate::message::typed_header(name, value));
         });
         headers.extend(extra);
         let body = finish_body(&mut headers, body);
@@ -408,7 +395,6 @@ mod tests {
             remote_uri: "<sip:+8613800138000@127.0.0.1:5070>".into(),
             remote_tag: None,
             remote_target: rsip::Uri::try_from("sip:+8613800138000@127.0.0.1:5070").unwrap(),
-            remote_contact: None,
             remote_target_text: "sip:+8613800138000@127.0.0.1:5070".into(),
             route_set: Vec::new(),
             local_cseq: 1,
