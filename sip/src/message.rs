@@ -114,8 +114,9 @@ impl Message {
             Address(&'static str),
             Via,
         }
-        let mut seen = [false; SINGLE_HEADERS.len()];
-        let mut found = IdentityHeaders::default();
+        // The value of each of SINGLE_HEADERS, once seen, and the top Via.
+        let mut single_values: [Option<&str>; SINGLE_HEADERS.len()] = [None; SINGLE_HEADERS.len()];
+        let mut top_via = None;
         for header in self.headers().iter() {
             let (single, check, value) = match header {
                 rsip::Header::CallId(h) => (Some(0), Check::Nothing, h.value()),
@@ -128,29 +129,30 @@ impl Message {
                 rsip::Header::Via(h) => (None, Check::Via, h.value()),
                 _ => continue,
             };
-            if let Some(index) = single {
-                if seen[index] {
-                    return Err(MessageError::DuplicateHeader(SINGLE_HEADERS[index]));
-                }
-                seen[index] = true;
-            }
-            match header {
-                rsip::Header::Via(_) if found.via.is_none() => found.via = Some(value),
-                rsip::Header::From(_) => found.from = true,
-                rsip::Header::To(_) => found.to = true,
-                rsip::Header::CallId(_) => found.call_id = Some(value),
-                rsip::Header::CSeq(_) => found.cseq = Some(value),
-                _ => {}
+            if let Some(index) = single
+                && single_values[index].replace(value).is_some()
+            {
+                return Err(MessageError::DuplicateHeader(SINGLE_HEADERS[index]));
             }
             match check {
                 Check::Nothing => {}
                 Check::Address(name) => {
                     check_address(value).map_err(|reason| invalid(name, reason))?
                 }
-                Check::Via => check_via(value).map_err(|reason| invalid("Via", reason))?,
+                Check::Via => {
+                    top_via.get_or_insert(value);
+                    check_via(value).map_err(|reason| invalid("Via", reason))?
+                }
             }
         }
-        Ok(found)
+        let [call_id, to, from, cseq, _, _] = single_values;
+        Ok(IdentityHeaders {
+            via: top_via,
+            from: from.is_some(),
+            to: to.is_some(),
+            call_id,
+            cseq,
+        })
     }
 
     /// Holds the body to Content-Length: a body shorter than declared is an
@@ -736,7 +738,6 @@ fn identity_of(
 }
 
 /// The first of each header a message's identity is read from, as found.
-#[derive(Default)]
 struct IdentityHeaders<'a> {
     via: Option<&'a str>,
     from: bool,
