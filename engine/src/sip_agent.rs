@@ -24,7 +24,6 @@ use dialhound_sip::{
 };
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::SipMetrics;
@@ -226,7 +225,8 @@ impl SipAgent {
         metrics: Arc<SipMetrics>,
         media: Option<Arc<MediaEngine>>,
     ) -> std::io::Result<(SipAgent, tokio::task::JoinHandle<()>)> {
-        let socket = UdpSocket::bind(settings.listen).await?;
+        let socket = std::net::UdpSocket::bind(settings.listen)?;
+        socket.set_nonblocking(true)?;
         let local_addr = socket.local_addr()?;
         let (orders, incoming) = mpsc::channel(1024);
         let rng = match settings.seed {
@@ -234,7 +234,6 @@ impl SipAgent {
             None => rand::rngs::StdRng::from_os_rng(),
         };
         let agent = Agent {
-            socket: Arc::new(socket),
             local_addr,
             settings,
             pool: Arc::clone(&pool),
@@ -246,7 +245,7 @@ impl SipAgent {
             next_keepalive: Instant::now(),
             outgoing: Vec::new(),
         };
-        let task = tokio::spawn(agent.run(incoming));
+        let task = tokio::spawn(agent.run(SipSocket::new(socket), incoming));
         Ok((
             SipAgent {
                 orders,
@@ -556,8 +555,87 @@ struct Keepalive {
     transaction: ClientNonInvite,
 }
 
+/// The agent's UDP socket, watched by the reactor only while the agent waits
+/// for input. Under load the agent takes its input once per
+/// [`COALESCING_WINDOW`] anyway; a watched socket would wake a runtime thread
+/// for every datagram in between, about as many wake-ups as datagrams, each
+/// for nothing.
+struct SipSocket {
+    socket: std::net::UdpSocket,
+    /// The same socket registered with the reactor, while watched.
+    watch: Option<tokio::net::UdpSocket>,
+}
+
+impl SipSocket {
+    fn new(socket: std::net::UdpSocket) -> SipSocket {
+        SipSocket {
+            socket,
+            watch: None,
+        }
+    }
+
+    /// Registers the socket with the reactor, if it is not yet. One that
+    /// cannot be is polled once per coalescing window instead.
+    fn watch(&mut self) {
+        if self.watch.is_some() {
+            return;
+        }
+        let registered = self
+            .socket
+            .try_clone()
+            .and_then(tokio::net::UdpSocket::from_std);
+        match registered {
+            Ok(watch) => self.watch = Some(watch),
+            Err(error) => tracing::warn!(%error, "cannot watch the SIP socket; polling it"),
+        }
+    }
+
+    fn unwatch(&mut self) {
+        self.watch = None;
+    }
+
+    /// Until the socket may have input.
+    async fn readable(&self) {
+        match &self.watch {
+            Some(watch) => {
+                if let Err(error) = watch.readable().await {
+                    tracing::debug!(%error, "SIP socket error");
+                }
+            }
+            None => tokio::time::sleep(COALESCING_WINDOW).await,
+        }
+    }
+
+    /// Until the socket may take a datagram again.
+    async fn writable(&self) {
+        match &self.watch {
+            Some(watch) => {
+                if let Err(error) = watch.writable().await {
+                    tracing::debug!(%error, "SIP socket error");
+                }
+            }
+            None => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+
+    /// A datagram, without waiting. Read through the registration while
+    /// there is one, so that the reactor learns the socket is drained.
+    fn try_recv_from(&self, buffer: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        match &self.watch {
+            Some(watch) => watch.try_recv_from(buffer),
+            None => self.socket.recv_from(buffer),
+        }
+    }
+
+    fn try_send_to(&self, bytes: &[u8], destination: SocketAddr) -> std::io::Result<usize> {
+        match &self.watch {
+            Some(watch) => watch.try_send_to(bytes, destination),
+            None => self.socket.send_to(bytes, destination),
+        }
+    }
+}
+
 struct Agent {
-    socket: Arc<UdpSocket>,
     local_addr: SocketAddr,
     settings: AgentSettings,
     pool: Arc<LinePool>,
@@ -575,8 +653,7 @@ struct Agent {
 }
 
 impl Agent {
-    async fn run(mut self, mut orders: mpsc::Receiver<Command>) {
-        let socket = Arc::clone(&self.socket);
+    async fn run(mut self, mut socket: SipSocket, mut orders: mpsc::Receiver<Command>) {
         let mut buffer = vec![0u8; MAX_DATAGRAM];
         // One timer, moved rather than made anew on every turn of the loop.
         let timer = tokio::time::sleep_until(far_future());
@@ -608,13 +685,9 @@ impl Agent {
                     timer.as_mut().reset(at);
                     armed_for = deadline;
                 }
+                socket.watch();
                 tokio::select! {
-                    readable = socket.readable() => {
-                        if let Err(error) = readable {
-                            tracing::debug!(%error, "SIP socket error");
-                        }
-                        self.receive_ready(&socket, &mut buffer) > 0
-                    },
+                    () = socket.readable() => self.receive_ready(&socket, &mut buffer) > 0,
                     command = orders.recv() => match command {
                         Some(command) => {
                             self.obey(Instant::now(), command);
@@ -634,24 +707,29 @@ impl Agent {
                 }
             };
             for (destination, bytes) in self.outgoing.drain(..) {
-                let sent = match socket.try_send_to(&bytes, destination) {
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                        socket.send_to(&bytes, destination).await
+                loop {
+                    match socket.try_send_to(&bytes, destination) {
+                        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                            socket.watch();
+                            socket.writable().await;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%destination, %error, "cannot send a SIP message");
+                            break;
+                        }
+                        Ok(_) => break,
                     }
-                    sent => sent,
-                };
-                if let Err(error) = sent {
-                    tracing::warn!(%destination, %error, "cannot send a SIP message");
                 }
             }
             if worked {
                 window_ends = Some(turn_began + COALESCING_WINDOW);
+                socket.unwatch();
             }
         }
     }
 
     /// Handles the datagrams that have arrived, at most [`BATCH`]; how many.
-    fn receive_ready(&mut self, socket: &UdpSocket, buffer: &mut [u8]) -> usize {
+    fn receive_ready(&mut self, socket: &SipSocket, buffer: &mut [u8]) -> usize {
         let mut received = 0;
         while received < BATCH {
             match socket.try_recv_from(buffer) {
