@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
+use dialhound_sip::message::Response;
 use dialhound_sip::{
     CallEvent, CallSettings, ClientInvite, ClientNonInvite, HangUp, Message, OutboundCall,
     ServerNonInvite, Timers, TransactionEvent,
@@ -87,7 +88,7 @@ Content-Length: 0\r\n\r\n"
     )
 }
 
-fn response(status: u16, to_tag: bool, method: &str) -> rsip::Response {
+fn response(status: u16, to_tag: bool, method: &str) -> Response {
     let text = response_text(status, to_tag, method, "z9hG4bKfuzz", "fuzz@127.0.0.1");
     match Message::parse(text.as_bytes()) {
         Ok(Message::Response(response)) => response,
@@ -95,7 +96,7 @@ fn response(status: u16, to_tag: bool, method: &str) -> rsip::Response {
     }
 }
 
-fn garbage_response(bytes: &[u8]) -> Option<rsip::Response> {
+fn garbage_response(bytes: &[u8]) -> Option<Response> {
     match Message::parse(bytes) {
         Ok(Message::Response(response)) => Some(response),
         _ => None,
@@ -137,7 +138,7 @@ impl EventLog {
 
 /// The common face of the two client transactions.
 trait Client {
-    fn handle_response(&mut self, now: Instant, response: &rsip::Response);
+    fn handle_response(&mut self, now: Instant, response: &Response);
     fn handle_timeout(&mut self, now: Instant);
     fn poll_transmit(&mut self) -> Option<Vec<u8>>;
     fn poll_event(&mut self) -> Option<TransactionEvent>;
@@ -149,7 +150,7 @@ trait Client {
 macro_rules! client {
     ($type:ty) => {
         impl Client for $type {
-            fn handle_response(&mut self, now: Instant, response: &rsip::Response) {
+            fn handle_response(&mut self, now: Instant, response: &Response) {
                 <$type>::handle_response(self, now, response)
             }
             fn handle_timeout(&mut self, now: Instant) {
@@ -208,7 +209,7 @@ fn run_client(
     let mut now = start;
     let mut log = EventLog::default();
     let mut requests_sent = 0u64;
-    let mut last_response: Option<rsip::Response> = None;
+    let mut last_response: Option<Response> = None;
     // Terminated, with everything queued at that moment drained.
     let mut silent = false;
     for op in ops.iter().take(MAX_OPS) {

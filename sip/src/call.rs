@@ -21,9 +21,11 @@ use std::time::{Duration, Instant};
 
 use rsip::headers::UntypedHeader;
 
-use crate::dialog::{Dialog, first_uri, header_value, header_values, response_to, via_value};
+use crate::dialog::{Dialog, first_uri, response_to, via_value};
 use crate::digest::{self, Credentials};
-use crate::message::{Identity, Message, encode_request, encode_response, request_identity};
+use crate::message::{
+    Identity, Message, Response, encode_request, encode_response, request_identity,
+};
 use crate::transaction::{
     ClientInvite, ClientNonInvite, ServerNonInvite, Timers, TransactionEvent,
 };
@@ -610,8 +612,8 @@ impl OutboundCall {
                 .sum::<u64>()
     }
 
-    fn handle_response(&mut self, now: Instant, response: &rsip::Response, identity: &Identity) {
-        let status = response.status_code.code();
+    fn handle_response(&mut self, now: Instant, response: &Response, identity: &Identity) {
+        let status = response.status();
         let branch = identity.branch.as_deref().unwrap_or_default();
         if identity.cseq_method == rsip::Method::Invite {
             if let Some((challenged_branch, transaction)) = &mut self.challenged_invite
@@ -638,7 +640,7 @@ impl OutboundCall {
         }
     }
 
-    fn handle_invite_response(&mut self, now: Instant, response: &rsip::Response, status: u16) {
+    fn handle_invite_response(&mut self, now: Instant, response: &Response, status: u16) {
         match status {
             100 => {}
             101..=199 => {
@@ -649,7 +651,8 @@ impl OutboundCall {
                 if self.progress_at.is_none() {
                     self.progress_at = Some(now);
                 }
-                let reliable = header_values(&response.headers, "Require")
+                let reliable = response
+                    .headers_named("Require")
                     .any(|value| value.split(',').any(|tag| tag.trim() == "100rel"));
                 if reliable {
                     self.acknowledge_reliable_provisional(now, response);
@@ -730,7 +733,8 @@ impl OutboundCall {
                         None
                     },
                     redirect_to: if kind == OutcomeKind::Redirected {
-                        header_value(&response.headers, "Contact")
+                        response
+                            .header("Contact")
                             .and_then(first_uri)
                             .map(str::to_owned)
                     } else {
@@ -1020,7 +1024,7 @@ impl OutboundCall {
 
     /// Answers a 401/407 once with our credentials. Returns false when the
     /// challenge cannot or must not be answered.
-    fn try_authenticate(&mut self, now: Instant, response: &rsip::Response, status: u16) -> bool {
+    fn try_authenticate(&mut self, now: Instant, response: &Response, status: u16) -> bool {
         if self.authenticated || self.hang_up.is_some() {
             return false;
         }
@@ -1032,7 +1036,8 @@ impl OutboundCall {
         } else {
             "WWW-Authenticate"
         };
-        let Some(challenge) = header_value(&response.headers, challenge_header)
+        let Some(challenge) = response
+            .header(challenge_header)
             .and_then(|value| digest::Challenge::parse(value).ok())
         else {
             return false;
@@ -1066,8 +1071,9 @@ impl OutboundCall {
         true
     }
 
-    fn acknowledge_reliable_provisional(&mut self, now: Instant, response: &rsip::Response) {
-        let Some(rseq) = header_value(&response.headers, "RSeq")
+    fn acknowledge_reliable_provisional(&mut self, now: Instant, response: &Response) {
+        let Some(rseq) = response
+            .header("RSeq")
             .and_then(|value| value.trim().parse::<u32>().ok())
         else {
             return;
@@ -1086,7 +1092,7 @@ impl OutboundCall {
         self.start_request(now, branch, rsip::Method::PRack, self.dialog.encode(&prack));
     }
 
-    fn send_ack_for_2xx(&mut self, _response: &rsip::Response) {
+    fn send_ack_for_2xx(&mut self, _response: &Response) {
         let branch = self.next_branch();
         let bytes = self
             .dialog
@@ -1302,15 +1308,16 @@ fn is_plain_user(user: &str) -> bool {
             .all(|byte| byte.is_ascii_alphanumeric() || b"+*#._-".contains(&byte))
 }
 
-fn body_if_sdp(response: &rsip::Response) -> Option<Vec<u8>> {
-    let is_sdp = header_value(&response.headers, "Content-Type")
+fn body_if_sdp(response: &Response) -> Option<Vec<u8>> {
+    let is_sdp = response
+        .header("Content-Type")
         .is_some_and(|value| value.trim().to_ascii_lowercase().starts_with(SDP));
-    (is_sdp && !response.body.is_empty()).then(|| response.body.clone())
+    (is_sdp && !response.body().is_empty()).then(|| response.body().to_vec())
 }
 
 /// Retry-After's seconds (`120`, `120;duration=3600`, `120 (busy)`).
-fn retry_after(response: &rsip::Response) -> Option<Duration> {
-    let value = header_value(&response.headers, "Retry-After")?;
+fn retry_after(response: &Response) -> Option<Duration> {
+    let value = response.header("Retry-After")?;
     let digits: String = value
         .trim()
         .chars()
@@ -1380,7 +1387,7 @@ mod tests {
             requests
         }
 
-        fn sent_responses(&mut self) -> Vec<rsip::Response> {
+        fn sent_responses(&mut self) -> Vec<Response> {
             let mut responses = Vec::new();
             while let Some(transmit) = self.call.poll_transmit() {
                 assert_eq!(transmit.destination, self.callee);
@@ -1527,7 +1534,7 @@ CSeq: {cseq} {method}\r\n\
         harness.request(&in_dialog_request("BYE", 1, ""));
         let responses = harness.sent_responses();
         assert_eq!(responses.len(), 1);
-        assert_eq!(responses[0].status_code.code(), 200);
+        assert_eq!(responses[0].status(), 200);
         let outcome = harness.ended();
         assert_eq!(outcome.kind, OutcomeKind::Answered);
         assert_eq!(outcome.hung_up_by, Some(Side::Callee));
@@ -1736,7 +1743,7 @@ CSeq: {cseq} {method}\r\n\
             .call
             .answer_remote_offer(harness.now, Some(b"v=0\r\na=recvonly\r\n".to_vec()));
         let ok = harness.sent_responses().remove(0);
-        assert_eq!(ok.status_code.code(), 200);
+        assert_eq!(ok.status(), 200);
         assert!(ok.to_string().contains("a=recvonly"));
         harness.at(3.5);
         assert_eq!(harness.sent_responses().len(), 1, "resent after T1");
@@ -1745,7 +1752,7 @@ CSeq: {cseq} {method}\r\n\
         assert!(harness.sent_responses().is_empty(), "the ACK stopped it");
         // A second re-INVITE with an older CSeq is refused.
         harness.request(&in_dialog_request("INVITE", 1, hold));
-        assert_eq!(harness.sent_responses()[0].status_code.code(), 500);
+        assert_eq!(harness.sent_responses()[0].status(), 500);
     }
 
     #[test]
@@ -1758,7 +1765,7 @@ CSeq: {cseq} {method}\r\n\
         let statuses: Vec<_> = harness
             .sent_responses()
             .iter()
-            .map(|response| response.status_code.code())
+            .map(|response| response.status())
             .collect();
         assert_eq!(statuses, [200, 200]);
         assert!(harness.call.outcome().is_none(), "the call goes on");

@@ -13,6 +13,8 @@ use std::str::FromStr;
 
 use rsip::headers::UntypedHeader;
 
+use crate::message::Response;
+
 /// The caller's half of a dialog plus what the callee told us so far.
 #[derive(Debug, Clone)]
 pub struct Dialog {
@@ -43,16 +45,16 @@ impl Dialog {
     /// Learns the remote tag, target and route set from a response that
     /// carries a To tag. A 2xx overrides what an earlier 1xx set (RFC 3261
     /// §13.2.2.4: the final response's values win).
-    pub fn learn_from_response(&mut self, response: &rsip::Response) {
-        let Some(tag) = header_value(&response.headers, "To").and_then(tag_param) else {
+    pub fn learn_from_response(&mut self, response: &Response) {
+        let Some(tag) = response.header("To").and_then(tag_param) else {
             return;
         };
-        let final_response = response.status_code.code() >= 200;
+        let final_response = response.status() >= 200;
         if self.remote_tag.is_some() && !final_response {
             return;
         }
         self.remote_tag = Some(tag.to_owned());
-        if let Some(contact) = header_value(&response.headers, "Contact").and_then(first_uri)
+        if let Some(contact) = response.header("Contact").and_then(first_uri)
             // The same plain Contact again (a 200 after a 180) is not read again.
             && self.remote_target_text != contact
             && let Some((target, text)) = match read_plain_uri(contact) {
@@ -68,12 +70,7 @@ impl Dialog {
             self.remote_target = target;
         }
         let mut routes: Vec<String> = response
-            .headers
-            .iter()
-            .filter_map(|header| match header {
-                rsip::Header::RecordRoute(route) => Some(route.value()),
-                _ => None,
-            })
+            .headers_named("Record-Route")
             .flat_map(split_header_list)
             .map(str::to_owned)
             .collect();
@@ -311,22 +308,10 @@ fn finish_body(headers: &mut rsip::Headers, body: Option<(&str, Vec<u8>)>) -> Ve
 /// The value of the first header with this name (case-insensitive), typed
 /// or not.
 pub fn header_value<'a>(headers: &'a rsip::Headers, name: &str) -> Option<&'a str> {
-    headers.iter().find_map(|header| header_named(header, name))
-}
-
-/// Every value of the headers with this name, in order.
-pub fn header_values<'a>(
-    headers: &'a rsip::Headers,
-    name: &'a str,
-) -> impl Iterator<Item = &'a str> + 'a {
-    headers
-        .iter()
-        .filter_map(move |header| header_named(header, name))
-}
-
-fn header_named<'a>(header: &'a rsip::Header, name: &str) -> Option<&'a str> {
-    let (header_name, value) = crate::message::header_text(header)?;
-    header_name.eq_ignore_ascii_case(name).then_some(value)
+    headers.iter().find_map(|header| {
+        let (header_name, value) = crate::message::header_text(header)?;
+        header_name.eq_ignore_ascii_case(name).then_some(value)
+    })
 }
 
 /// The `tag` parameter of a From or To value, looking only after the URI so
@@ -380,7 +365,7 @@ mod tests {
     use super::*;
     use crate::message::Message;
 
-    fn parse_response(text: &str) -> rsip::Response {
+    fn parse_response(text: &str) -> Response {
         match Message::parse(text.as_bytes()).unwrap() {
             Message::Response(response) => response,
             Message::Request(_) => unreachable!(),

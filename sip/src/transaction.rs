@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use rsip::message::HeadersExt;
 
+use crate::message::Response;
+
 /// RFC 3261's timer values; T1 and T2 are configurable per trunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timers {
@@ -166,8 +168,8 @@ impl ClientInvite {
     }
 
     /// A response whose branch matched this transaction.
-    pub fn handle_response(&mut self, now: Instant, response: &rsip::Response) {
-        let status = response.status_code.code();
+    pub fn handle_response(&mut self, now: Instant, response: &Response) {
+        let status = response.status();
         match (self.state, status) {
             (InviteState::Calling | InviteState::Proceeding, 100..=199) => {
                 self.state = InviteState::Proceeding;
@@ -276,8 +278,8 @@ impl ClientNonInvite {
         }
     }
 
-    pub fn handle_response(&mut self, now: Instant, response: &rsip::Response) {
-        let status = response.status_code.code();
+    pub fn handle_response(&mut self, now: Instant, response: &Response) {
+        let status = response.status();
         match (self.state, status) {
             (NonInviteState::Trying | NonInviteState::Proceeding, 100..=199) => {
                 if self.state == NonInviteState::Trying {
@@ -430,7 +432,7 @@ impl ServerNonInvite {
 /// The ACK for a non-2xx final response (RFC 3261 §17.1.1.3): the INVITE's
 /// Request-URI, top Via, From, Call-ID and Route, the response's To (with its tag),
 /// and the INVITE's CSeq number with method ACK.
-fn ack_for(invite: &rsip::Request, response: &rsip::Response) -> Vec<u8> {
+fn ack_for(invite: &rsip::Request, response: &Response) -> Vec<u8> {
     let mut ack = format!("ACK {} SIP/2.0\r\n", invite.uri);
     if let Ok(via) = invite.via_header() {
         ack.push_str(&format!("{via}\r\n"));
@@ -445,8 +447,10 @@ fn ack_for(invite: &rsip::Request, response: &rsip::Response) -> Vec<u8> {
     if let Ok(from) = invite.from_header() {
         ack.push_str(&format!("{from}\r\n"));
     }
-    if let Ok(to) = response.to_header() {
-        ack.push_str(&format!("{to}\r\n"));
+    if let Some(to) = response.header("To") {
+        ack.push_str("To: ");
+        ack.push_str(to);
+        ack.push_str("\r\n");
     }
     if let Ok(call_id) = invite.call_id_header() {
         ack.push_str(&format!("{call_id}\r\n"));
@@ -485,7 +489,7 @@ mod tests {
         }
     }
 
-    fn reply(status: u16, method: &str, cseq: u32) -> rsip::Response {
+    fn reply(status: u16, method: &str, cseq: u32) -> Response {
         match Message::parse(response(status, method, cseq).as_bytes()).unwrap() {
             Message::Response(response) => response,
             Message::Request(_) => unreachable!(),
