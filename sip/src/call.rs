@@ -16,6 +16,7 @@
 //! [`OutboundCall::answer_remote_offer`].
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,8 @@ use rsip::headers::UntypedHeader;
 use crate::dialog::{Dialog, first_uri, response_to, via_value};
 use crate::digest::{self, Credentials};
 use crate::message::{
-    Identity, Message, Response, encode_request, encode_response, request_identity,
+    Identity, Message, Response, encode_response, request_identity, written_headers,
+    written_request_uri,
 };
 use crate::transaction::{
     ClientInvite, ClientNonInvite, ServerNonInvite, Timers, TransactionEvent,
@@ -370,8 +372,7 @@ impl OutboundCall {
             retransmissions: 0,
             settings,
         };
-        let invite = call.build_invite(Vec::new());
-        call.send_invite(now, invite);
+        call.send_invite(now, None);
         Ok(call)
     }
 
@@ -983,42 +984,41 @@ impl OutboundCall {
         format!("{}.{}", self.settings.branch_prefix, self.branch_counter)
     }
 
-    fn contact_headers(&self) -> Vec<rsip::Header> {
-        vec![rsip::Header::Contact(rsip::headers::Contact::new(format!(
+    /// Our Contact header's value.
+    fn contact(&self) -> String {
+        format!(
             "<sip:{}@{}>",
             self.settings.from_user, self.settings.local_addr
-        )))]
+        )
     }
 
-    fn build_invite(&mut self, mut extra: Vec<rsip::Header>) -> rsip::Request {
+    fn contact_headers(&self) -> Vec<rsip::Header> {
+        vec![rsip::Header::Contact(rsip::headers::Contact::new(
+            self.contact(),
+        ))]
+    }
+
+    /// Builds and sends an INVITE (the first, or the one answering a
+    /// challenge with `authorization`: a header's name and value), and
+    /// starts its transaction.
+    fn send_invite(&mut self, now: Instant, authorization: Option<(&str, &str)>) {
         let cseq = self.dialog.next_cseq();
         let branch = self.next_branch();
-        let mut headers = self.contact_headers();
-        headers.push(rsip::Header::Supported(rsip::headers::Supported::new(
-            "100rel",
-        )));
-        headers.push(rsip::Header::Allow(rsip::headers::Allow::new(ALLOW)));
-        headers.push(rsip::Header::UserAgent(rsip::headers::UserAgent::new(
-            USER_AGENT,
-        )));
-        headers.append(&mut extra);
-        let body = self.settings.offer.clone().map(|offer| (SDP, offer));
-        let request = self
+        let contact = self.contact();
+        let mut headers = vec![
+            ("Contact", contact.as_str()),
+            ("Supported", "100rel"),
+            ("Allow", ALLOW),
+            ("User-Agent", USER_AGENT),
+        ];
+        headers.extend(authorization);
+        let body = self.settings.offer.as_deref().map(|offer| (SDP, offer));
+        let bytes = self
             .dialog
-            .request(rsip::Method::Invite, cseq, &branch, headers, body);
+            .request_bytes(rsip::Method::Invite, cseq, &branch, &headers, body);
         self.invite_branch = branch;
         self.invite_cseq = cseq;
-        request
-    }
-
-    fn send_invite(&mut self, now: Instant, invite: rsip::Request) {
-        let bytes = self.dialog.encode(&invite);
-        self.invite_transaction = Some(ClientInvite::with_bytes(
-            invite,
-            bytes,
-            now,
-            self.settings.timers,
-        ));
+        self.invite_transaction = Some(ClientInvite::with_bytes(bytes, now, self.settings.timers));
         self.drain_transactions(now);
     }
 
@@ -1043,7 +1043,7 @@ impl OutboundCall {
             return false;
         };
         let Some(uri) = (self.invite_transaction.as_ref())
-            .map(|transaction| transaction.request().uri.to_string())
+            .map(|transaction| written_request_uri(transaction.request_bytes()).to_owned())
         else {
             return false;
         };
@@ -1053,9 +1053,9 @@ impl OutboundCall {
             return false;
         };
         let header = if status == 407 {
-            rsip::Header::ProxyAuthorization(rsip::headers::ProxyAuthorization::new(authorization))
+            "Proxy-Authorization"
         } else {
-            rsip::Header::Authorization(rsip::headers::Authorization::new(authorization))
+            "Authorization"
         };
         self.authenticated = true;
         // The challenged transaction ACKs the 401/407 and stays to ACK its
@@ -1066,8 +1066,7 @@ impl OutboundCall {
         }
         // A new INVITE: new branch, next CSeq, same Call-ID and From tag.
         // (RFC 3261 §22.2.)
-        let invite = self.build_invite(vec![header]);
-        self.send_invite(now, invite);
+        self.send_invite(now, Some((header, &authorization)));
         true
     }
 
@@ -1085,18 +1084,18 @@ impl OutboundCall {
         let invite_cseq = self.invite_cseq;
         let cseq = self.dialog.next_cseq();
         let branch = self.next_branch();
-        let rack = rsip::Header::Other("RAck".into(), format!("{rseq} {invite_cseq} INVITE"));
-        let prack = self
-            .dialog
-            .request(rsip::Method::PRack, cseq, &branch, vec![rack], None);
-        self.start_request(now, branch, rsip::Method::PRack, self.dialog.encode(&prack));
+        let rack = format!("{rseq} {invite_cseq} INVITE");
+        let prack =
+            self.dialog
+                .request_bytes(rsip::Method::PRack, cseq, &branch, &[("RAck", &rack)], None);
+        self.start_request(now, branch, rsip::Method::PRack, prack);
     }
 
     fn send_ack_for_2xx(&mut self, _response: &Response) {
         let branch = self.next_branch();
-        let bytes = self
-            .dialog
-            .request_bytes(rsip::Method::Ack, self.invite_cseq, &branch);
+        let bytes =
+            self.dialog
+                .request_bytes(rsip::Method::Ack, self.invite_cseq, &branch, &[], None);
         self.transmits.push_back(Transmit {
             destination: self.settings.trunk_addr,
             bytes: bytes.clone(),
@@ -1109,54 +1108,42 @@ impl OutboundCall {
             return;
         }
         // Only a pending INVITE can be cancelled, and it is the one pending.
-        let Some(invite) = self.invite_transaction.as_ref().map(ClientInvite::request) else {
+        let Some(invite) = self
+            .invite_transaction
+            .as_ref()
+            .map(ClientInvite::request_bytes)
+        else {
             return;
         };
         // RFC 3261 §9.1: the INVITE's Request-URI, Call-ID, From, To (no
         // tag), CSeq number and its one Via with the same branch.
-        let mut headers = rsip::Headers::default();
-        headers.push(rsip::Header::Via(rsip::headers::Via::new(via_value(
-            self.settings.local_addr,
-            &self.invite_branch,
-        ))));
-        headers.push(rsip::Header::MaxForwards(rsip::headers::MaxForwards::new(
-            "70",
-        )));
-        for header in invite.headers.iter() {
-            if matches!(
-                header,
-                rsip::Header::From(_)
-                    | rsip::Header::To(_)
-                    | rsip::Header::CallId(_)
-                    | rsip::Header::Route(_)
-            ) {
-                headers.push(header.clone());
+        let mut cancel = String::with_capacity(invite.len());
+        let _ = write!(
+            cancel,
+            "CANCEL {} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\n",
+            written_request_uri(invite),
+            via_value(self.settings.local_addr, &self.invite_branch)
+        );
+        for (name, value) in written_headers(invite) {
+            if matches!(name, "From" | "To" | "Call-ID" | "Route") {
+                let _ = write!(cancel, "{name}: {value}\r\n");
             }
         }
-        headers.push(rsip::Header::CSeq(rsip::headers::CSeq::new(format!(
-            "{} CANCEL",
+        let _ = write!(
+            cancel,
+            "CSeq: {} CANCEL\r\nContent-Length: 0\r\n\r\n",
             self.invite_cseq
-        ))));
-        headers.push(rsip::Header::ContentLength(
-            rsip::headers::ContentLength::new("0"),
-        ));
-        let cancel = rsip::Request {
-            method: rsip::Method::Cancel,
-            uri: invite.uri.clone(),
-            version: rsip::Version::V2,
-            headers,
-            body: Vec::new(),
-        };
+        );
         self.cancel_sent = true;
         self.cancel_deadline = Some(now + self.settings.timers.t1 * 64);
         let branch = self.invite_branch.clone();
-        self.start_request(now, branch, rsip::Method::Cancel, encode_request(&cancel));
+        self.start_request(now, branch, rsip::Method::Cancel, cancel.into_bytes());
     }
 
     fn send_bye(&mut self, now: Instant) {
         let cseq = self.dialog.next_cseq();
         let branch = self.next_branch();
-        let bye = self.dialog.request_bytes(rsip::Method::Bye, cseq, &branch);
+        let bye = (self.dialog).request_bytes(rsip::Method::Bye, cseq, &branch, &[], None);
         self.start_request(now, branch, rsip::Method::Bye, bye);
     }
 

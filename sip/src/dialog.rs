@@ -78,21 +78,52 @@ impl Dialog {
         self.route_set = routes;
     }
 
-    /// A request inside the dialog without extra headers or a body (ACK,
-    /// BYE), written straight to the wire: the text of
-    /// `encode(&request(method, cseq, branch, Vec::new(), None))` without
-    /// building the request.
-    pub fn request_bytes(&self, method: rsip::Method, cseq: u32, branch: &str) -> Vec<u8> {
-        let mut text = String::with_capacity(512);
+    /// A request inside the dialog as it goes on the wire: the dialog's
+    /// headers, then `extra` in order, then the body with its Content-Type
+    /// and Content-Length. Written straight to bytes; rsip reads the text
+    /// back and prints it the same.
+    pub fn request_bytes(
+        &self,
+        method: rsip::Method,
+        cseq: u32,
+        branch: &str,
+        extra: &[(&str, &str)],
+        body: Option<(&str, &[u8])>,
+    ) -> Vec<u8> {
+        const START_LINE_AND_HEADERS: usize = 512;
+        let extra_size: usize = extra
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + 4)
+            .sum();
+        let body_size = body.map_or(0, |(_, bytes)| bytes.len());
+        let mut text = String::with_capacity(START_LINE_AND_HEADERS + extra_size + body_size);
         let _ = write!(text, "{method} {} SIP/2.0\r\n", self.remote_target_text);
-        self.each_header(method, cseq, branch, |name, value| {
+        let mut header = |name: &str, value: &str| {
             text.push_str(name);
             text.push_str(": ");
             text.push_str(value);
             text.push_str("\r\n");
-        });
-        text.push_str("Content-Length: 0\r\n\r\n");
-        text.into_bytes()
+        };
+        self.each_header(method, cseq, branch, &mut header);
+        for (name, value) in extra {
+            header(name, value);
+        }
+        match body {
+            Some((content_type, bytes)) => {
+                let _ = write!(
+                    text,
+                    "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+                    bytes.len()
+                );
+                let mut encoded = text.into_bytes();
+                encoded.extend_from_slice(bytes);
+                encoded
+            }
+            None => {
+                text.push_str("Content-Length: 0\r\n\r\n");
+                text.into_bytes()
+            }
+        }
     }
 
     /// The headers every request inside the dialog starts with, in order,
@@ -127,43 +158,10 @@ impl Dialog {
         header("CSeq", &value);
     }
 
-    /// A request of this dialog's as it goes on the wire, its Request-URI
-    /// the remote target's text when the request goes there.
-    pub fn encode(&self, request: &rsip::Request) -> Vec<u8> {
-        let uri = (request.uri == self.remote_target).then_some(self.remote_target_text.as_str());
-        crate::message::encode_request_with_uri(request, uri)
-    }
-
     /// Takes the next CSeq number for a new request.
     pub fn next_cseq(&mut self) -> u32 {
         self.local_cseq += 1;
         self.local_cseq
-    }
-
-    /// A request inside the dialog: Request-URI is the remote target, the
-    /// route set goes in Route headers, From and To carry both tags.
-    pub fn request(
-        &self,
-        method: rsip::Method,
-        cseq: u32,
-        branch: &str,
-        extra: Vec<rsip::Header>,
-        body: Option<(&str, Vec<u8>)>,
-    ) -> rsip::Request {
-        let mut headers =
-            rsip::Headers::from(Vec::with_capacity(10 + self.route_set.len() + extra.len()));
-        self.each_header(method, cseq, branch, |name, value| {
-            headers.push(crate::message::typed_header(name, value));
-        });
-        headers.extend(extra);
-        let body = finish_body(&mut headers, body);
-        rsip::Request {
-            method,
-            uri: self.remote_target.clone(),
-            version: rsip::Version::V2,
-            headers,
-            body,
-        }
     }
 }
 
@@ -423,15 +421,13 @@ Content-Length: 0\r\n\r\n";
         let mut dialog = dialog();
         dialog.learn_from_response(&parse_response(OK));
         let cseq = dialog.next_cseq();
-        let bye = dialog.request(rsip::Method::Bye, cseq, "z9hG4bKbye", Vec::new(), None);
-        let bytes = dialog.encode(&bye);
-        assert_eq!(
-            dialog.request_bytes(rsip::Method::Bye, cseq, "z9hG4bKbye"),
-            bytes
-        );
+        let bytes = dialog.request_bytes(rsip::Method::Bye, cseq, "z9hG4bKbye", &[], None);
         let text = String::from_utf8(bytes).unwrap();
         // The remote target goes back as the callee wrote it; the rest is
-        // what rsip prints.
+        // what rsip prints of what it reads.
+        let Message::Request(bye) = Message::parse(text.as_bytes()).unwrap() else {
+            panic!("a request");
+        };
         assert_eq!(
             text.replace("transport=udp", "transport=UDP"),
             bye.to_string()
@@ -445,6 +441,31 @@ Content-Length: 0\r\n\r\n";
         assert!(p3 < p1, "route set order: {text}");
         // What we build parses back with every mandatory header.
         Message::parse(text.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn extra_headers_and_a_body_follow_the_dialog_headers() {
+        let dialog = dialog();
+        let bytes = dialog.request_bytes(
+            rsip::Method::Invite,
+            1,
+            "z9hG4bKinv",
+            &[
+                ("Contact", "<sip:dialhound@127.0.0.1:5060>"),
+                ("RAck", "1 1 INVITE"),
+            ],
+            Some(("application/sdp", b"v=0\r\n")),
+        );
+        let Message::Request(invite) = Message::parse(&bytes).unwrap() else {
+            panic!("a request");
+        };
+        assert_eq!(String::from_utf8(bytes).unwrap(), invite.to_string());
+        assert_eq!(invite.body, b"v=0\r\n");
+        let text = invite.to_string();
+        let cseq = text.find("CSeq: 1 INVITE").unwrap();
+        let rack = text.find("RAck: 1 1 INVITE").unwrap();
+        let content_type = text.find("Content-Type: application/sdp\r\nContent-Length: 5\r\n\r\n");
+        assert!(cseq < rack && rack < content_type.unwrap(), "{text}");
     }
 
     #[test]

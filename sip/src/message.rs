@@ -660,6 +660,23 @@ fn tighten_slashes(value: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The Request-URI of a request we wrote ourselves (see [`written_headers`]).
+pub(crate) fn written_request_uri(request: &[u8]) -> &str {
+    request_uri(request)
+        .and_then(|uri| std::str::from_utf8(uri).ok())
+        .unwrap_or_default()
+}
+
+/// The headers of a message we wrote ourselves, as names and values: every
+/// message we send is in the plain form, one `Name: value` line per header.
+pub(crate) fn written_headers(message: &[u8]) -> impl Iterator<Item = (&str, &str)> {
+    let head_end = memchr::memmem::find(message, b"\r\n\r\n").unwrap_or(message.len());
+    let head = std::str::from_utf8(&message[..head_end]).unwrap_or_default();
+    head.split("\r\n")
+        .skip(1)
+        .filter_map(|line| line.split_once(": "))
+}
+
 /// The Request-URI as it stands on the request line, if this is a request.
 fn request_uri(bytes: &[u8]) -> Option<&[u8]> {
     let line_end = bytes.iter().position(|byte| *byte == b'\r')?;

@@ -17,11 +17,10 @@
 //! [`poll_timeout`]: ClientInvite::poll_timeout
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use rsip::message::HeadersExt;
-
-use crate::message::Response;
+use crate::message::{Response, written_headers, written_request_uri};
 
 /// RFC 3261's timer values; T1 and T2 are configurable per trunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +136,6 @@ enum InviteState {
 pub struct ClientInvite {
     state: InviteState,
     timers: Timers,
-    request: rsip::Request,
     request_bytes: Vec<u8>,
     ack: Option<Vec<u8>>,
     core: Core,
@@ -146,21 +144,15 @@ pub struct ClientInvite {
 impl ClientInvite {
     /// Starts the transaction: the INVITE is ready to send at once.
     pub fn new(request: rsip::Request, now: Instant, timers: Timers) -> ClientInvite {
-        let request_bytes = crate::message::encode_request(&request);
-        ClientInvite::with_bytes(request, request_bytes, now, timers)
+        ClientInvite::with_bytes(crate::message::encode_request(&request), now, timers)
     }
 
-    /// As [`ClientInvite::new`], with the request encoded already.
-    pub fn with_bytes(
-        request: rsip::Request,
-        request_bytes: Vec<u8>,
-        now: Instant,
-        timers: Timers,
-    ) -> ClientInvite {
+    /// As [`ClientInvite::new`], with the request encoded already, in the
+    /// plain form we write (`Name: value` lines).
+    pub fn with_bytes(request_bytes: Vec<u8>, now: Instant, timers: Timers) -> ClientInvite {
         ClientInvite {
             state: InviteState::Calling,
             timers,
-            request,
             core: Core::start(request_bytes.clone(), now, timers, timers.t1 * 2),
             request_bytes,
             ack: None,
@@ -183,7 +175,7 @@ impl ClientInvite {
                 self.terminate();
             }
             (InviteState::Calling | InviteState::Proceeding, 300..=699) => {
-                let ack = ack_for(&self.request, response);
+                let ack = ack_for(&self.request_bytes, response);
                 self.core.transmits.push_back(ack.clone());
                 self.ack = Some(ack);
                 self.state = InviteState::Completed;
@@ -224,9 +216,9 @@ impl ClientInvite {
         self.core.poll_timeout()
     }
 
-    /// The INVITE this transaction carries.
-    pub fn request(&self) -> &rsip::Request {
-        &self.request
+    /// The INVITE this transaction carries, as it went on the wire.
+    pub fn request_bytes(&self) -> &[u8] {
+        &self.request_bytes
     }
 
     pub fn is_terminated(&self) -> bool {
@@ -432,37 +424,39 @@ impl ServerNonInvite {
 /// The ACK for a non-2xx final response (RFC 3261 §17.1.1.3): the INVITE's
 /// Request-URI, top Via, From, Call-ID and Route, the response's To (with its tag),
 /// and the INVITE's CSeq number with method ACK.
-fn ack_for(invite: &rsip::Request, response: &Response) -> Vec<u8> {
-    let mut ack = format!("ACK {} SIP/2.0\r\n", invite.uri);
-    if let Ok(via) = invite.via_header() {
-        ack.push_str(&format!("{via}\r\n"));
+fn ack_for(invite: &[u8], response: &Response) -> Vec<u8> {
+    let (mut via, mut routes, mut from, mut call_id, mut seq) = (None, Vec::new(), None, None, 1);
+    for (name, value) in written_headers(invite) {
+        match name {
+            "Via" => {
+                via.get_or_insert(value);
+            }
+            "Route" => routes.push(value),
+            "From" => from = Some(value),
+            "Call-ID" => call_id = Some(value),
+            "CSeq" => {
+                seq = (value.split(' ').next())
+                    .and_then(|number| number.parse().ok())
+                    .unwrap_or(1)
+            }
+            _ => {}
+        }
     }
-    for route in invite
-        .headers
-        .iter()
-        .filter(|h| matches!(h, rsip::Header::Route(_)))
-    {
-        ack.push_str(&format!("{route}\r\n"));
+    let to = response.header("To");
+    let mut ack = String::with_capacity(invite.len());
+    let _ = write!(ack, "ACK {} SIP/2.0\r\n", written_request_uri(invite));
+    let headers = (via.map(|via| ("Via", via)).into_iter())
+        .chain(routes.into_iter().map(|route| ("Route", route)))
+        .chain(from.map(|from| ("From", from)))
+        .chain(to.map(|to| ("To", to)))
+        .chain(call_id.map(|call_id| ("Call-ID", call_id)));
+    for (name, value) in headers {
+        let _ = write!(ack, "{name}: {value}\r\n");
     }
-    if let Ok(from) = invite.from_header() {
-        ack.push_str(&format!("{from}\r\n"));
-    }
-    if let Some(to) = response.header("To") {
-        ack.push_str("To: ");
-        ack.push_str(to);
-        ack.push_str("\r\n");
-    }
-    if let Ok(call_id) = invite.call_id_header() {
-        ack.push_str(&format!("{call_id}\r\n"));
-    }
-    let seq = invite
-        .cseq_header()
-        .ok()
-        .and_then(|cseq| rsip::headers::ToTypedHeader::typed(cseq).ok())
-        .map_or(1, |cseq| cseq.seq);
-    ack.push_str(&format!(
+    let _ = write!(
+        ack,
         "CSeq: {seq} ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    ));
+    );
     ack.into_bytes()
 }
 
