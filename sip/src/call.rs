@@ -970,7 +970,11 @@ impl OutboundCall {
                 });
             }
             while transaction.poll_event().is_some() {}
-            if transaction.is_terminated() {
+            // A completed transaction would only absorb retransmissions of
+            // its final response until Timer K (5 s); a response on a branch
+            // the call no longer knows is dropped all the same, so the call
+            // does not keep it, nor linger for it once over.
+            if transaction.is_terminated() || transaction.is_completed() {
                 self.retransmissions += transaction.retransmissions();
                 self.requests.swap_remove(index);
             } else {
@@ -1491,7 +1495,13 @@ CSeq: {cseq} {method}\r\n\
         assert_eq!(outcome.talk_time, Duration::from_secs(10));
         assert!(!harness.call.is_finished(), "the BYE is still in flight");
         harness.reply(&bye, 200, Vec::new(), None);
-        harness.at(13.0 + 5.0);
+        // Nothing is left to wait for: no Timer K for the BYE's 200.
+        assert!(harness.call.is_finished());
+        assert_eq!(harness.call.poll_timeout(), None);
+        // A retransmission of that 200 changes nothing.
+        harness.reply(&bye, 200, Vec::new(), None);
+        assert!(harness.sent().is_empty());
+        assert!(harness.events().is_empty());
         assert!(harness.call.is_finished());
     }
 

@@ -325,6 +325,12 @@ impl ClientNonInvite {
         self.state == NonInviteState::Terminated
     }
 
+    /// Has its final response, and only waits out Timer K to absorb
+    /// retransmissions of it.
+    pub fn is_completed(&self) -> bool {
+        self.state == NonInviteState::Completed
+    }
+
     pub fn retransmissions(&self) -> u64 {
         self.core.retransmissions
     }
