@@ -1300,9 +1300,10 @@ fn is_plain_user(user: &str) -> bool {
 }
 
 fn body_if_sdp(response: &Response) -> Option<Vec<u8>> {
-    let is_sdp = response
-        .header("Content-Type")
-        .is_some_and(|value| value.trim().to_ascii_lowercase().starts_with(SDP));
+    let is_sdp = response.header("Content-Type").is_some_and(|value| {
+        (value.trim_start().as_bytes().get(..SDP.len()))
+            .is_some_and(|start| start.eq_ignore_ascii_case(SDP.as_bytes()))
+    });
     (is_sdp && !response.body().is_empty()).then(|| response.body().to_vec())
 }
 

@@ -13,7 +13,7 @@ use std::str::FromStr;
 
 use rsip::headers::UntypedHeader;
 
-use crate::message::Response;
+use crate::message::{Response, method_name};
 
 /// The caller's half of a dialog plus what the callee told us so far.
 #[derive(Debug, Clone)]
@@ -97,7 +97,12 @@ impl Dialog {
             .sum();
         let body_size = body.map_or(0, |(_, bytes)| bytes.len());
         let mut text = String::with_capacity(START_LINE_AND_HEADERS + extra_size + body_size);
-        let _ = write!(text, "{method} {} SIP/2.0\r\n", self.remote_target_text);
+        let _ = write!(
+            text,
+            "{} {} SIP/2.0\r\n",
+            method_name(method),
+            self.remote_target_text
+        );
         let mut header = |name: &str, value: &str| {
             text.push_str(name);
             text.push_str(": ");
@@ -154,7 +159,7 @@ impl Dialog {
         header("To", &value);
         header("Call-ID", &self.call_id);
         value.clear();
-        let _ = write!(value, "{cseq} {method}");
+        let _ = write!(value, "{cseq} {}", method_name(method));
         header("CSeq", &value);
     }
 
@@ -338,24 +343,27 @@ pub fn first_uri(value: &str) -> Option<&str> {
 /// Splits a comma-separated header value, keeping commas inside `<...>` and
 /// quotes.
 pub fn split_header_list(value: &str) -> impl Iterator<Item = &str> {
-    let mut parts = Vec::new();
-    let mut depth_angle = false;
-    let mut quoted = false;
-    let mut start = 0;
-    for (index, character) in value.char_indices() {
-        match character {
-            '"' => quoted = !quoted,
-            '<' if !quoted => depth_angle = true,
-            '>' if !quoted => depth_angle = false,
-            ',' if !quoted && !depth_angle => {
-                parts.push(value[start..index].trim());
-                start = index + 1;
+    let mut rest = Some(value);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        let mut angled = false;
+        let mut quoted = false;
+        for (index, byte) in text.bytes().enumerate() {
+            match byte {
+                b'"' => quoted = !quoted,
+                b'<' if !quoted => angled = true,
+                b'>' if !quoted => angled = false,
+                b',' if !quoted && !angled => {
+                    rest = Some(&text[index + 1..]);
+                    return Some(text[..index].trim());
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
-    parts.push(value[start..].trim());
-    parts.into_iter().filter(|part| !part.is_empty())
+        rest = None;
+        Some(text.trim())
+    })
+    .filter(|part| !part.is_empty())
 }
 
 #[cfg(test)]

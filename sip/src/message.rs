@@ -54,7 +54,7 @@ impl Response {
         if rest.starts_with(b"\r\n") {
             return None;
         }
-        let head_end = status_line_end + 2 + memchr::memmem::find(rest, b"\r\n\r\n")?;
+        let head_end = status_line_end + 2 + find_blank_line(rest)?;
         let head = std::str::from_utf8(&bytes[..head_end]).ok()?;
         let mut headers = Vec::with_capacity(16);
         let mut line_start = status_line_end + 2;
@@ -403,6 +403,32 @@ pub(crate) fn typed_header(name: &str, value: &str) -> rsip::Header {
         .unwrap_or_else(|| rsip::Header::Other(name.to_owned(), value.to_owned()))
 }
 
+/// Where the first CRLF CRLF in `text` is, which ends a message's head.
+fn find_blank_line(text: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b'\r', text).find(|&at| text.get(at + 1..at + 4) == Some(b"\n\r\n"))
+}
+
+/// A method's name as it goes on the wire (rsip's `Display` builds a
+/// `String` for it).
+pub(crate) fn method_name(method: rsip::Method) -> &'static str {
+    match method {
+        rsip::Method::Ack => "ACK",
+        rsip::Method::Bye => "BYE",
+        rsip::Method::Cancel => "CANCEL",
+        rsip::Method::Info => "INFO",
+        rsip::Method::Invite => "INVITE",
+        rsip::Method::Message => "MESSAGE",
+        rsip::Method::Notify => "NOTIFY",
+        rsip::Method::Options => "OPTIONS",
+        rsip::Method::PRack => "PRACK",
+        rsip::Method::Publish => "PUBLISH",
+        rsip::Method::Refer => "REFER",
+        rsip::Method::Register => "REGISTER",
+        rsip::Method::Subscribe => "SUBSCRIBE",
+        rsip::Method::Update => "UPDATE",
+    }
+}
+
 /// Where the first CRLF in `text` is: a wide scan for each CR, with no
 /// searcher to set up for a needle this short.
 fn find_crlf(text: &[u8]) -> Option<usize> {
@@ -542,7 +568,7 @@ fn is_wsp(byte: u8) -> bool {
 /// single space, whitespace between a header name and its colon is dropped, and
 /// compact names become long ones. The body is not touched.
 fn normalize_head(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    let head_end = memchr::memmem::find(bytes, b"\r\n\r\n").map_or(bytes.len(), |at| at + 2);
+    let head_end = find_blank_line(bytes).map_or(bytes.len(), |at| at + 2);
     let (head, rest) = bytes.split_at(head_end);
     // Most messages need nothing: read them as they came.
     if !needs_normalizing(head) {
@@ -670,7 +696,7 @@ pub(crate) fn written_request_uri(request: &[u8]) -> &str {
 /// The headers of a message we wrote ourselves, as names and values: every
 /// message we send is in the plain form, one `Name: value` line per header.
 pub(crate) fn written_headers(message: &[u8]) -> impl Iterator<Item = (&str, &str)> {
-    let head_end = memchr::memmem::find(message, b"\r\n\r\n").unwrap_or(message.len());
+    let head_end = find_blank_line(message).unwrap_or(message.len());
     let head = std::str::from_utf8(&message[..head_end]).unwrap_or_default();
     head.split("\r\n")
         .skip(1)
@@ -704,22 +730,24 @@ fn check_request_uri(uri: &[u8]) -> Result<(), MessageError> {
     }
 }
 
-/// Splits on `separator` outside quoted strings.
-fn split_unquoted(value: &str, separator: char) -> impl Iterator<Item = &str> {
+/// Splits on `separator` (ASCII) outside quoted strings.
+fn split_unquoted(value: &str, separator: u8) -> impl Iterator<Item = &str> {
     let mut rest = Some(value);
     std::iter::from_fn(move || {
         let text = rest?;
         let mut quoted = false;
         let mut escaped = false;
-        for (at, c) in text.char_indices() {
+        // Bytes, not chars: every byte looked for is ASCII, and no byte of a
+        // longer UTF-8 sequence is.
+        for (at, byte) in text.bytes().enumerate() {
             if escaped {
                 escaped = false;
-            } else if quoted && c == '\\' {
+            } else if quoted && byte == b'\\' {
                 escaped = true;
-            } else if c == '"' {
+            } else if byte == b'"' {
                 quoted = !quoted;
-            } else if !quoted && c == separator {
-                rest = Some(&text[at + c.len_utf8()..]);
+            } else if !quoted && byte == separator {
+                rest = Some(&text[at + 1..]);
                 return Some(&text[..at]);
             }
         }
@@ -732,11 +760,21 @@ fn split_unquoted(value: &str, separator: char) -> impl Iterator<Item = &str> {
 /// angle brackets, and a URI with headers (`?`) only inside them (RFC 3261
 /// sections 20.10 and 25.1).
 fn check_address(value: &str) -> Result<(), String> {
+    // Every character the check looks for is ASCII but whitespace, which
+    // takes decoding only beyond ASCII.
+    if value.is_ascii() {
+        check_address_characters(value.bytes().map(char::from))
+    } else {
+        check_address_characters(value.chars())
+    }
+}
+
+fn check_address_characters(characters: impl Iterator<Item = char>) -> Result<(), String> {
     let mut quoted = false;
     let mut escaped = false;
     let mut in_angle = false;
     let mut angled = false;
-    for c in value.chars() {
+    for c in characters {
         if escaped {
             escaped = false;
             continue;
@@ -771,8 +809,8 @@ fn check_address(value: &str) -> Result<(), String> {
 /// A Via value (RFC 3261 section 20.42): every entry a sent-protocol, a
 /// sent-by and parameters that are not empty.
 fn check_via(value: &str) -> Result<(), String> {
-    for entry in split_unquoted(value, ',') {
-        let mut parts = split_unquoted(entry, ';');
+    for entry in split_unquoted(value, b',') {
+        let mut parts = split_unquoted(entry, b';');
         let Some(first) = parts
             .next()
             .map(str::trim)
@@ -1203,6 +1241,20 @@ Content-Length: 0\r\n\r\n"
         assert_eq!(read.to_rsip(), by_rsip);
         assert_eq!(read.status(), 486);
         assert_eq!(identity.cseq, 7);
+    }
+
+    #[test]
+    fn method_names_are_what_rsip_prints() {
+        for method in rsip::Method::all() {
+            assert_eq!(method_name(method), method.to_string());
+        }
+    }
+
+    #[test]
+    fn find_blank_line_finds_the_end_of_the_head() {
+        assert_eq!(find_blank_line(b"a\r\nb\r\r\n\r\n"), Some(5));
+        assert_eq!(find_blank_line(b"a\r\n\r"), None);
+        assert_eq!(find_blank_line(b"\r\n\r\nbody\r\n\r\n"), Some(0));
     }
 
     #[test]
