@@ -735,20 +735,23 @@ fn split_unquoted(value: &str, separator: u8) -> impl Iterator<Item = &str> {
     let mut rest = Some(value);
     std::iter::from_fn(move || {
         let text = rest?;
+        let bytes = text.as_bytes();
         let mut quoted = false;
-        let mut escaped = false;
-        // Bytes, not chars: every byte looked for is ASCII, and no byte of a
-        // longer UTF-8 sequence is.
-        for (at, byte) in text.bytes().enumerate() {
-            if escaped {
-                escaped = false;
-            } else if quoted && byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                quoted = !quoted;
-            } else if !quoted && byte == separator {
-                rest = Some(&text[at + 1..]);
-                return Some(&text[..at]);
+        let mut from = 0;
+        // Every byte looked for is ASCII, and no byte of a longer UTF-8
+        // sequence is, so a match is a character boundary.
+        while let Some(found) = memchr::memchr3(b'"', b'\\', separator, &bytes[from..]) {
+            let at = from + found;
+            from = at + 1;
+            match bytes[at] {
+                // A quoted pair: the next byte is taken as it is.
+                b'\\' if quoted => from = (at + 2).min(bytes.len()),
+                b'"' => quoted = !quoted,
+                byte if byte == separator && !quoted => {
+                    rest = Some(&text[at + 1..]);
+                    return Some(&text[..at]);
+                }
+                _ => {}
             }
         }
         rest = None;
@@ -763,7 +766,19 @@ fn check_address(value: &str) -> Result<(), String> {
     // Every character the check looks for is ASCII but whitespace, which
     // takes decoding only beyond ASCII.
     if value.is_ascii() {
-        check_address_characters(value.bytes().map(char::from))
+        // Only these bytes, and the one after a backslash, can change the
+        // check's state: it skips the rest.
+        let mut after_backslash = false;
+        let telling = value.bytes().filter(move |&byte| {
+            let keep = after_backslash
+                || matches!(
+                    byte,
+                    b'\\' | b'"' | b'<' | b'>' | b'?' | b'\t'..=b'\r' | b' '
+                );
+            after_backslash = !after_backslash && byte == b'\\';
+            keep
+        });
+        check_address_characters(telling.map(char::from))
     } else {
         check_address_characters(value.chars())
     }
@@ -1241,6 +1256,36 @@ Content-Length: 0\r\n\r\n"
         assert_eq!(read.to_rsip(), by_rsip);
         assert_eq!(read.status(), 486);
         assert_eq!(identity.cseq, 7);
+    }
+
+    #[test]
+    fn quoted_strings_and_their_escapes_are_honoured() {
+        let parts = |value| split_unquoted(value, b',').collect::<Vec<_>>();
+        assert_eq!(parts(r#"a,"b,c",d"#), ["a", r#""b,c""#, "d"]);
+        assert_eq!(parts(r#""x\",y",z"#), [r#""x\",y""#, "z"]);
+        assert_eq!(parts(r#"\,"\\",w"#), ["\\", r#""\\""#, "w"]);
+        assert_eq!(
+            parts("\u{4f60},\"\u{597d},\""),
+            ["\u{4f60}", "\"\u{597d},\""]
+        );
+        assert_eq!(parts(r#""\"#), [r#""\"#]);
+        for good in [
+            r#""A \"B\" <x>" <sip:a@b>;tag=1"#,
+            "<sip:a@b?Route=x>",
+            "\"\u{4f60} \u{597d}\" <sip:a@b>",
+            r#""\\" <sip:a@b>"#,
+        ] {
+            assert_eq!(check_address(good), Ok(()), "{good}");
+        }
+        for bad in [
+            r#""A \" <sip:a@b>"#,
+            "<sip:a@b\u{3000}x>",
+            "<sip:a@b\x0bx>",
+            "sip:a@b?Route=x",
+            "<sip:a@b",
+        ] {
+            assert!(check_address(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
