@@ -890,8 +890,8 @@ impl Agent {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return;
         }
-        let (message, identity) = match Message::parse_identified(bytes) {
-            Ok(parsed) => parsed,
+        let message = match Message::parse(bytes) {
+            Ok(message) => message,
             Err(error) => {
                 self.metrics.malformed.inc();
                 tracing::debug!(%source, %error, "dropped a malformed SIP message");
@@ -901,18 +901,16 @@ impl Agent {
         if let Some(status) = message.status() {
             self.metrics.count_response(status);
         }
-        if let Some((key, active)) = self.call_named(&identity.call_id) {
-            active
-                .call
-                .handle_identified(now, message, &identity, source);
+        if let Some((key, active)) = self.call_named(message.call_id()) {
+            active.call.handle_message(now, message, source);
             self.service(now, key);
             return;
         }
-        if let Some(keepalive) = self.keepalives.get_mut(&identity.call_id) {
-            if let Message::Response(response) = &message {
-                keepalive.transaction.handle_response(now, response);
-            }
-            self.service_keepalive(now, &identity.call_id);
+        if let Message::Response(response) = &message
+            && let Some(keepalive) = self.keepalives.get_mut(response.call_id())
+        {
+            keepalive.transaction.handle_response(now, response);
+            self.service_keepalive(now, response.call_id());
             return;
         }
         if let Message::Request(request) = message {

@@ -382,23 +382,14 @@ impl OutboundCall {
 
     /// A message whose Call-ID is ours, from `source`.
     pub fn handle_message(&mut self, now: Instant, message: Message, source: SocketAddr) {
-        if let Ok(identity) = message.identity() {
-            self.handle_identified(now, message, &identity, source);
-        }
-    }
-
-    /// As [`OutboundCall::handle_message`], for a message whose identity the
-    /// driver has read already (see [`Message::parse_identified`]).
-    pub fn handle_identified(
-        &mut self,
-        now: Instant,
-        message: Message,
-        identity: &Identity,
-        source: SocketAddr,
-    ) {
         match message {
-            Message::Response(response) => self.handle_response(now, &response, identity),
-            Message::Request(request) => self.handle_request(now, request, identity, source),
+            Message::Response(response) => self.handle_response(now, &response),
+            Message::Request(request) => {
+                let Ok(identity) = request_identity(&request) else {
+                    return;
+                };
+                self.handle_request(now, request, &identity, source);
+            }
         }
         self.drain_transactions(now);
     }
@@ -613,10 +604,10 @@ impl OutboundCall {
                 .sum::<u64>()
     }
 
-    fn handle_response(&mut self, now: Instant, response: &Response, identity: &Identity) {
+    fn handle_response(&mut self, now: Instant, response: &Response) {
         let status = response.status();
-        let branch = identity.branch.as_deref().unwrap_or_default();
-        if identity.cseq_method == rsip::Method::Invite {
+        let branch = response.branch().unwrap_or_default();
+        if response.cseq_method() == rsip::Method::Invite {
             if let Some((challenged_branch, transaction)) = &mut self.challenged_invite
                 && *challenged_branch == branch
             {

@@ -25,6 +25,12 @@ pub struct Response {
     head: String,
     headers: Vec<HeaderSpan>,
     body: Vec<u8>,
+    /// The identity, read once the headers are checked: where the Call-ID
+    /// and the top Via's branch lie in `head`, and the CSeq.
+    call_id: (u32, u32),
+    branch: Option<(u32, u32)>,
+    cseq: u32,
+    cseq_method: rsip::Method,
 }
 
 /// Where a header's name and value lie in a response's head.
@@ -85,12 +91,43 @@ impl Response {
             head: head.to_owned(),
             headers,
             body: bytes[head_end + 4..].to_vec(),
+            // Set by `identified`.
+            call_id: (0, 0),
+            branch: None,
+            cseq: 0,
+            cseq_method: rsip::Method::Invite,
         })
     }
 
     /// The status code.
     pub fn status(&self) -> u16 {
         self.status
+    }
+
+    pub fn call_id(&self) -> &str {
+        self.text(self.call_id)
+    }
+
+    /// The top Via's branch: the transaction the response belongs to.
+    pub fn branch(&self) -> Option<&str> {
+        self.branch.map(|span| self.text(span))
+    }
+
+    pub fn cseq(&self) -> u32 {
+        self.cseq
+    }
+
+    pub fn cseq_method(&self) -> rsip::Method {
+        self.cseq_method
+    }
+
+    pub fn identity(&self) -> Identity {
+        Identity {
+            call_id: self.call_id().to_owned(),
+            cseq: self.cseq,
+            cseq_method: self.cseq_method,
+            branch: self.branch().map(str::to_owned),
+        }
     }
 
     /// The reason phrase as the peer wrote it.
@@ -162,17 +199,34 @@ impl Response {
             .unwrap_or_default()
     }
 
-    /// The checked response with its identity, its body held to
+    /// The checked response, its identity read and its body held to
     /// Content-Length.
-    fn identified(mut self) -> Result<(Message, Identity), MessageError> {
+    fn identified(mut self) -> Result<Message, MessageError> {
         // Read on the way through the headers, before the body is framed.
         let identity = check_headers(self.headers())?.identity(None)?;
+        let call_id = self.span_of(identity.call_id);
+        let branch = identity.branch.map(|branch| self.span_of(branch));
+        let (cseq, cseq_method) = (identity.cseq, identity.cseq_method);
         let declared = self
             .header("Content-Length")
             .map(content_length)
             .transpose()?;
         frame(declared, &mut self.body)?;
-        Ok((Message::Response(self), identity))
+        self.call_id = call_id;
+        self.branch = branch;
+        self.cseq = cseq;
+        self.cseq_method = cseq_method;
+        Ok(Message::Response(self))
+    }
+
+    /// Where `part`, a slice of the head, lies in it.
+    fn span_of(&self, part: &str) -> (u32, u32) {
+        let start = (part.as_ptr() as usize).saturating_sub(self.head.as_ptr() as usize);
+        let end = start + part.len();
+        match (u32::try_from(start), u32::try_from(end)) {
+            (Ok(start), Ok(end)) if end as usize <= self.head.len() => (start, end),
+            _ => (0, 0),
+        }
     }
 }
 
@@ -237,12 +291,6 @@ impl Message {
     /// Parses bytes from the wire. Never panics: a panic inside the parser is
     /// caught and reported as an unparsable message.
     pub fn parse(bytes: &[u8]) -> Result<Message, MessageError> {
-        Message::parse_identified(bytes).map(|(message, _)| message)
-    }
-
-    /// As [`Message::parse`], with the identity the checks read on the way,
-    /// so that a driver routing the message need not read it again.
-    pub fn parse_identified(bytes: &[u8]) -> Result<(Message, Identity), MessageError> {
         let normalized = normalize_head(bytes);
         let bytes = normalized.as_ref();
         if let Some(response) = Response::read_plain(bytes) {
@@ -264,7 +312,7 @@ impl Message {
         if let Some(uri) = request_uri(bytes) {
             check_request_uri(uri)?;
         }
-        let identity = check_headers(request.headers.iter().filter_map(header_text))?
+        check_headers(request.headers.iter().filter_map(header_text))?
             .identity(Some(&request.method))?;
         let declared = request.headers.iter().find_map(|header| match header {
             rsip::Header::ContentLength(h) => Some(content_length(h.value())),
@@ -277,14 +325,24 @@ impl Message {
         max_forwards
             .num()
             .map_err(|error| invalid("Max-Forwards", error))?;
-        Ok((Message::Request(request), identity))
+        Ok(Message::Request(request))
     }
 
     /// Call-ID, CSeq and branch; checks From and To on the way.
     pub fn identity(&self) -> Result<Identity, MessageError> {
         match self {
             Message::Request(request) => request_identity(request),
-            Message::Response(response) => check_headers(response.headers())?.identity(None),
+            Message::Response(response) => Ok(response.identity()),
+        }
+    }
+
+    /// The Call-ID, which every message that parsed has.
+    pub fn call_id(&self) -> &str {
+        match self {
+            Message::Request(request) => request
+                .call_id_header()
+                .map_or("", |call_id| call_id.value().trim()),
+            Message::Response(response) => response.call_id(),
         }
     }
 
@@ -909,11 +967,6 @@ pub fn request_identity(request: &rsip::Request) -> Result<Identity, MessageErro
     identity_of(request, Some(&request.method))
 }
 
-/// A response's Call-ID, CSeq and branch, without copying the response.
-pub fn response_identity(response: &rsip::Response) -> Result<Identity, MessageError> {
-    identity_of(response, None)
-}
-
 /// The identity from the raw header values: the header scans here run for
 /// every message in and out, so they read the text instead of building
 /// typed headers. [`Message::parse`] has already checked the Via and CSeq
@@ -929,7 +982,20 @@ fn identity_of(
         call_id: headers.call_id_header().ok().map(UntypedHeader::value),
         cseq: headers.cseq_header().ok().map(UntypedHeader::value),
     };
-    found.identity(method)
+    found.identity(method).map(|identity| Identity {
+        call_id: identity.call_id.to_owned(),
+        cseq: identity.cseq,
+        cseq_method: identity.cseq_method,
+        branch: identity.branch.map(str::to_owned),
+    })
+}
+
+/// An identity as read, borrowing the message's text.
+struct IdentityRef<'a> {
+    call_id: &'a str,
+    cseq: u32,
+    cseq_method: rsip::Method,
+    branch: Option<&'a str>,
 }
 
 /// The first of each header a message's identity is read from, as found.
@@ -941,9 +1007,9 @@ struct IdentityHeaders<'a> {
     cseq: Option<&'a str>,
 }
 
-impl IdentityHeaders<'_> {
+impl<'a> IdentityHeaders<'a> {
     /// The identity, or the first mandatory header missing or malformed.
-    fn identity(&self, method: Option<&rsip::Method>) -> Result<Identity, MessageError> {
+    fn identity(&self, method: Option<&rsip::Method>) -> Result<IdentityRef<'a>, MessageError> {
         let via = self.via.ok_or(MessageError::MissingHeader("Via"))?;
         if !self.from {
             return Err(MessageError::MissingHeader("From"));
@@ -977,8 +1043,8 @@ impl IdentityHeaders<'_> {
                 method: method.to_string(),
             });
         }
-        Ok(Identity {
-            call_id: call_id.to_owned(),
+        Ok(IdentityRef {
+            call_id,
             cseq: seq,
             cseq_method,
             branch: branch_of(via),
@@ -988,13 +1054,13 @@ impl IdentityHeaders<'_> {
 
 /// The `branch` parameter of the first Via value (parameter names are
 /// case-insensitive).
-fn branch_of(via: &str) -> Option<String> {
+fn branch_of(via: &str) -> Option<&str> {
     let first = via.split(',').next()?;
     first.split(';').skip(1).find_map(|parameter| {
         let (name, value) = parameter.split_once('=')?;
         name.trim()
             .eq_ignore_ascii_case("branch")
-            .then(|| value.trim().to_owned())
+            .then(|| value.trim())
     })
 }
 
@@ -1040,6 +1106,7 @@ Content-Length: 0\r\n\r\n"
         assert_eq!(identity.cseq_method, rsip::Method::Invite);
         assert_eq!(identity.branch.as_deref(), Some("z9hG4bK776asdhds"));
         assert_eq!(message.status(), None);
+        assert_eq!(message.call_id(), "a84b4c76e66710@127.0.0.1");
     }
 
     #[test]
@@ -1239,6 +1306,13 @@ Content-Length: 0\r\n\r\n"
         );
         assert_eq!(ringing.header("Retry-After"), None);
         assert_eq!(ringing.body(), b"abc");
+        let identity = Message::Response(ringing.clone()).identity().unwrap();
+        assert_eq!(identity.call_id, ringing.call_id());
+        assert_eq!(identity.branch.as_deref(), Some("z9hG4bK776asdhds"));
+        assert_eq!(
+            (identity.cseq, identity.cseq_method),
+            (1, rsip::Method::Invite)
+        );
     }
 
     #[test]
@@ -1248,14 +1322,14 @@ Content-Length: 0\r\n\r\n"
         else {
             panic!("a response");
         };
-        let (Message::Response(read), identity) =
-            Message::parse_identified(odd.as_bytes()).unwrap()
-        else {
+        let Message::Response(read) = Message::parse(odd.as_bytes()).unwrap() else {
             panic!("a response");
         };
         assert_eq!(read.to_rsip(), by_rsip);
         assert_eq!(read.status(), 486);
-        assert_eq!(identity.cseq, 7);
+        assert_eq!(read.cseq(), 7);
+        assert_eq!(read.call_id(), "a84b4c76e66710@127.0.0.1");
+        assert_eq!(read.branch(), Some("z9hG4bK776asdhds"));
     }
 
     #[test]
