@@ -500,8 +500,8 @@ struct ActiveCall {
     reply: Option<Reply>,
     hold: Duration,
     hang_up_at: Option<Instant>,
-    /// The deadline the wake-up heap holds for this call; other entries
-    /// for it are stale.
+    /// When this call's live entry in the wake-up heap is due, at or before
+    /// its next deadline; other entries for it are stale.
     next_wake: Option<Instant>,
     media: Option<CallMedia>,
     /// Why the callee's SDP could not be used, when it could not.
@@ -941,7 +941,7 @@ impl Agent {
                 continue;
             };
             if active.next_wake != Some(at) {
-                continue; // superseded by a later schedule
+                continue; // superseded by an earlier one
             }
             active.next_wake = None;
             active.call.handle_timeout(now);
@@ -1076,10 +1076,13 @@ impl Agent {
             .into_iter()
             .flatten()
             .min();
-        // One entry per call and deadline: a call serviced again with the
-        // same deadline adds nothing to the heap.
+        // A call has one live entry in the heap, at or before its deadline:
+        // a deadline that moves later (a ring timeout after the INVITE's
+        // retransmit timer) waits for the entry already there, which
+        // services the call and schedules it anew. So the heap holds about
+        // one entry per call, and none for long past its call.
         if let Some(at) = wake
-            && active.next_wake != Some(at)
+            && active.next_wake.is_none_or(|scheduled| at < scheduled)
         {
             active.next_wake = Some(at);
             self.wakeups.push(Reverse((at, key)));

@@ -247,6 +247,7 @@ struct AnsweredRequest {
 /// One outbound call. See the module documentation.
 #[derive(Debug)]
 pub struct OutboundCall {
+    /// As given, but the Call-ID and our tag, which moved to `dialog`.
     settings: CallSettings,
     state: CallState,
     dialog: Dialog,
@@ -292,7 +293,7 @@ pub struct OutboundCall {
 impl OutboundCall {
     /// Builds the INVITE and starts its transaction; the INVITE is ready to
     /// send at once.
-    pub fn new(now: Instant, settings: CallSettings) -> Result<OutboundCall, CallError> {
+    pub fn new(now: Instant, mut settings: CallSettings) -> Result<OutboundCall, CallError> {
         if !settings.branch_prefix.starts_with("z9hG4bK") {
             return Err(CallError::InvalidBranchPrefix(settings.branch_prefix));
         }
@@ -329,9 +330,9 @@ impl OutboundCall {
                 .map_err(|_| CallError::InvalidUri(local_uri.clone()))?;
         }
         let dialog = Dialog {
-            call_id: settings.call_id.clone(),
+            call_id: std::mem::take(&mut settings.call_id),
             local_uri,
-            local_tag: settings.local_tag.clone(),
+            local_tag: std::mem::take(&mut settings.local_tag),
             remote_uri: format!("<{request_uri}>"),
             remote_tag: None,
             remote_target_text: uri_text,
