@@ -17,6 +17,7 @@ use dialhound_media::encoded::EncodedPrompt;
 use dialhound_media::engine::MediaEngine;
 use dialhound_media::sdp::{Codec, Negotiated, Offer, Origin, SdpError};
 use dialhound_sip::dialog::response_to;
+use dialhound_sip::message::format_sized;
 use dialhound_sip::transaction::{ClientNonInvite, TransactionEvent};
 use dialhound_sip::{
     CallEvent, CallSettings, Credentials, HangUp, Message, OutboundCall, Outcome, OutcomeKind,
@@ -808,7 +809,7 @@ impl Agent {
                 break key;
             }
         };
-        let call_id = format!("{key:016x}@{}", self.local_addr.ip());
+        let call_id = format_sized(64, format_args!("{key:016x}@{}", self.local_addr.ip()));
         let credentials = match (&trunk_config.username, &trunk_config.password) {
             (Some(username), Some(password)) => Some(Credentials {
                 username: username.clone(),
@@ -829,8 +830,11 @@ impl Agent {
             codec: None,
             updates: offer.updates,
         });
-        let local_tag = format!("{:08x}", self.rng.random::<u32>());
-        let branch_prefix = format!("z9hG4bK{:012x}", self.rng.random::<u64>() >> 16);
+        let local_tag = format_sized(8, format_args!("{:08x}", self.rng.random::<u32>()));
+        let branch_prefix = format_sized(
+            32,
+            format_args!("z9hG4bK{:012x}", self.rng.random::<u64>() >> 16),
+        );
         // A cnonce is only for answering a challenge.
         let cnonce = match credentials {
             Some(_) => format!("{:016x}", self.rng.random::<u64>()),

@@ -25,7 +25,7 @@ use rsip::headers::UntypedHeader;
 use crate::dialog::{Dialog, first_uri, response_to, via_value};
 use crate::digest::{self, Credentials};
 use crate::message::{
-    Identity, Message, Response, encode_response, request_identity, written_headers,
+    Identity, Message, Response, encode_response, format_sized, request_identity, written_headers,
     written_request_uri,
 };
 use crate::transaction::{
@@ -302,29 +302,25 @@ impl OutboundCall {
                 return Err(CallError::InvalidUri(format!("sip:{user}@…")));
             }
         }
-        let from_host = settings
-            .from_domain
-            .clone()
-            .unwrap_or_else(|| settings.local_addr.to_string());
-        let to_host = settings
-            .to_domain
-            .clone()
-            .unwrap_or_else(|| settings.trunk_addr.to_string());
-        let request_uri = format!("sip:{}@{to_host}", settings.to_user);
-        let (uri, uri_text) = match (&settings.to_domain, settings.trunk_addr) {
+        let user = &settings.to_user;
+        let request_uri = match &settings.to_domain {
+            Some(domain) => format_sized(64, format_args!("sip:{user}@{domain}")),
+            None => format_sized(64, format_args!("sip:{user}@{}", settings.trunk_addr)),
+        };
+        let remote_uri = format_sized(request_uri.len() + 2, format_args!("<{request_uri}>"));
+        let remote_target = match (&settings.to_domain, settings.trunk_addr) {
             // A plain user at an IPv4 address is a valid URI as it stands,
             // and prints as the text it was built from.
-            (None, SocketAddr::V4(address)) => {
-                (sip_uri(&settings.to_user, address), request_uri.clone())
-            }
-            _ => {
-                let uri = rsip::Uri::try_from(request_uri.as_str())
-                    .map_err(|_| CallError::InvalidUri(request_uri.clone()))?;
-                let text = uri.to_string();
-                (uri, text)
-            }
+            (None, SocketAddr::V4(_)) => request_uri,
+            _ => rsip::Uri::try_from(request_uri.as_str())
+                .map_err(|_| CallError::InvalidUri(request_uri.clone()))?
+                .to_string(),
         };
-        let local_uri = format!("<sip:{}@{from_host}>", settings.from_user);
+        let user = &settings.from_user;
+        let local_uri = match &settings.from_domain {
+            Some(domain) => format_sized(64, format_args!("<sip:{user}@{domain}>")),
+            None => format_sized(64, format_args!("<sip:{user}@{}>", settings.local_addr)),
+        };
         if settings.from_domain.is_some() {
             rsip::Uri::try_from(&local_uri[1..local_uri.len() - 1])
                 .map_err(|_| CallError::InvalidUri(local_uri.clone()))?;
@@ -333,10 +329,9 @@ impl OutboundCall {
             call_id: std::mem::take(&mut settings.call_id),
             local_uri,
             local_tag: std::mem::take(&mut settings.local_tag),
-            remote_uri: format!("<{request_uri}>"),
+            remote_uri,
             remote_tag: None,
-            remote_target_text: uri_text,
-            remote_target: uri,
+            remote_target,
             route_set: Vec::new(),
             local_cseq: 0,
             remote_cseq: None,
@@ -977,15 +972,16 @@ impl OutboundCall {
 
     fn next_branch(&mut self) -> String {
         self.branch_counter += 1;
-        format!("{}.{}", self.settings.branch_prefix, self.branch_counter)
+        format_sized(
+            self.settings.branch_prefix.len() + 4,
+            format_args!("{}.{}", self.settings.branch_prefix, self.branch_counter),
+        )
     }
 
     /// Our Contact header's value.
     fn contact(&self) -> String {
-        format!(
-            "<sip:{}@{}>",
-            self.settings.from_user, self.settings.local_addr
-        )
+        let (user, address) = (&self.settings.from_user, self.settings.local_addr);
+        format_sized(64, format_args!("<sip:{user}@{address}>"))
     }
 
     fn contact_headers(&self) -> Vec<rsip::Header> {
@@ -1265,20 +1261,6 @@ pub fn reason_phrase(status: u16) -> &'static str {
         604 => "Does Not Exist Anywhere",
         606 => "Not Acceptable",
         _ => "",
-    }
-}
-
-/// `sip:user@address`, built as rsip would parse it.
-fn sip_uri(user: &str, address: std::net::SocketAddrV4) -> rsip::Uri {
-    rsip::Uri {
-        scheme: Some(rsip::Scheme::Sip),
-        auth: Some(rsip::Auth {
-            user: user.to_owned(),
-            password: None,
-        }),
-        host_with_port: SocketAddr::V4(address).into(),
-        params: Vec::new(),
-        headers: Vec::new(),
     }
 }
 
@@ -1817,6 +1799,21 @@ CSeq: {cseq} {method}\r\n\
             "{}",
             outcome.reason
         );
+    }
+
+    /// `sip:user@address`, built as rsip would parse it: the URI the text
+    /// of a built Request-URI stands for.
+    fn sip_uri(user: &str, address: std::net::SocketAddrV4) -> rsip::Uri {
+        rsip::Uri {
+            scheme: Some(rsip::Scheme::Sip),
+            auth: Some(rsip::Auth {
+                user: user.to_owned(),
+                password: None,
+            }),
+            host_with_port: SocketAddr::V4(address).into(),
+            params: Vec::new(),
+            headers: Vec::new(),
+        }
     }
 
     #[test]

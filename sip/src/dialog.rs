@@ -26,11 +26,10 @@ pub struct Dialog {
     pub remote_uri: String,
     /// Set by the first 1xx or 2xx with a To tag.
     pub remote_tag: Option<String>,
-    /// Where in-dialog requests go: the callee's Contact, else the INVITE's URI.
-    pub remote_target: rsip::Uri,
-    /// `remote_target` as it goes in a Request-URI: a plain Contact URI as
-    /// the callee wrote it, any other as rsip prints it, printed once.
-    pub remote_target_text: String,
+    /// Where in-dialog requests go, as it goes in their Request-URI: the
+    /// callee's Contact (a plain URI as the callee wrote it, any other as
+    /// rsip prints it), else the INVITE's URI.
+    pub remote_target: String,
     /// Record-Route of the dialog-creating response, in the order we send it.
     pub route_set: Vec<String>,
     /// Our CSeq counter; each new request (except ACK and CANCEL) takes the next.
@@ -56,17 +55,13 @@ impl Dialog {
         self.remote_tag = Some(tag.to_owned());
         if let Some(contact) = response.header("Contact").and_then(first_uri)
             // The same plain Contact again (a 200 after a 180) is not read again.
-            && self.remote_target_text != contact
-            && let Some((target, text)) = match read_plain_uri(contact) {
+            && self.remote_target != contact
+            && let Some(target) = match read_plain_uri(contact) {
                 // A plain URI goes back as the callee wrote it.
-                Some(target) => Some((target, contact.to_owned())),
-                None => rsip::Uri::try_from(contact).ok().map(|target| {
-                    let text = target.to_string();
-                    (target, text)
-                }),
+                Some(_) => Some(contact.to_owned()),
+                None => rsip::Uri::try_from(contact).ok().map(|uri| uri.to_string()),
             }
         {
-            self.remote_target_text = text;
             self.remote_target = target;
         }
         let mut routes: Vec<String> = response
@@ -101,7 +96,7 @@ impl Dialog {
             text,
             "{} {} SIP/2.0\r\n",
             method_name(method),
-            self.remote_target_text
+            self.remote_target
         );
         let mut header = |name: &str, value: &str| {
             text.push_str(name);
@@ -385,8 +380,7 @@ mod tests {
             local_tag: "ours".into(),
             remote_uri: "<sip:+8613800138000@127.0.0.1:5070>".into(),
             remote_tag: None,
-            remote_target: rsip::Uri::try_from("sip:+8613800138000@127.0.0.1:5070").unwrap(),
-            remote_target_text: "sip:+8613800138000@127.0.0.1:5070".into(),
+            remote_target: "sip:+8613800138000@127.0.0.1:5070".into(),
             route_set: Vec::new(),
             local_cseq: 1,
             remote_cseq: None,
@@ -411,8 +405,8 @@ Content-Length: 0\r\n\r\n";
         dialog.learn_from_response(&parse_response(OK));
         assert_eq!(dialog.remote_tag.as_deref(), Some("theirs"));
         assert_eq!(
-            dialog.remote_target.to_string(),
-            "sip:callee@192.0.2.7:5080;transport=UDP"
+            dialog.remote_target,
+            "sip:callee@192.0.2.7:5080;transport=udp"
         );
         assert_eq!(
             dialog.route_set,

@@ -461,6 +461,15 @@ pub(crate) fn typed_header(name: &str, value: &str) -> rsip::Header {
         .unwrap_or_else(|| rsip::Header::Other(name.to_owned(), value.to_owned()))
 }
 
+/// `format!` into a buffer of `capacity`: `format!` sizes its buffer from
+/// its literal text alone and grows it two or three times for a URI or an
+/// identifier, which on a call's path is most of its allocations.
+pub fn format_sized(capacity: usize, args: std::fmt::Arguments<'_>) -> String {
+    let mut text = String::with_capacity(capacity);
+    let _ = text.write_fmt(args);
+    text
+}
+
 /// Where the first CRLF CRLF in `text` is, which ends a message's head.
 fn find_blank_line(text: &[u8]) -> Option<usize> {
     memchr::memchr_iter(b'\r', text).find(|&at| text.get(at + 1..at + 4) == Some(b"\n\r\n"))
