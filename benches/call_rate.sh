@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Call-rate benchmark: dialhound and SIPp's own UAC each place calls (answer,
 # 1 s talk, BYE) to a SIPp UAS on loopback at increasing rates, in the same run.
-# For each rate it prints the failed calls, the rate the caller actually
-# placed them at, and the caller's CPU seconds per 10,000 calls; the last line
+# For each rate it prints the failed calls, the requests the caller sent again
+# for want of an answer, the rate the caller actually placed them at, and the
+# caller's CPU seconds per 10,000 calls; the last line
 # gives the highest rate each sustained: no failed call, and placed at 95 % of
 # the rate asked or more.
 #
@@ -22,6 +23,10 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 ticks=$(getconf CLK_TCK)
 cpu_seconds() { # utime+stime of a process, in seconds
   awk -v t="$ticks" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$1/stat"
+}
+uac_column() { # name: the last statistics line of SIPp's CSV, by column name
+  awk -F';' -v name="$1" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) col = i }
+                          END { print (col ? $col : "?") }' "$work/uac.csv" 2>/dev/null || echo "?"
 }
 uas() { # port calls: a SIPp UAS in the background; its pid in $sipp_pid
   sipp -sn uas -i 127.0.0.1 -p "$1" -m "$2" -nostdin -timeout $((step_seconds + 60))s \
@@ -49,7 +54,7 @@ daemon=$!
 for _ in $(seq 100); do [ -S "$work/dialhound.sock" ] && break; sleep 0.1; done
 
 best_dialhound=0; best_sipp=0
-printf '%-6s %-9s %8s %8s %9s %14s\n' rate caller calls failed placed/s "cpu_s/10k"
+printf '%-6s %-9s %8s %8s %8s %9s %14s\n' rate caller calls failed resent placed/s "cpu_s/10k"
 for rate in "${rates[@]}"; do
   calls=$(( rate * step_seconds ))
   # dialhound as the caller
@@ -61,12 +66,13 @@ for rate in "${rates[@]}"; do
   after=$(cpu_seconds "$daemon")
   echo "$summary" >>"${CALL_RATE_LOG:-/dev/null}"
   wait "$sipp_pid" || true
-  read -r answered placed < <(echo "$summary" | python3 -c 'import json,sys; d = json.load(sys.stdin)
+  read -r answered placed resent < <(echo "$summary" | python3 -c 'import json,sys; d = json.load(sys.stdin)
 # The last call is placed (calls - 1) / rate after the first.
-print(d["outcomes"].get("answered", 0), round((d["calls"] - 1) / max(d["placing_seconds"], 1e-9)))')
+print(d["outcomes"].get("answered", 0), round((d["calls"] - 1) / max(d["placing_seconds"], 1e-9)),
+      d.get("retransmissions", "?"))')
   failed=$(( calls - answered ))
   cpu=$(awk -v a="$after" -v b="$before" -v n="$calls" 'BEGIN { printf "%.2f", (a - b) * 10000 / n }')
-  printf '%-6s %-9s %8s %8s %9s %14s\n' "$rate" dialhound "$calls" "$failed" "$placed" "$cpu"
+  printf '%-6s %-9s %8s %8s %8s %9s %14s\n' "$rate" dialhound "$calls" "$failed" "$resent" "$placed" "$cpu"
   [ "$failed" -eq 0 ] && ((placed * 100 >= rate * 95)) && best_dialhound=$rate
 
   # SIPp's own UAC as the caller
@@ -81,12 +87,11 @@ print(d["outcomes"].get("answered", 0), round((d["calls"] - 1) / max(d["placing_
   wait "$sipp_pid" || true
   # SIPp places its last call about 1 s (the talk) before it exits.
   placed=$(awk -v a="$began" -v b="$ended" -v n="$calls" 'BEGIN { printf "%.0f", (n - 1) / (b - a - 1) }')
-  # The last statistics line: FailedCall(C) is the 16th field of SIPp's CSV.
-  uac_failed=$(awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "FailedCall(C)") col = i }
-                          END { print (col ? $col : "?") }' "$work/uac.csv" 2>/dev/null || echo "?")
+  uac_failed=$(uac_column "FailedCall(C)")
+  uac_resent=$(uac_column "Retransmissions(C)")
   [ "$status" -ne 0 ] && [ "$uac_failed" = 0 ] && uac_failed="exit $status"
   cpu=$(tail -1 "$work/uac.time" | awk -v n="$calls" '{ printf "%.2f", ($1 + $2) * 10000 / n }')
-  printf '%-6s %-9s %8s %8s %9s %14s\n' "$rate" sipp-uac "$calls" "$uac_failed" "$placed" "$cpu"
+  printf '%-6s %-9s %8s %8s %8s %9s %14s\n' "$rate" sipp-uac "$calls" "$uac_failed" "$uac_resent" "$placed" "$cpu"
   [ "$uac_failed" = 0 ] && ((placed * 100 >= rate * 95)) && best_sipp=$rate
 done
 echo "highest rate sustained (no failed call, placed at 95 % of the rate or more): dialhound $best_dialhound/s, sipp-uac $best_sipp/s"

@@ -64,4 +64,8 @@ fn a_load_test_on_a_drained_trunk_is_refused_call_by_call_without_stalling() {
     ]);
     assert_eq!(summary["refused_by_trunk_limits"], 40, "{summary}");
     assert_eq!(summary["outcomes"], serde_json::json!({}), "{summary}");
+    assert_eq!(
+        summary["retransmissions"], 0,
+        "no call, nothing resent: {summary}"
+    );
 }

@@ -403,8 +403,10 @@ impl Control {
         let mut outcomes = BTreeMap::<String, u64>::new();
         let mut by_trunk = BTreeMap::<String, BTreeMap<&'static str, u64>>::new();
         let mut failovers_by_trunk = BTreeMap::<String, u64>::new();
+        let mut retransmissions = 0u64;
         let mut tally = |report: Result<CallReport, DialError>| match report {
             Ok(report) => {
+                retransmissions += report.retransmissions;
                 *outcomes.entry(report.outcome.to_owned()).or_default() += 1;
                 *by_trunk
                     .entry(report.trunk.clone())
@@ -437,6 +439,9 @@ impl Control {
             "failovers": failovers_by_trunk.values().sum::<u64>(),
             "failovers_by_trunk": failovers_by_trunk,
             "refused_by_trunk_limits": refused,
+            // Requests sent again for want of an answer, up to each call's
+            // outcome: a sign of loss on the way.
+            "retransmissions": retransmissions,
             "errors": errors,
             "placing_seconds": placing_seconds,
             "elapsed_seconds": started.elapsed().as_secs_f64(),

@@ -716,12 +716,13 @@ fn print_import(result: &Value) {
 fn print_call(result: &Value) {
     if let Some(outcomes) = result["outcomes"].as_object() {
         println!(
-            "{} calls at {}/s in {:.1} s ({} refused by trunk limits, {} errors)",
+            "{} calls at {}/s in {:.1} s ({} refused by trunk limits, {} errors, {} retransmissions)",
             text(&result["calls"]),
             text(&result["rate"]),
             result["elapsed_seconds"].as_f64().unwrap_or(0.0),
             text(&result["refused_by_trunk_limits"]),
             text(&result["errors"]),
+            text(&result["retransmissions"]),
         );
         for (outcome, count) in outcomes {
             println!("  {outcome}: {}", text(count));
