@@ -312,6 +312,8 @@ impl Message {
         if let Some(uri) = request_uri(bytes) {
             check_request_uri(uri)?;
         }
+        // A request's identity must read; the call reads it again when it
+        // takes the request, which is seldom.
         check_headers(request.headers.iter().filter_map(header_text))?
             .identity(Some(&request.method))?;
         let declared = request.headers.iter().find_map(|header| match header {
