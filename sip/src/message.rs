@@ -132,8 +132,11 @@ impl Response {
 
     /// The reason phrase as the peer wrote it.
     pub fn reason(&self) -> &str {
-        let line = self.head.lines().next().unwrap_or_default();
-        line.get(STATUS_LINE_PREFIX..).unwrap_or_default()
+        // The status line ends at the first CRLF; a bare LF is part of it.
+        let line_end = self.head.find("\r\n").unwrap_or(self.head.len());
+        self.head
+            .get(STATUS_LINE_PREFIX..line_end)
+            .unwrap_or_default()
     }
 
     /// Every header's name and value, in order.
@@ -1276,6 +1279,7 @@ Content-Length: 0\r\n\r\n"
             ok.replace("Call-ID", "X-Odd!%*_+`'~"),
             ok.replace("Call-ID: ", "Call-ID:  \t"),
             ok.replace("Status", "St\u{e4}tus \u{4f60}\u{597d}"),
+            ok.replace("200 Status", "099 Odd\nreason"),
             ok.replace("\r\n\r\n", "\r\n"),
         ];
         let mut read = 0;
