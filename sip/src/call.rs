@@ -16,20 +16,19 @@
 //! [`OutboundCall::answer_remote_offer`].
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rsip::headers::UntypedHeader;
 
-use crate::dialog::{Dialog, first_uri, response_to, via_value};
+use crate::dialog::{Dialog, first_uri, response_to};
 use crate::digest::{self, Credentials};
 use crate::message::{
-    Identity, Message, Response, encode_response, format_sized, request_identity, written_headers,
+    Identity, Message, Response, encode_response, format_sized, request_identity,
     written_request_uri,
 };
 use crate::transaction::{
-    ClientInvite, ClientNonInvite, ServerNonInvite, Timers, TransactionEvent,
+    ClientInvite, ClientNonInvite, ServerNonInvite, Timers, TransactionEvent, request_on_invite,
 };
 
 const SDP: &str = "application/sdp";
@@ -1107,29 +1106,11 @@ impl OutboundCall {
         else {
             return;
         };
-        // RFC 3261 §9.1: the INVITE's Request-URI, Call-ID, From, To (no
-        // tag), CSeq number and its one Via with the same branch.
-        let mut cancel = String::with_capacity(invite.len());
-        let _ = write!(
-            cancel,
-            "CANCEL {} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\n",
-            written_request_uri(invite),
-            via_value(self.settings.local_addr, &self.invite_branch)
-        );
-        for (name, value) in written_headers(invite) {
-            if matches!(name, "From" | "To" | "Call-ID" | "Route") {
-                let _ = write!(cancel, "{name}: {value}\r\n");
-            }
-        }
-        let _ = write!(
-            cancel,
-            "CSeq: {} CANCEL\r\nContent-Length: 0\r\n\r\n",
-            self.invite_cseq
-        );
+        let cancel = request_on_invite(invite, "CANCEL", None);
         self.cancel_sent = true;
         self.cancel_deadline = Some(now + self.settings.timers.t1 * 64);
         let branch = self.invite_branch.clone();
-        self.start_request(now, branch, rsip::Method::Cancel, cancel.into_bytes());
+        self.start_request(now, branch, rsip::Method::Cancel, cancel);
     }
 
     fn send_bye(&mut self, now: Instant) {

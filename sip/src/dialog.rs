@@ -234,12 +234,6 @@ pub fn plain_uri_reading_agrees_with_rsip(text: &str) -> bool {
 
 /// The Via value for a request we originate. `rport` asks the peer to answer
 /// to the port the request came from (RFC 3581).
-pub fn via_value(local_addr: SocketAddr, branch: &str) -> String {
-    let mut value = String::with_capacity(64);
-    write_via_value(&mut value, local_addr, branch);
-    value
-}
-
 fn write_via_value(out: &mut String, local_addr: SocketAddr, branch: &str) {
     let _ = write!(out, "SIP/2.0/UDP {local_addr};branch={branch};rport");
 }

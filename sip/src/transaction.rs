@@ -175,7 +175,7 @@ impl ClientInvite {
                 self.terminate();
             }
             (InviteState::Calling | InviteState::Proceeding, 300..=699) => {
-                let ack = ack_for(&self.request_bytes, response);
+                let ack = request_on_invite(&self.request_bytes, "ACK", response.header("To"));
                 self.core.transmits.push_back(ack.clone());
                 self.ack = Some(ack);
                 self.state = InviteState::Completed;
@@ -427,43 +427,40 @@ impl ServerNonInvite {
     }
 }
 
-/// The ACK for a non-2xx final response (RFC 3261 §17.1.1.3): the INVITE's
-/// Request-URI, top Via, From, Call-ID and Route, the response's To (with its tag),
-/// and the INVITE's CSeq number with method ACK.
-fn ack_for(invite: &[u8], response: &Response) -> Vec<u8> {
-    let (mut via, mut routes, mut from, mut call_id, mut seq) = (None, Vec::new(), None, None, 1);
+/// A request of the INVITE's own transaction: its CANCEL (RFC 3261 §9.1)
+/// or the ACK for a non-2xx final response (§17.1.1.3). Both carry the
+/// INVITE's Request-URI, top Via, Route, From, Call-ID and CSeq number, with
+/// `method`; To is the INVITE's, or `to` when given (the ACK takes the
+/// response's, tag and all). Read from the INVITE as it went on the wire.
+pub(crate) fn request_on_invite(invite: &[u8], method: &str, to: Option<&str>) -> Vec<u8> {
+    let mut request = String::with_capacity(invite.len());
+    let _ = write!(
+        request,
+        "{method} {} SIP/2.0\r\n",
+        written_request_uri(invite)
+    );
+    let mut top_via = true;
     for (name, value) in written_headers(invite) {
         match name {
-            "Via" => {
-                via.get_or_insert(value);
+            "Via" if top_via => {
+                top_via = false;
+                let _ = write!(request, "Via: {value}\r\nMax-Forwards: 70\r\n");
             }
-            "Route" => routes.push(value),
-            "From" => from = Some(value),
-            "Call-ID" => call_id = Some(value),
+            "Route" | "From" | "Call-ID" => {
+                let _ = write!(request, "{name}: {value}\r\n");
+            }
+            "To" => {
+                let _ = write!(request, "To: {}\r\n", to.unwrap_or(value));
+            }
             "CSeq" => {
-                seq = (value.split(' ').next())
-                    .and_then(|number| number.parse().ok())
-                    .unwrap_or(1)
+                let number = value.split(' ').next().unwrap_or("1");
+                let _ = write!(request, "CSeq: {number} {method}\r\n");
             }
             _ => {}
         }
     }
-    let to = response.header("To");
-    let mut ack = String::with_capacity(invite.len());
-    let _ = write!(ack, "ACK {} SIP/2.0\r\n", written_request_uri(invite));
-    let headers = (via.map(|via| ("Via", via)).into_iter())
-        .chain(routes.into_iter().map(|route| ("Route", route)))
-        .chain(from.map(|from| ("From", from)))
-        .chain(to.map(|to| ("To", to)))
-        .chain(call_id.map(|call_id| ("Call-ID", call_id)));
-    for (name, value) in headers {
-        let _ = write!(ack, "{name}: {value}\r\n");
-    }
-    let _ = write!(
-        ack,
-        "CSeq: {seq} ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    );
-    ack.into_bytes()
+    request.push_str("Content-Length: 0\r\n\r\n");
+    request.into_bytes()
 }
 
 #[cfg(test)]
