@@ -1132,15 +1132,13 @@ Content-Length: 0\r\n\r\n",
                 user = self.settings.caller_user,
                 tag = self.rng.random::<u32>(),
             );
-            let Ok(Message::Request(request)) = Message::parse(text.as_bytes()) else {
-                tracing::warn!(trunk = %config.name, "cannot build an OPTIONS keepalive");
+            // The text is what goes on the wire; parsing it only checks that a
+            // trunk's settings (its From domain) make a valid request.
+            if let Err(error) = Message::parse(text.as_bytes()) {
+                tracing::warn!(trunk = %config.name, %error, "cannot build an OPTIONS keepalive");
                 continue;
-            };
-            let transaction = ClientNonInvite::new(
-                dialhound_sip::message::encode_request(&request),
-                now,
-                self.settings.timers,
-            );
+            }
+            let transaction = ClientNonInvite::new(text.into_bytes(), now, self.settings.timers);
             self.keepalives.insert(
                 call_id.clone(),
                 Keepalive {

@@ -122,12 +122,13 @@ impl Response {
     }
 
     pub fn identity(&self) -> Identity {
-        Identity {
-            call_id: self.call_id().to_owned(),
+        IdentityRef {
+            call_id: self.call_id(),
             cseq: self.cseq,
             cseq_method: self.cseq_method,
-            branch: self.branch().map(str::to_owned),
+            branch: self.branch(),
         }
+        .to_owned_identity()
     }
 
     /// The reason phrase as the peer wrote it.
@@ -452,18 +453,17 @@ pub fn plain_response_reading_agrees_with_rsip(bytes: &[u8]) -> bool {
     })
 }
 
-/// A header typed by rsip's own table of names (an unknown name becomes
-/// `Other`); `None` when the name or value is not UTF-8.
-fn read_header(name: &[u8], value: &[u8]) -> Option<rsip::Header> {
-    rsip::headers::header::tokenizer::Tokenizer { name, value }
-        .try_into()
-        .ok()
-}
-
-/// A header we write, typed as rsip would read it.
+/// A header typed by rsip's own table of names, as rsip reads it (an unknown
+/// name becomes `Other`).
 pub(crate) fn typed_header(name: &str, value: &str) -> rsip::Header {
-    read_header(name.as_bytes(), value.as_bytes())
-        .unwrap_or_else(|| rsip::Header::Other(name.to_owned(), value.to_owned()))
+    let tokenizer = rsip::headers::header::tokenizer::Tokenizer {
+        name: name.as_bytes(),
+        value: value.as_bytes(),
+    };
+    // Only bytes that are not UTF-8 fail, and these came as text.
+    tokenizer
+        .try_into()
+        .unwrap_or_else(|_| rsip::Header::Other(name.to_owned(), value.to_owned()))
 }
 
 /// `format!` into a buffer of `capacity`: `format!` sizes its buffer from
@@ -507,26 +507,18 @@ fn find_crlf(text: &[u8]) -> Option<usize> {
     memchr::memchr_iter(b'\r', text).find(|&at| text.get(at + 1) == Some(&b'\n'))
 }
 
-/// A request as it goes on the wire: the text of rsip's `Display`, written
-/// into one buffer sized up front, and the body as its raw bytes. Every
-/// message we send passes through here or [`encode_response`].
+/// A request built as rsip's type, as it goes on the wire: the text of
+/// rsip's `Display`, written into one buffer sized up front, and the body as
+/// its raw bytes. A call's own requests are written straight to bytes by its
+/// dialog instead.
 pub fn encode_request(request: &rsip::Request) -> Vec<u8> {
-    encode_request_with_uri(request, None)
-}
-
-/// As [`encode_request`], with the Request-URI as text when the caller has
-/// it printed already.
-pub fn encode_request_with_uri(request: &rsip::Request, uri: Option<&str>) -> Vec<u8> {
     let mut text = String::with_capacity(encoded_size(&request.headers, &request.body));
     // The start line's parts print themselves; a URI is not plain text.
-    let _ = match uri {
-        Some(uri) => write!(text, "{} {uri} {}\r\n", request.method, request.version),
-        None => write!(
-            text,
-            "{} {} {}\r\n",
-            request.method, request.uri, request.version
-        ),
-    };
+    let _ = write!(
+        text,
+        "{} {} {}\r\n",
+        request.method, request.uri, request.version
+    );
     finish_encoding(text, &request.headers, &request.body)
 }
 
@@ -996,12 +988,9 @@ fn identity_of(
         call_id: headers.call_id_header().ok().map(UntypedHeader::value),
         cseq: headers.cseq_header().ok().map(UntypedHeader::value),
     };
-    found.identity(method).map(|identity| Identity {
-        call_id: identity.call_id.to_owned(),
-        cseq: identity.cseq,
-        cseq_method: identity.cseq_method,
-        branch: identity.branch.map(str::to_owned),
-    })
+    found
+        .identity(method)
+        .map(|identity| identity.to_owned_identity())
 }
 
 /// An identity as read, borrowing the message's text.
@@ -1010,6 +999,17 @@ struct IdentityRef<'a> {
     cseq: u32,
     cseq_method: rsip::Method,
     branch: Option<&'a str>,
+}
+
+impl IdentityRef<'_> {
+    fn to_owned_identity(&self) -> Identity {
+        Identity {
+            call_id: self.call_id.to_owned(),
+            cseq: self.cseq,
+            cseq_method: self.cseq_method,
+            branch: self.branch.map(str::to_owned),
+        }
+    }
 }
 
 /// The first of each header a message's identity is read from, as found.
