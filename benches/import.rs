@@ -9,10 +9,10 @@ use std::sync::Arc;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 use dialhound::config::Config;
-use dialhound::directory::Directory;
-use dialhound::import::ImportJob;
+use dialhound::ingest::Directory;
+use dialhound::ingest::ImportJob;
+use dialhound::store::Vault;
 use dialhound::store::{MemoryStore, SledStore, Store};
-use dialhound::vault::Vault;
 
 const ROWS: usize = 100_000;
 

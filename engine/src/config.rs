@@ -3,13 +3,13 @@
 //! Every section refuses unknown keys, so a typo is an error that names the key and
 //! its line instead of a setting that silently does nothing.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::customer::AttributeSchema;
+use crate::ingest::ColumnMapping;
+use crate::store::customer::AttributeSchema;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -213,9 +213,9 @@ impl Default for SipConfig {
 
 impl SipConfig {
     /// The agent's settings.
-    pub fn agent_settings(&self) -> crate::sip_agent::AgentSettings {
+    pub fn agent_settings(&self) -> crate::call::sip_agent::AgentSettings {
         let t1 = std::time::Duration::from_millis(self.t1_ms.max(1));
-        crate::sip_agent::AgentSettings {
+        crate::call::sip_agent::AgentSettings {
             listen: self.listen,
             timers: dialhound_sip::Timers {
                 t1,
@@ -447,38 +447,6 @@ fn default_zone() -> String {
     "Asia/Shanghai".to_owned()
 }
 
-/// Spreadsheet header names for the built-in fields; attributes map by their own name
-/// unless `attributes` says otherwise.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ColumnMapping {
-    /// Absent: the customer id is derived from the phone number.
-    #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default = "default_phone_column")]
-    pub phone: String,
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Attribute name → column header, where they differ.
-    #[serde(default)]
-    pub attributes: BTreeMap<String, String>,
-}
-
-impl Default for ColumnMapping {
-    fn default() -> Self {
-        Self {
-            id: None,
-            phone: default_phone_column(),
-            name: None,
-            attributes: BTreeMap::new(),
-        }
-    }
-}
-
-fn default_phone_column() -> String {
-    "phone".to_owned()
-}
-
 /// A configuration file that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -588,10 +556,10 @@ impl Config {
 
     /// Checks that serde cannot express: value ranges and cross-references.
     /// The import settings this configuration describes.
-    pub fn import_settings(&self) -> crate::import::ImportSettings {
-        crate::import::ImportSettings {
+    pub fn import_settings(&self) -> crate::ingest::import::ImportSettings {
+        crate::ingest::import::ImportSettings {
             schema: self.import.attributes.clone(),
-            region: crate::phone::Region::parse(&self.import.default_region)
+            region: crate::ingest::phone::Region::parse(&self.import.default_region)
                 .expect("checked when the config was loaded"),
             civil_zone: jiff::tz::TimeZone::get(&self.import.default_zone)
                 .expect("checked when the config was loaded"),
@@ -609,7 +577,7 @@ impl Config {
                 message,
             }
         };
-        if crate::phone::Region::parse(&self.import.default_region).is_none() {
+        if crate::ingest::phone::Region::parse(&self.import.default_region).is_none() {
             return Err(invalid(
                 "default_region",
                 format!(

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::control::Control;
-use crate::directory::Directory;
+use crate::control::commands::Control;
+use crate::ingest::directory::Directory;
 use crate::metrics::Metrics;
+use crate::store::vault::Vault;
 use crate::store::{SledStore, Store};
-use crate::vault::Vault;
 
 /// Runs the daemon until SIGTERM or SIGINT, then stops accepting work, flushes the
 /// store and removes the socket.
@@ -50,7 +50,7 @@ pub async fn serve_until(
     log_media_scheduling(media.scheduling());
     metrics.watch_media(Arc::clone(&media));
     let metrics = Arc::new(metrics);
-    let (sip, sip_task) = crate::sip_agent::SipAgent::start(
+    let (sip, sip_task) = crate::call::sip_agent::SipAgent::start(
         config.sip.agent_settings(),
         Arc::clone(&trunks),
         Arc::clone(&metrics.sip),
@@ -63,7 +63,6 @@ pub async fn serve_until(
         store: Arc::clone(&store),
         directory: directory.clone(),
         agent: sip.clone(),
-        media: Arc::clone(&media),
         data_dir: data_dir.clone(),
         voice: config.media.voice.clone(),
         tts_rate: config.media.tts_rate,
@@ -102,16 +101,17 @@ pub async fn serve_until(
                 .with_context(|| format!("cannot serve metrics on {address}"))?;
             tracing::info!(%address, "serving metrics");
             let metrics = Arc::clone(&metrics);
-            Some(tokio::spawn(crate::metrics::serve(listener, move || {
-                metrics.render()
-            })))
+            Some(tokio::spawn(crate::http::metrics_page::serve(
+                listener,
+                move || metrics.render(),
+            )))
         }
         None => None,
     };
 
     let socket_path = config.daemon.socket.clone();
-    let listener = crate::socket::bind(&socket_path).await?;
-    let socket_task = tokio::spawn(crate::socket::serve(listener, control));
+    let listener = crate::control::socket::bind(&socket_path).await?;
+    let socket_task = tokio::spawn(crate::control::socket::serve(listener, control));
     tracing::info!(
         socket = %socket_path.display(),
         data_dir = %data_dir.display(),

@@ -9,8 +9,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use mimalloc::MiMalloc;
 use serde_json::Value;
 
-use dialhound::config::{ColumnMapping, Config};
-use dialhound::protocol::{Event, Request, Response};
+use dialhound::config::Config;
+use dialhound::control::protocol::{Event, Request, Response};
+use dialhound::ingest::ColumnMapping;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -310,7 +311,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Command::Rules(command) = &cli.command {
-        use dialhound::rules_cli;
+        use dialhound::control::rules_cli;
         // `--customer ID`: the daemon holds the customer.
         let fetched = match command {
             RulesCommand::Explain { customer, .. } if rules_cli::is_customer_id(customer) => {
@@ -388,7 +389,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
     };
     let bar = progress_bar(&request, cli.json);
-    let response = dialhound::client::call(&socket, &request, |event| {
+    let response = dialhound::control::client::call(&socket, &request, |event| {
         if let (Some(bar), Event::Progress { rows, fraction }) = (&bar, event) {
             bar.set_position((fraction * 1000.0) as u64);
             bar.set_message(format!("{rows} rows"));
@@ -419,7 +420,7 @@ fn init_logging(format: LogFormat) {
 async fn stored_customer(cli: &Cli, id: &str) -> anyhow::Result<String> {
     let socket = socket_path(cli)?;
     let request = Request::CustomerShow { id: id.to_owned() };
-    let response = dialhound::client::call(&socket, &request, |_| {}).await?;
+    let response = dialhound::control::client::call(&socket, &request, |_| {}).await?;
     let Some(mut customer) = response.result else {
         let message = response
             .error
@@ -667,10 +668,10 @@ fn print_campaign(campaign: &Value) {
 }
 
 fn print_cdrs(result: &Value, csv: bool) {
-    let cdrs: Vec<dialhound::attempt::Cdr> =
+    let cdrs: Vec<dialhound::store::Cdr> =
         serde_json::from_value(result.clone()).unwrap_or_default();
     if csv {
-        println!("{}", dialhound::attempt::Cdr::CSV_HEADER);
+        println!("{}", dialhound::store::Cdr::CSV_HEADER);
         for cdr in &cdrs {
             println!("{}", cdr.csv_row());
         }

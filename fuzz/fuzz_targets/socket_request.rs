@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = dialhound::protocol::Request::parse(data);
+    let _ = dialhound::control::protocol::Request::parse(data);
 });

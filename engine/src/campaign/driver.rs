@@ -5,45 +5,32 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use dialhound_media::engine::MediaEngine;
 use dialhound_media::tts::TtsEngine;
 use dialhound_rules::{Program, Record};
 use jiff::Timestamp;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use super::call::{self, CallPlan, Finished, SharedPrompts};
+use super::call_task::{self, CallPlan, Finished, SharedPrompts};
 use super::ready::ReadyQueue;
-use super::{Command, RunState, SavedCampaign};
-use crate::attempt::{Attempt, CallOutcome};
+use super::services::Services;
+use super::state::{RunState, SavedCampaign};
+use crate::campaign::pacer::{Pacer, PacerConfig, PacerFigures};
+use crate::campaign::wake_wheel::{Placed, WakeWheel};
 use crate::config::CampaignConfig;
-use crate::customer::CustomerId;
-use crate::directory::Directory;
-use crate::metrics::CampaignMetrics;
-use crate::pacer::{Pacer, PacerConfig, PacerFigures};
-use crate::sip_agent::SipAgent;
-use crate::store::Store;
-use crate::wake_wheel::{Placed, WakeWheel};
+use crate::store::attempt::{Attempt, CallOutcome};
+use crate::store::customer::CustomerId;
 
-/// What every campaign's calls use: the daemon's parts.
-pub struct Services {
-    pub store: Arc<dyn Store>,
-    pub directory: Directory,
-    pub agent: SipAgent,
-    pub media: Arc<MediaEngine>,
-    /// Where recordings and the prompt cache go.
-    pub data_dir: std::path::PathBuf,
-    /// espeak-ng's settings when a campaign names no voice.
-    pub voice: String,
-    pub tts_rate: f32,
-    /// The tiers in the order of `[[trunk]]`; the first is used when a rule
-    /// names no line.
-    pub tiers: Vec<String>,
-    /// All trunks' channels and calls per second together: the pacer never
-    /// asks for more.
-    pub max_channels: u32,
-    pub max_cps: u32,
-    pub metrics: Arc<CampaignMetrics>,
+/// What a driver is asked to do.
+pub(crate) enum Command {
+    Pause,
+    Resume,
+    Stop,
+    Reload(Arc<dialhound_rules::Program>),
+    Changed(Vec<CustomerId>),
+    /// Look at every customer again (an import changed some).
+    Rescan,
+    Status(oneshot::Sender<CampaignStatus>),
 }
 
 /// A campaign as `campaign show` and `campaign list` print it.
@@ -445,7 +432,7 @@ impl Driver {
         &self,
         id: &CustomerId,
         sealed: Option<crate::store::SealedCustomer>,
-    ) -> Result<Option<(crate::customer::Customer, Record)>, String> {
+    ) -> Result<Option<(crate::store::customer::Customer, Record)>, String> {
         let sealed = match sealed {
             Some(sealed) => sealed,
             None => match self.services.store.customer(id) {
@@ -533,7 +520,7 @@ impl Driver {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .handle_dialed(Instant::now());
-            tokio::spawn(call::run(
+            tokio::spawn(call_task::run(
                 plan,
                 ringing,
                 Arc::clone(&self.services),

@@ -17,41 +17,28 @@
 //! due now while it waits in the ready queue), or an open attempt in the
 //! ledger, so a restart finds everyone again.
 
-mod call;
+mod call_task;
 mod driver;
-pub mod ready;
+pub mod metrics;
+mod pacer;
+mod ready;
+mod services;
+mod state;
+mod wake_wheel;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-pub use driver::{CampaignStatus, Services};
+pub use driver::CampaignStatus;
+use driver::Command;
+pub use services::Services;
+pub use state::{RunState, SavedCampaign};
 
-use crate::attempt::Cdr;
 use crate::config::CampaignConfig;
-use crate::customer::CustomerId;
-
-/// Where a campaign stands, as operators and the store see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunState {
-    /// Never started, or stopped.
-    Stopped,
-    Running,
-    /// No new calls; calls in progress go on.
-    Paused,
-}
-
-/// A campaign's state as the store keeps it, so a restart carries on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SavedCampaign {
-    pub state: RunState,
-    /// Every customer has been looked at once; after this, wakes and
-    /// changes are enough.
-    pub scanned: bool,
-}
+use crate::store::attempt::Cdr;
+use crate::store::customer::CustomerId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CampaignError {
@@ -65,18 +52,6 @@ pub enum CampaignError {
     Rules { name: String, message: String },
     #[error("campaign `{0}`: {1}")]
     Store(String, String),
-}
-
-/// What a driver is asked to do.
-pub(crate) enum Command {
-    Pause,
-    Resume,
-    Stop,
-    Reload(Arc<dialhound_rules::Program>),
-    Changed(Vec<CustomerId>),
-    /// Look at every customer again (an import changed some).
-    Rescan,
-    Status(oneshot::Sender<CampaignStatus>),
 }
 
 struct Running {

@@ -43,8 +43,8 @@
 use std::collections::BTreeMap;
 
 use super::{DncEntry, SealedCustomer};
-use crate::customer::{AttributeValue, CustomerId, Money};
-use crate::vault::{Fingerprint, PhoneKey};
+use crate::store::customer::{AttributeValue, CustomerId, Money};
+use crate::store::vault::{Fingerprint, PhoneKey};
 
 /// The store format this build writes and the newest it reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -221,16 +221,17 @@ pub fn decode_json<T: serde::de::DeserializeOwned>(
 }
 
 pub fn encode_history(history: &dialhound_rules::History) -> Vec<u8> {
-    encode_json(&crate::attempt::StoredHistory::from_history(history))
+    encode_json(&crate::store::attempt::StoredHistory::from_history(history))
 }
 
 pub fn decode_history(bytes: &[u8]) -> Result<dialhound_rules::History, super::StoreError> {
-    decode_json::<crate::attempt::StoredHistory>(bytes, "contact history").map(|h| h.to_history())
+    decode_json::<crate::store::attempt::StoredHistory>(bytes, "contact history")
+        .map(|h| h.to_history())
 }
 
 /// A CDR's key: its campaign, a zero byte, then the end time and the attempt
 /// number, big-endian, so one campaign's CDRs scan in time order.
-pub fn cdr_key(cdr: &crate::attempt::Cdr) -> Vec<u8> {
+pub fn cdr_key(cdr: &crate::store::attempt::Cdr) -> Vec<u8> {
     let mut key = Vec::with_capacity(cdr.campaign.len() + 17);
     key.extend_from_slice(cdr.campaign.as_bytes());
     key.push(0);

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dialhound_rules::History;
 
 use super::{CustomerWrite, DncEntry, SealedCustomer, Store, StoreError};
-use crate::attempt::{Attempt, Cdr};
-use crate::customer::CustomerId;
-use crate::vault::PhoneKey;
+use crate::store::attempt::{Attempt, Cdr};
+use crate::store::customer::CustomerId;
+use crate::store::vault::PhoneKey;
 
 /// Holds everything in maps; nothing survives the process.
 #[derive(Default)]

@@ -2,27 +2,31 @@
 //! embedded sled implementation.
 //!
 //! The store only ever sees sealed personal data: phone numbers and names are
-//! encrypted by the [`Vault`](crate::vault::Vault) before they reach it, and the
+//! encrypted by the [`Vault`](crate::store::vault::Vault) before they reach it, and the
 //! phone index and DNC list are keyed by a keyed hash of the number. A larger
 //! deployment can put the same records in a shared database behind this trait.
 
+pub mod attempt;
+pub mod customer;
 mod encoding;
 mod memory;
+pub(crate) mod redact;
 mod sled_store;
+pub mod vault;
 
 use std::collections::BTreeMap;
 
-pub use encoding::{
-    DecodeError, SCHEMA_VERSION, decode_personal, encode_attributes, encode_personal,
-};
+pub use attempt::Cdr;
+pub(crate) use encoding::{DecodeError, decode_personal, encode_attributes, encode_personal};
 pub use memory::MemoryStore;
 pub use sled_store::SledStore;
+pub use vault::Vault;
 
 use dialhound_rules::History;
 
-use crate::attempt::{Attempt, Cdr};
-use crate::customer::{AttributeValue, CustomerId};
-use crate::vault::{Fingerprint, PhoneKey};
+use crate::store::attempt::Attempt;
+use crate::store::customer::{AttributeValue, CustomerId};
+use crate::store::vault::{Fingerprint, PhoneKey};
 
 /// A customer record with its personal fields sealed.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,9 +8,9 @@ use dialhound_rules::History;
 use sled::Transactional;
 
 use super::{CustomerWrite, DncEntry, SealedCustomer, Store, StoreError};
-use crate::attempt::{Attempt, Cdr};
-use crate::customer::CustomerId;
-use crate::vault::{PhoneKey, Vault};
+use crate::store::attempt::{Attempt, Cdr};
+use crate::store::customer::CustomerId;
+use crate::store::vault::{PhoneKey, Vault};
 
 const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
 const KEY_CHECK_KEY: &[u8] = b"key_check";
@@ -424,8 +424,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::attempt::{Attempt, Cdr};
-    use crate::vault::Fingerprint;
+    use crate::store::attempt::{Attempt, Cdr};
+    use crate::store::vault::Fingerprint;
 
     fn customer(id: &str, phone: u8) -> SealedCustomer {
         SealedCustomer {
@@ -461,7 +461,7 @@ mod tests {
                 .begin_attempts(&[attempt(first, "a", 0), attempt(second, "b", 5)])
                 .unwrap();
             let mut cdr = Cdr::interrupted(&attempt(second, "b", 5), t(40));
-            cdr.outcome = crate::attempt::CallOutcome::OptedOut;
+            cdr.outcome = crate::store::attempt::CallOutcome::OptedOut;
             store.finish_attempt(&cdr).unwrap();
             store.flush().unwrap();
         }
@@ -667,7 +667,7 @@ mod model {
 
     use super::*;
     use crate::store::MemoryStore;
-    use crate::vault::Fingerprint;
+    use crate::store::vault::Fingerprint;
 
     #[derive(Debug, Clone)]
     enum Op {

@@ -334,7 +334,7 @@ mod plan {
 /// Numbers are personal data: `Debug` never shows them.
 impl fmt::Debug for E164 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "E164({})", crate::redact::Redacted(self.as_str()))
+        write!(f, "E164({})", crate::store::redact::Redacted(self.as_str()))
     }
 }
 

@@ -244,9 +244,6 @@ impl DemoCarrier {
             malformed: read(&c.malformed),
         }
     }
-
-    /// Stops the carrier; calls in progress get nothing more.
-    pub fn shutdown(self) {}
 }
 
 impl Drop for DemoCarrier {
@@ -662,7 +659,9 @@ async fn send_media(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip_agent::{AgentSettings, CallReport, Dial, Route, SipAgent};
+    use crate::call::dial::{Dial, Route};
+    use crate::call::report::CallReport;
+    use crate::call::sip_agent::{AgentSettings, SipAgent};
     use dialhound_line_pool::{HealthConfig, LinePool, TrunkConfig};
     use dialhound_media::engine::{MediaConfig, MediaEngine};
 

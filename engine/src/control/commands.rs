@@ -11,14 +11,15 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::config::ColumnMapping;
-use crate::customer::CustomerId;
-use crate::directory::Directory;
-use crate::import::{ImportJob, ImportSummary};
+use crate::call::dial::{Dial, DialError, Route};
+use crate::call::report::CallReport;
+use crate::control::protocol::{ErrorBody, Event, Request, Response};
+use crate::ingest::ColumnMapping;
+use crate::ingest::directory::Directory;
+use crate::ingest::import::{ImportJob, ImportSummary};
+use crate::ingest::phone::E164;
 use crate::metrics::Metrics;
-use crate::phone::E164;
-use crate::protocol::{ErrorBody, Event, Request, Response};
-use crate::sip_agent::{CallReport, Dial, DialError, Route};
+use crate::store::customer::CustomerId;
 
 /// Everything a command may touch, shared by all connections.
 pub struct Control {
@@ -27,7 +28,7 @@ pub struct Control {
     pub metrics: Arc<Metrics>,
     pub data_dir: PathBuf,
     pub default_mapping: ColumnMapping,
-    pub sip: crate::sip_agent::SipAgent,
+    pub sip: crate::call::sip_agent::SipAgent,
     /// Speaks the `say` of operator calls.
     pub tts: Arc<dialhound_media::tts::TtsEngine>,
     pub campaigns: Arc<crate::campaign::Campaigns>,
@@ -95,7 +96,7 @@ impl Control {
                 };
                 let summary = self
                     .blocking(move |control| {
-                        let mut report = |p: crate::import::ImportProgress| {
+                        let mut report = |p: crate::ingest::import::ImportProgress| {
                             if progress {
                                 let _ = events.try_send(Event::Progress {
                                     rows: p.rows,

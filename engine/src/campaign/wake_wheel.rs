@@ -2,9 +2,8 @@
 //!
 //! A customer is evaluated when its record changes and when the compiled rule
 //! says the answer can next change. That next time is kept in the store's `wakes`
-//! tree; the wheel holds the ones before [`WakeWheel::horizon_end`], so the driver
-//! sleeps until [`WakeWheel::next_deadline`] and asks [`WakeWheel::poll_due`] what
-//! came due. Wakes further out are refused by the wheel and stay only in the store;
+//! tree; the wheel holds the ones before [`WakeWheel::horizon_end`], and the driver
+//! asks [`WakeWheel::poll_due`] at each of its ticks what came due. Wakes further out are refused by the wheel and stay only in the store;
 //! as time moves on and the horizon with it, the driver reads them back from the
 //! store (`Store::wakes_between` the old and the new horizon end) and hands them
 //! over with [`WakeWheel::load`]. After a restart the wheel
@@ -23,7 +22,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::customer::CustomerId;
+use crate::store::customer::CustomerId;
 
 /// Where [`WakeWheel::schedule`] put a wake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +89,7 @@ impl WakeWheel {
         self.entries.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -150,7 +150,8 @@ impl WakeWheel {
         Some(entry.at)
     }
 
-    /// The earliest wake held, for the driver's sleep.
+    /// The earliest wake held.
+    #[cfg(test)]
     pub fn next_deadline(&self) -> Option<Timestamp> {
         if self.entries.is_empty() {
             return None;
@@ -207,6 +208,7 @@ impl WakeWheel {
         tick.rem_euclid(self.slot_count()) as usize
     }
 
+    #[cfg(test)]
     fn live(&self, slotted: &Slotted) -> Option<Timestamp> {
         self.entries
             .get(&slotted.customer)

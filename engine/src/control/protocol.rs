@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ColumnMapping;
+use crate::ingest::ColumnMapping;
 
 /// The longest request line the daemon reads; a longer one is refused and skipped.
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;

@@ -13,15 +13,16 @@ use dialhound_rules::{Program, Record};
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 
-use super::driver::Services;
-use crate::attempt::{Attempt, CallOutcome, Cdr};
-use crate::call_flow::{Conversation, FlowAction, FlowEvent};
+use super::services::Services;
+use crate::call::conversation::{Conversation, FlowAction, FlowEvent};
+use crate::campaign::pacer::{Pacer, Ringing, Talking};
 use crate::config::CampaignConfig;
-use crate::customer::CustomerId;
-use crate::pacer::{Pacer, Ringing, Talking};
+use crate::store::attempt::{Attempt, CallOutcome, Cdr};
+use crate::store::customer::CustomerId;
 use dialhound_line_pool::TierFallback;
 
-use crate::sip_agent::{CallReport, Dial, Route};
+use crate::call::dial::{Dial, Route};
+use crate::call::report::CallReport;
 
 /// A call the driver decided to make; its attempt is in the ledger.
 pub(super) struct CallPlan {

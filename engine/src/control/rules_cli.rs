@@ -83,7 +83,7 @@ pub fn is_customer_id(customer: &str) -> bool {
     let trimmed = customer.trim_start();
     !trimmed.starts_with('{')
         && !Path::new(customer).exists()
-        && crate::customer::CustomerId::parse(customer).is_some()
+        && crate::store::customer::CustomerId::parse(customer).is_some()
 }
 
 /// `rules explain FILE --customer JSON [--at TIME]`: the decision, the first

@@ -97,12 +97,6 @@ pub struct Ringing {
     dialed_at: Instant,
 }
 
-impl Ringing {
-    pub fn dialed_at(self) -> Instant {
-        self.dialed_at
-    }
-}
-
 /// An answered call, connected or abandoned; handed back when it ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Talking {
@@ -111,11 +105,8 @@ pub struct Talking {
 }
 
 impl Talking {
-    pub fn answered_at(self) -> Instant {
-        self.answered_at
-    }
-
     /// Whether the call holds one of the campaign's answer slots.
+    #[cfg(test)]
     pub fn is_connected(self) -> bool {
         self.connected
     }
@@ -209,21 +200,8 @@ impl Pacer {
         }
     }
 
-    pub fn config(&self) -> PacerConfig {
-        self.config
-    }
-
-    /// New limits, e.g. after a trunk was drained or the campaign resized; the
-    /// measurements carry on, unless the window's length changed: then its
-    /// slices no longer line up and the measuring starts afresh.
-    pub fn set_config(&mut self, config: PacerConfig) {
-        if config.window != self.config.window {
-            self.tallies = SlidingWindow::new(config.window, self.epoch);
-        }
-        self.config = config;
-    }
-
     /// Abandons since the pacer started.
+    #[cfg(test)]
     pub fn abandons(&self) -> u64 {
         self.abandons
     }
@@ -232,6 +210,7 @@ impl Pacer {
         u32::try_from(self.ringing.len()).unwrap_or(u32::MAX)
     }
 
+    #[cfg(test)]
     pub fn connected(&self) -> u32 {
         self.connected
     }

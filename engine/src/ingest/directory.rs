@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::customer::{Customer, CustomerId};
-use crate::import::{self, ImportError, ImportJob, ImportProgress, ImportSettings, ImportSummary};
-use crate::phone::E164;
+use crate::ingest::import::{
+    self, ImportError, ImportJob, ImportProgress, ImportSettings, ImportSummary,
+};
+use crate::ingest::phone::E164;
+use crate::store::customer::{Customer, CustomerId};
+use crate::store::vault::{Vault, VaultError};
 use crate::store::{self, DncEntry, SealedCustomer, Store, StoreError};
-use crate::vault::{Vault, VaultError};
 
 /// Customers and the DNC list, over any [`Store`].
 #[derive(Clone)]

@@ -4,6 +4,8 @@
 //! out or be busy and presses keys on some, the example customers imported,
 //! and the e-commerce campaign run for a while with its progress shown.
 
+mod carrier;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -11,12 +13,12 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::attempt::{CallOutcome, Cdr};
-use crate::demo_carrier::{CarrierBehaviour, CarrierStats, DemoCarrier};
-use crate::protocol::{Request, Response};
+use crate::control::protocol::{Request, Response};
+use crate::demo::carrier::{CarrierBehaviour, CarrierStats, DemoCarrier};
+use crate::store::attempt::{CallOutcome, Cdr};
 
 /// The e-commerce rules of `examples/`, with their scripts.
-const CART_RULES: &str = include_str!("../../examples/rules/cart.rules");
+const CART_RULES: &str = include_str!("../../../examples/rules/cart.rules");
 const CAMPAIGN: &str = "cart";
 
 #[derive(Debug, Clone)]
@@ -290,7 +292,7 @@ fn progress_line(elapsed: Duration, status: &serde_json::Value) -> String {
 
 async fn ask(socket: &Path, request: Request) -> anyhow::Result<serde_json::Value> {
     let command = request.command();
-    let response: Response = crate::client::call(socket, &request, |_| {}).await?;
+    let response: Response = crate::control::client::call(socket, &request, |_| {}).await?;
     match (response.result, response.error) {
         (_, Some(error)) => anyhow::bail!("`{command}` failed: {}", error.message),
         (Some(result), None) => Ok(result),

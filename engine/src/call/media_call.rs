@@ -15,79 +15,11 @@ use dialhound_media::engine::{
 use dialhound_media::recording::CallRecording;
 use dialhound_media::sdp::Codec;
 use dialhound_media::vad::{VadEvent, VoiceDetector};
-use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::sip_agent::{AgentError, CallOrder, CallReport, CallUpdate, MediaOffer, SipAgent};
-
-/// A call's media as `dialhound call --json` and the CDRs show it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MediaSummary {
-    /// `PCMU` or `PCMA`, once the callee's SDP settled one.
-    pub codec: Option<&'static str>,
-    pub local_rtp_port: u16,
-    pub packets_sent: u64,
-    pub packets_received: u64,
-    pub packets_lost: u64,
-    pub jitter_ms: f64,
-    /// Estimated mean opinion score (1 to 4.5), when the callee sent audio.
-    pub mos: Option<f64>,
-    /// Datagrams on our RTP port that were not the callee's RTP.
-    pub malformed_received: u64,
-    pub send_failures: u64,
-    /// The callee's speech, as voice activity detection heard it.
-    pub speech: Vec<SpeechSegment>,
-    /// When the callee's speech cut a playing prompt short (barge-in), in
-    /// the media time of their stream.
-    pub barge_in_ms: Option<u64>,
-}
-
-/// What happens on an answered call, as the conversation is told it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlowEvent {
-    /// The callee picked up.
-    Answered,
-    /// Every prompt asked for so far has been played (or cut short).
-    PromptsDone,
-    /// A key pressed.
-    Digit(char),
-    /// The callee started to speak (also told at the start of a listen when
-    /// they are speaking already).
-    SpeechStarted,
-    /// The last listen's time ran out.
-    Silence,
-}
-
-/// What the conversation asks of the call.
-#[derive(Debug, Clone)]
-pub enum FlowAction {
-    /// Queue a prompt after any playing.
-    Play(EncodedPrompt),
-    /// Tell [`FlowEvent::Silence`] after this long, unless something else
-    /// is told first; a new listen replaces the last one.
-    Listen(Duration),
-    /// End the call.
-    HangUp,
-}
-
-/// The call's side after answer, driven by events: a campaign's script.
-/// Sans-IO: it never waits, it answers each event with actions.
-pub trait Conversation: Send {
-    fn handle(&mut self, event: FlowEvent) -> Vec<FlowAction>;
-}
-
-/// The simplest conversation: plays its prompts once answered and stays on
-/// the line until the call's hold runs out.
-pub struct PlayPrompts<'a>(pub &'a [EncodedPrompt]);
-
-impl Conversation for PlayPrompts<'_> {
-    fn handle(&mut self, event: FlowEvent) -> Vec<FlowAction> {
-        match event {
-            FlowEvent::Answered => self.0.iter().cloned().map(FlowAction::Play).collect(),
-            _ => Vec::new(),
-        }
-    }
-}
+use crate::call::conversation::{Conversation, FlowAction, FlowEvent};
+use crate::call::report::{CallReport, MediaSummary, SpeechSegment};
+use crate::call::sip_agent::{AgentError, CallOrder, CallUpdate, MediaOffer, SipAgent};
 
 /// Places `order` with a media leg from `media` and lets `conversation`
 /// drive the call once the callee answers; with `record`, both directions go
@@ -321,14 +253,6 @@ impl AudioTap for CallTap {
         }
         action
     }
-}
-
-/// One stretch of the callee's speech, in the media time of their stream.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SpeechSegment {
-    pub start_ms: u64,
-    /// Absent when the call ended mid-speech.
-    pub end_ms: Option<u64>,
 }
 
 /// The prompts of a call decoded as the callee hears them, and how much of

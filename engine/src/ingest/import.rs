@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::config::ColumnMapping;
-use crate::customer::{AttributeSchema, CustomerId};
-use crate::phone::{E164, PhoneError, Region};
+use crate::ingest::columns::ColumnMapping;
+use crate::ingest::phone::{E164, PhoneError, Region};
+use crate::store::customer::{AttributeSchema, CustomerId};
+use crate::store::vault::{PhoneKey, Vault};
 use crate::store::{CustomerWrite, SealedCustomer, Store, StoreError};
-use crate::vault::{PhoneKey, Vault};
 
 const CHUNK_ROWS: usize = 16_384;
 const MAX_NAME_CHARS: usize = 200;

@@ -1,4 +1,4 @@
-//! The control socket: a Unix socket speaking [`protocol`](crate::protocol) lines.
+//! The control socket: a Unix socket speaking [`protocol`](crate::control::protocol) lines.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,8 +7,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
-use crate::control::Control;
-use crate::protocol::{ErrorBody, MAX_REQUEST_BYTES, Request, Response};
+use crate::control::commands::Control;
+use crate::control::protocol::{ErrorBody, MAX_REQUEST_BYTES, Request, Response};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {

@@ -5,7 +5,7 @@ use std::path::Path;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use crate::protocol::{Event, Request, Response};
+use crate::control::protocol::{Event, Request, Response};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
