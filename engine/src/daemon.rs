@@ -19,7 +19,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
 /// Runs the daemon until `stop` completes (or fails), then shuts it down as
 /// [`serve`] does.
-pub async fn serve_until(
+pub(crate) async fn serve_until(
     config: Config,
     stop: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
