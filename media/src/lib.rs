@@ -8,6 +8,8 @@
 //! - [`rtp_session`]: the sans-IO RTP/RTCP session of one call leg.
 //! - [`reception`]: RFC 3550 reception statistics: extended sequence, loss, jitter.
 //! - [`quality`]: what a leg measured, and a MOS estimate from the E-model.
+//! - [`mandarin`]: Mandarin text as it is read aloud: numbers, amounts, dates,
+//!   times and phone numbers written out before synthesis.
 //! - [`prompt`]: WAV prompts converted once to 8 kHz mono, played in 20 ms frames.
 //! - [`tts`]: espeak-ng text-to-speech from prompt templates, cached on disk.
 //! - [`vad`]: voice activity detection on 20 ms frames, and the recognizer trait.
@@ -18,6 +20,7 @@ pub mod dtmf;
 pub mod encoded;
 pub mod engine;
 pub mod g711;
+pub mod mandarin;
 pub mod packet;
 pub mod prompt;
 pub mod quality;
