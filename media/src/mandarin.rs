@@ -19,6 +19,15 @@
 //!
 //! Everything else, Latin words included, passes through unchanged: the
 //! voice decides how to say an English word inside a Mandarin line.
+//!
+//! [`numbered_pinyin`] writes normalised text as pinyin syllables with tone
+//! numbers (`您好` → `nin2 hao3`), for a voice that reads pinyin rather than
+//! characters: espeak-ng's `cmn` voice reads characters as numbered pinyin
+//! spoken in English ("nin-two"), so dialhound never gives it characters.
+//! The reading is the most common one of each character; words whose reading
+//! depends on context (`银行`, `重庆`) may be read the common way.
+
+use pinyin::ToPinyin;
 
 /// `text` with its numbers written out in Chinese characters.
 pub fn normalize(text: &str) -> String {
@@ -102,6 +111,50 @@ pub fn normalize(text: &str) -> String {
         }
         out.push_str(&quantity(&number.text));
         i = number.end;
+    }
+    out
+}
+
+/// `text` as pinyin syllables with tone numbers (5 for the neutral tone),
+/// separated by spaces; Chinese punctuation becomes the ASCII punctuation a
+/// voice pauses at, and anything that is not a Chinese character passes
+/// through as it is. Numbers are not touched: [`normalize`] first.
+pub fn numbered_pinyin(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut last_was_syllable = false;
+    for (c, reading) in text.chars().zip(text.to_pinyin()) {
+        if let Some(reading) = reading {
+            if !out.is_empty() && !out.ends_with(' ') {
+                out.push(' ');
+            }
+            let syllable = reading.with_tone_num_end();
+            out.push_str(syllable);
+            if !syllable.ends_with(|c: char| c.is_ascii_digit()) {
+                out.push('5');
+            }
+            last_was_syllable = true;
+            continue;
+        }
+        let pause = match c {
+            '，' | '、' => Some(","),
+            '。' | '！' | '？' | '；' => Some("."),
+            '：' => Some(":"),
+            '…' => Some("..."),
+            '（' | '）' | '「' | '」' | '“' | '”' | '《' | '》' | '【' | '】' => {
+                Some(" ")
+            }
+            _ => None,
+        };
+        match pause {
+            Some(mark) => out.push_str(mark),
+            None => {
+                if last_was_syllable && !c.is_whitespace() && !c.is_ascii_punctuation() {
+                    out.push(' ');
+                }
+                out.push(c);
+            }
+        }
+        last_was_syllable = false;
     }
     out
 }
@@ -483,6 +536,22 @@ mod tests {
         assert_eq!(normalize("mp3"), "mp三");
         assert_eq!(normalize(""), "");
         assert_eq!(normalize("３００元"), "三百元");
+    }
+
+    #[test]
+    fn characters_become_numbered_pinyin() {
+        assert_eq!(numbered_pinyin("您好"), "nin2 hao3");
+        assert_eq!(
+            numbered_pinyin("您好，张先生。"),
+            "nin2 hao3, zhang1 xian1 sheng1."
+        );
+        assert_eq!(numbered_pinyin("的"), "de5");
+        assert_eq!(numbered_pinyin("按1收到"), "an4 1 shou1 dao4");
+        assert_eq!(numbered_pinyin("VIP会员"), "VIP hui4 yuan2");
+        assert_eq!(
+            numbered_pinyin(&normalize("共300.50元")),
+            "gong4 san1 bai3 yuan2 wu3 jiao3"
+        );
     }
 
     proptest::proptest! {

@@ -1,5 +1,10 @@
 //! Text-to-speech with espeak-ng, cached on disk.
 //!
+//! A Mandarin voice (`cmn`, `zh`) is spoken through espeak-ng's
+//! `cmn-latn-pinyin` voice on numbered pinyin written by
+//! [`crate::mandarin`]; espeak-ng's `cmn` voice on characters reads the tone
+//! numbers in English and is never used.
+//!
 //! A prompt template such as `您好，{name}，您的购物车还有商品` is filled from
 //! the customer's fields, spoken by `espeak-ng -v VOICE -s WPM --stdout` (the
 //! text goes in on standard input, never through a shell, so no text can be
@@ -29,12 +34,21 @@ pub const RATE_FACTORS: std::ops::RangeInclusive<f32> = 0.9..=1.2;
 /// espeak-ng's default speed, words per minute.
 const DEFAULT_WORDS_PER_MINUTE: f32 = 175.0;
 
+/// The espeak-ng voice that reads numbered pinyin as Mandarin.
+const PINYIN_VOICE: &str = "cmn-latn-pinyin";
+
+/// The voice names that mean Mandarin: their text is spoken through
+/// [`PINYIN_VOICE`], never by espeak-ng's `cmn` voice on characters.
+const MANDARIN_VOICES: [&str; 5] = ["cmn", "zh", "zh-cmn", "cmn-latn-pinyin", "mandarin"];
+
 /// Speaks prompts with espeak-ng, with a disk cache.
 #[derive(Debug)]
 pub struct TtsEngine {
     program: PathBuf,
     cache_dir: PathBuf,
     voice: String,
+    /// Whether the text is rewritten as numbered pinyin for [`PINYIN_VOICE`].
+    mandarin: bool,
     words_per_minute: u32,
     /// Times the program was run to synthesize a prompt.
     syntheses: AtomicU64,
@@ -86,10 +100,12 @@ impl TtsEngine {
         if !RATE_FACTORS.contains(&rate) {
             return Err(TtsError::Rate(rate));
         }
+        let voice: String = voice.into();
         Ok(TtsEngine {
             program: PathBuf::from("espeak-ng"),
             cache_dir: cache_dir.into(),
-            voice: voice.into(),
+            mandarin: MANDARIN_VOICES.contains(&voice.to_ascii_lowercase().as_str()),
+            voice,
             // In range: 157.5–210.
             words_per_minute: (DEFAULT_WORDS_PER_MINUTE * rate).round() as u32,
             syntheses: AtomicU64::new(0),
@@ -136,7 +152,10 @@ impl TtsEngine {
         self.speak(&text)
     }
 
-    /// Speaks `text`, from the cache when it was spoken before.
+    /// Speaks `text`, from the cache when it was spoken before. In a
+    /// Mandarin voice the text is first normalised (numbers, amounts, dates,
+    /// times and phone numbers read the Chinese way) and written as numbered
+    /// pinyin, which [`PINYIN_VOICE`] speaks.
     pub fn speak(&self, text: &str) -> Result<Pcm8k, TtsError> {
         if text.trim().is_empty() {
             return Err(TtsError::EmptyText);
@@ -147,7 +166,7 @@ impl TtsEngine {
         if let Ok(pcm) = prompt::load_wav(&path) {
             return Ok(pcm);
         }
-        let wav = self.run_program(text)?;
+        let wav = self.run_program(&self.spoken_text(text))?;
         self.syntheses.fetch_add(1, Ordering::Relaxed);
         let pcm = prompt::pcm8k_from_streamed_wav(&wav)?;
         if pcm.is_empty() {
@@ -157,12 +176,34 @@ impl TtsEngine {
         Ok(pcm)
     }
 
-    /// Where `text` in this voice and speed is cached.
+    /// What the program is given for `text`: the text itself, or in a
+    /// Mandarin voice its normalised numbered pinyin.
+    pub fn spoken_text(&self, text: &str) -> String {
+        if self.mandarin {
+            crate::mandarin::numbered_pinyin(&crate::mandarin::normalize(text))
+        } else {
+            text.to_owned()
+        }
+    }
+
+    /// The espeak-ng voice the program runs with.
+    fn program_voice(&self) -> &str {
+        if self.mandarin {
+            PINYIN_VOICE
+        } else {
+            &self.voice
+        }
+    }
+
+    /// Where `text` in this voice and speed is cached: keyed by what the
+    /// program is given ([`TtsEngine::spoken_text`]) and the voice it runs.
     pub fn cache_path(&self, text: &str) -> PathBuf {
+        let text = self.spoken_text(text);
         let mut hash = Sha256::new();
+        let voice = self.program_voice();
         // Lengths first, so that no two (voice, text) pairs hash the same bytes.
-        hash.update((self.voice.len() as u64).to_be_bytes());
-        hash.update(self.voice.as_bytes());
+        hash.update((voice.len() as u64).to_be_bytes());
+        hash.update(voice.as_bytes());
         hash.update(self.words_per_minute.to_be_bytes());
         hash.update(text.as_bytes());
         let mut name = String::with_capacity(68);
@@ -177,7 +218,7 @@ impl TtsEngine {
     fn run_program(&self, text: &str) -> Result<Vec<u8>, TtsError> {
         let mut child = Command::new(&self.program)
             .arg("-v")
-            .arg(&self.voice)
+            .arg(self.program_voice())
             .arg("-s")
             .arg(self.words_per_minute.to_string())
             .arg("--stdout")
@@ -212,7 +253,7 @@ impl TtsEngine {
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
             if stderr.contains("voice does not exist") {
-                return Err(TtsError::UnknownVoice(self.voice.clone()));
+                return Err(TtsError::UnknownVoice(self.program_voice().to_owned()));
             }
             return Err(TtsError::Failed {
                 status: output.status.to_string(),
@@ -377,6 +418,39 @@ mod tests {
         }
         let engine = TtsEngine::new("never-written", "en", 1.2).expect("rate");
         assert_eq!(engine.words_per_minute(), 210);
+    }
+
+    #[test]
+    fn a_mandarin_voice_is_given_numbered_pinyin_never_characters() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A stand-in for the program that writes down what it was given.
+        let program = dir.path().join("record-args");
+        let given = dir.path().join("given");
+        fs::write(
+            &program,
+            format!(
+                "#!/bin/sh\necho \"$@\" > {0}\ncat >> {0}\nexit 3\n",
+                given.display()
+            ),
+        )
+        .expect("script");
+        let mut permissions = fs::metadata(&program).expect("metadata").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+        fs::set_permissions(&program, permissions).expect("chmod");
+        for voice in ["cmn", "zh"] {
+            let engine = TtsEngine::new(dir.path().join("cache"), voice, 1.0)
+                .expect("engine")
+                .with_program(&program);
+            assert!(engine.speak("您好，订单300.50元").is_err());
+            let given = fs::read_to_string(&given).expect("the program ran");
+            assert_eq!(
+                given,
+                "-v cmn-latn-pinyin -s 175 --stdout\nnin2 hao3, ding4 dan1 san1 bai3 yuan2 wu3 jiao3\n",
+                "{voice}"
+            );
+        }
+        let english = TtsEngine::new(dir.path().join("cache"), "en-us", 1.0).expect("engine");
+        assert_eq!(english.spoken_text("Order 300"), "Order 300");
     }
 
     #[test]
