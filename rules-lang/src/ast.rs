@@ -18,6 +18,7 @@ pub enum Item {
     Let(LetDecl),
     Rule(RuleDecl),
     Script(ScriptDecl),
+    Sms(SmsDecl),
     Test(TestDecl),
 }
 
@@ -29,6 +30,7 @@ impl Item {
             Item::Let(l) => l.span.clone(),
             Item::Rule(r) => r.span.clone(),
             Item::Script(s) => s.span.clone(),
+            Item::Sms(s) => s.span.clone(),
             Item::Test(t) => t.span.clone(),
         }
     }
@@ -131,9 +133,12 @@ pub enum ClauseKind {
     Priority(Expr),
     Script(Expr),
     Line(Expr),
+    /// `on OUTCOME send sms "TEMPLATE" [within DURATION]`; `template_span`
+    /// is the quoted name's.
     Fallback {
         outcome: Ident,
         template: String,
+        template_span: Span,
         within: Option<i64>,
     },
 }
@@ -166,6 +171,8 @@ pub enum StepKind {
     },
     OptOut,
     HangUp,
+    /// `send sms "TEMPLATE"`; the span is the quoted name's.
+    SendSms(String, Span),
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +196,42 @@ pub struct BranchDecl {
     /// Spans `on TRIGGER`.
     pub head: Span,
     pub steps: Vec<StepDecl>,
+    pub span: Span,
+}
+
+/// `sms NAME { sender "ID"  text "TEMPLATE" }`: an SMS template. The
+/// fields are kept as written, so that one given twice can be reported.
+#[derive(Debug, Clone)]
+pub struct SmsDecl {
+    pub name: Ident,
+    pub fields: Vec<SmsField>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmsFieldKind {
+    Sender,
+    Text,
+}
+
+impl SmsFieldKind {
+    /// The word that introduces the field.
+    pub fn word(self) -> &'static str {
+        match self {
+            SmsFieldKind::Sender => "sender",
+            SmsFieldKind::Text => "text",
+        }
+    }
+}
+
+/// `sender "ID"` or `text "TEMPLATE"` in an `sms` block.
+#[derive(Debug, Clone)]
+pub struct SmsField {
+    pub kind: SmsFieldKind,
+    /// The text as written between the quotes.
+    pub value: String,
+    /// The quoted text's span.
+    pub value_span: Span,
     pub span: Span,
 }
 

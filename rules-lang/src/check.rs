@@ -42,6 +42,7 @@ pub struct Checked {
     pub rules: Vec<RuleIr>,
     pub tests: Vec<TestCase>,
     pub scripts: Vec<crate::script::Script>,
+    pub sms: Vec<crate::sms::SmsTemplate>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,7 +141,7 @@ pub fn check(file: &ast::File, source: &str) -> Result<Checked, Vec<Diagnostic>>
                     out.rules.push(rule);
                 }
             }
-            ast::Item::Script(_) | ast::Item::Test(_) => {}
+            ast::Item::Script(_) | ast::Item::Sms(_) | ast::Item::Test(_) => {}
         }
     }
     let script_decls: Vec<&ast::ScriptDecl> = file
@@ -155,6 +156,16 @@ pub fn check(file: &ast::File, source: &str) -> Result<Checked, Vec<Diagnostic>>
     if !script_decls.is_empty() {
         check_script_names(file, &script_decls, &mut c.errors);
     }
+    let sms_decls: Vec<&ast::SmsDecl> = file
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            ast::Item::Sms(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    out.sms = crate::sms::lower(&sms_decls, &c.schema, &mut c.errors);
+    check_sms_names(file, &sms_decls, &mut c.errors);
     // The opt-out check always applies, policy or not.
     out.policy.insert(
         0,
@@ -567,6 +578,7 @@ impl Checker<'_> {
                     outcome,
                     template,
                     within,
+                    ..
                 } => {
                     if let Some(o) = self.outcome(outcome) {
                         fallback = Some(Fallback {
@@ -1439,6 +1451,85 @@ fn check_script_names(
                             ),
                         }
                     }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Every `on OUTCOME send sms "T"` clause and `send sms "T"` step must name
+/// a declared `sms` block.
+fn check_sms_names(file: &ast::File, decls: &[&ast::SmsDecl], errors: &mut Vec<Diagnostic>) {
+    let mut names: Vec<&str> = Vec::new();
+    for d in decls {
+        if !names.contains(&d.name.name.as_str()) {
+            names.push(d.name.name.as_str());
+        }
+    }
+    let mut unknown = |who: String, name: &str, span: &ast::Span| {
+        if names.contains(&name) {
+            return;
+        }
+        let listing = names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let help = if names.is_empty() {
+            format!(
+                "the file declares no `sms` block; declare one, such as `sms {name} {{ text \"Your cart is waiting: {{link}}\" }}`"
+            )
+        } else {
+            match nearest(name, names.iter().copied()) {
+                Some(n) => format!("did you mean `{n}`? the file declares sms {listing}"),
+                None => format!(
+                    "the file declares sms {listing}; name one of them, or add `sms {name} {{ text \"...\" }}`"
+                ),
+            }
+        };
+        errors.push(
+            Diagnostic::new(
+                span.clone(),
+                format!("{who} sends sms `{name}`, which is not declared"),
+            )
+            .with_help(help),
+        );
+    };
+    for item in &file.items {
+        match item {
+            ast::Item::Rule(r) => {
+                for c in &r.clauses {
+                    if let ClauseKind::Fallback {
+                        template,
+                        template_span,
+                        ..
+                    } = &c.kind
+                    {
+                        unknown(format!("rule `{}`", r.name.name), template, template_span);
+                    }
+                }
+            }
+            ast::Item::Script(s) => {
+                let mut sends = Vec::new();
+                sms_steps(&s.steps, &mut sends);
+                for (name, span) in sends {
+                    unknown(format!("script `{}`", s.name.name), name, span);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The `send sms` steps of a script, in order, through every branch.
+fn sms_steps<'a>(steps: &'a [ast::StepDecl], out: &mut Vec<(&'a str, &'a ast::Span)>) {
+    for s in steps {
+        match &s.kind {
+            ast::StepKind::SendSms(name, span) => out.push((name.as_str(), span)),
+            ast::StepKind::Listen { branches, .. } => {
+                for b in branches {
+                    sms_steps(&b.steps, out);
                 }
             }
             _ => {}

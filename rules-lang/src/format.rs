@@ -113,6 +113,7 @@ impl<'s> Printer<'s> {
                 }
                 Item::Rule(r) => self.rule(r),
                 Item::Script(s) => self.script(s),
+                Item::Sms(s) => self.sms(s),
                 Item::Test(t) => self.test(t),
             }
         }
@@ -216,6 +217,7 @@ impl<'s> Printer<'s> {
                     outcome,
                     template,
                     within,
+                    ..
                 } => {
                     let mut t = format!("on {} send sms \"{template}\"", outcome.name);
                     if let Some(w) = within {
@@ -238,6 +240,19 @@ impl<'s> Printer<'s> {
         self.close(0, &s.span);
     }
 
+    fn sms(&mut self, s: &SmsDecl) {
+        self.line(
+            0,
+            &format!("sms {} {{", s.name.name),
+            s.span.start..s.name.span.end,
+        );
+        for f in &s.fields {
+            let t = format!("{} \"{}\"", f.kind.word(), f.value);
+            self.line(1, &t, f.span.clone());
+        }
+        self.close(0, &s.span);
+    }
+
     fn steps(&mut self, indent: usize, steps: &[StepDecl]) {
         for st in steps {
             match &st.kind {
@@ -245,6 +260,9 @@ impl<'s> Printer<'s> {
                 StepKind::Play(p) => self.line(indent, &format!("play \"{p}\""), st.span.clone()),
                 StepKind::OptOut => self.line(indent, "opt out", st.span.clone()),
                 StepKind::HangUp => self.line(indent, "hang up", st.span.clone()),
+                StepKind::SendSms(name, _) => {
+                    self.line(indent, &format!("send sms \"{name}\""), st.span.clone())
+                }
                 StepKind::Listen {
                     within,
                     head,

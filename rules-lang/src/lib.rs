@@ -6,6 +6,8 @@
 //! forward jumps only, verified once at load) → evaluation. [`eval`] holds
 //! the reference tree-walker the VM is tested against; [`wake`] computes the
 //! next moment a decision can change; [`format`] prints canonical source.
+//! [`script`] holds the compiled call flows and their runner, [`sms`] the
+//! SMS templates and the arithmetic of SMS parts.
 //!
 //! ```
 //! let src = r#"
@@ -35,6 +37,7 @@ pub mod ir;
 pub mod parse;
 pub mod record;
 pub mod script;
+pub mod sms;
 pub mod vm;
 pub mod wake;
 
@@ -49,6 +52,7 @@ pub use crate::format::format;
 pub use crate::ir::Fallback;
 pub use crate::record::{Field, FieldType, History, Outcome, Record, Schema, Value};
 pub use crate::script::{Action, Script, ScriptEvent, ScriptRun, Step, Template, Trigger};
+pub use crate::sms::{Coding, SmsTemplate};
 pub use crate::wake::DEFAULT_HORIZON;
 
 use crate::eval::Ctx;
@@ -68,6 +72,7 @@ pub struct Program {
     code: Code,
     tests: Vec<TestCase>,
     scripts: Vec<Script>,
+    sms: Vec<SmsTemplate>,
     zone_slot: Option<usize>,
     /// The policy conditions and rule expressions that can change with
     /// `now` alone: the only ones the next-wake analysis walks.
@@ -175,6 +180,7 @@ pub fn compile(source: &str, file_name: &str) -> Result<Program, Diagnostics> {
         code,
         tests: checked.tests,
         scripts: checked.scripts,
+        sms: checked.sms,
     })
 }
 
@@ -212,6 +218,24 @@ impl Program {
     pub fn run_script<'a>(&'a self, name: &str, record: &'a Record) -> Option<ScriptRun<'a>> {
         self.script(name)
             .map(|s| ScriptRun::new(s, record, &self.schema))
+    }
+
+    /// The SMS template declared as `sms NAME { ... }`, if any.
+    pub fn sms_template(&self, name: &str) -> Option<&SmsTemplate> {
+        self.sms.iter().find(|s| s.name == name)
+    }
+
+    /// The names of the declared SMS templates, in file order.
+    pub fn sms_names(&self) -> Vec<&str> {
+        self.sms.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    /// The text of the SMS template `name` for the customer in `record`,
+    /// with `link` for every `{link}`; `None` when no such template is
+    /// declared.
+    pub fn render_sms(&self, name: &str, record: &Record, link: &str) -> Option<String> {
+        self.sms_template(name)
+            .map(|s| s.render(record, &self.schema, link))
     }
 
     /// The test cases declared in the file.

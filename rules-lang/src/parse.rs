@@ -72,7 +72,7 @@ fn chunks(source: &str) -> Vec<(usize, &str)> {
                 .collect();
             if matches!(
                 word.as_str(),
-                "schema" | "policy" | "let" | "rule" | "script" | "test"
+                "schema" | "policy" | "let" | "rule" | "script" | "sms" | "test"
             ) {
                 starts.push(pos);
             }
@@ -166,6 +166,10 @@ fn describe(r: Rule) -> Option<&'static str> {
         Rule::on_silence => "`silence`",
         Rule::opt_out_step => "`opt out`",
         Rule::hang_up_step => "`hang up`",
+        Rule::send_sms_step | Rule::kw_send_sms => "`send sms \"TEMPLATE\"`",
+        Rule::sms_decl | Rule::kw_sms => "`sms NAME { ... }`",
+        Rule::sms_sender | Rule::kw_sender => "`sender \"ID\"`",
+        Rule::sms_text | Rule::kw_text => "`text \"TEXT\"`",
         Rule::ident | Rule::name | Rule::path => "a name",
         Rule::field_decl => "a field such as `paid bool`",
         Rule::type_expr | Rule::type_name | Rule::enum_type | Rule::set_type => {
@@ -321,6 +325,7 @@ impl Builder {
                 }
                 Rule::rule => Item::Rule(self.rule(item)),
                 Rule::script_decl => Item::Script(self.script(item)),
+                Rule::sms_decl => Item::Sms(self.sms(item)),
                 Rule::test => Item::Test(self.test(item)),
                 _ => continue,
             };
@@ -340,6 +345,37 @@ impl Builder {
         ScriptDecl {
             name,
             steps,
+            span: sp,
+        }
+    }
+
+    fn sms(&mut self, p: Pair<Rule>) -> SmsDecl {
+        let sp = span(&p);
+        let mut inner = p.into_inner().skip(1);
+        let name = inner.next().map(ident).unwrap_or(Ident {
+            name: String::new(),
+            span: sp.clone(),
+        });
+        let fields = inner
+            .filter_map(|f| {
+                let fsp = span(&f);
+                let kind = match f.as_rule() {
+                    Rule::sms_sender => SmsFieldKind::Sender,
+                    Rule::sms_text => SmsFieldKind::Text,
+                    _ => return None,
+                };
+                let value = f.into_inner().nth(1)?;
+                Some(SmsField {
+                    kind,
+                    value: unquote(value.as_str()),
+                    value_span: span(&value),
+                    span: fsp,
+                })
+            })
+            .collect();
+        SmsDecl {
+            name,
+            fields,
             span: sp,
         }
     }
@@ -367,6 +403,10 @@ impl Builder {
             }
             Rule::opt_out_step => StepKind::OptOut,
             Rule::hang_up_step => StepKind::HangUp,
+            Rule::send_sms_step => {
+                let name = inner.nth(1)?;
+                StepKind::SendSms(unquote(name.as_str()), span(&name))
+            }
             _ => return None,
         };
         Some(StepDecl { kind, span: sp })
@@ -587,6 +627,7 @@ impl Builder {
                     ClauseKind::Fallback {
                         outcome: ident(o),
                         template: unquote(t.as_str()),
+                        template_span: span(&t),
                         within,
                     }
                 }

@@ -45,6 +45,9 @@ pub enum Step {
     /// Put the number on the do-not-call list at once.
     OptOut,
     HangUp,
+    /// Ask for the SMS template of this name to be sent to the callee;
+    /// the call goes on at once.
+    SendSms(String),
 }
 
 /// What ends a `listen`.
@@ -68,8 +71,9 @@ impl fmt::Display for Trigger {
     }
 }
 
-/// The text of a `say`, with `{customer.FIELD}` placeholders resolved to
-/// schema slots at compile time.
+/// The text of a `say` or of an `sms` block, with `{customer.FIELD}`
+/// placeholders resolved to schema slots at compile time (and, in an SMS
+/// text, `{link}` for the tracked short link).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     /// The text as written between the quotes.
@@ -85,6 +89,8 @@ pub enum Part {
         slot: usize,
         name: String,
     },
+    /// `{link}`, the tracked short link of an SMS; only in SMS texts.
+    Link,
 }
 
 impl Template {
@@ -96,14 +102,14 @@ impl Template {
         }
     }
 
-    /// The text when the template names no customer field: the same for
-    /// every customer.
+    /// The text when the template names no customer field (and no
+    /// `{link}`): the same for every customer.
     pub fn fixed_text(&self) -> Option<String> {
         self.parts
             .iter()
             .map(|part| match part {
                 Part::Text(text) => Some(text.as_str()),
-                Part::Field { .. } => None,
+                Part::Field { .. } | Part::Link => None,
             })
             .collect()
     }
@@ -117,8 +123,15 @@ impl Template {
     /// `09:00`. Weekday: `mon`. Time zone: its IANA name. Set: the items
     /// joined with `, `. A field that is none renders as nothing. Never
     /// panics: a record that does not fit the schema renders the field as
-    /// nothing.
+    /// nothing. A `{link}`, which only an SMS text can hold, renders as
+    /// nothing too; [`Template::render_with_link`] fills it in.
     pub fn render(&self, record: &Record, schema: &Schema) -> String {
+        self.render_with_link(record, schema, "")
+    }
+
+    /// The text as [`Template::render`] gives it, with every `{link}`
+    /// replaced by `link`.
+    pub fn render_with_link(&self, record: &Record, schema: &Schema, link: &str) -> String {
         let mut out = String::new();
         for p in &self.parts {
             match p {
@@ -128,6 +141,7 @@ impl Template {
                         out.push_str(&v);
                     }
                 }
+                Part::Link => out.push_str(link),
             }
         }
         out
@@ -214,6 +228,31 @@ pub(crate) fn lower(
     out
 }
 
+/// Lowers the text of an `sms` block: placeholders as in a `say`, and
+/// `{link}` for the tracked short link. `sp` is the quoted text's span.
+pub(crate) fn sms_text(
+    text: &str,
+    sp: &Span,
+    schema: &Schema,
+    errors: &mut Vec<Diagnostic>,
+) -> Template {
+    let mut l = Lowerer {
+        schema,
+        src: "",
+        errors,
+    };
+    l.template(text, sp, Place::Sms)
+}
+
+/// Where a template is used, which decides what its placeholders may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// A `say`: customer fields.
+    Say,
+    /// An SMS text: customer fields and `{link}`.
+    Sms,
+}
+
 struct Lowerer<'a> {
     schema: &'a Schema,
     src: &'a str,
@@ -231,7 +270,7 @@ impl Lowerer<'_> {
 
     fn step(&mut self, s: &ast::StepDecl) -> Option<Step> {
         Some(match &s.kind {
-            StepKind::Say(text, sp) => Step::Say(self.template(text, sp)),
+            StepKind::Say(text, sp) => Step::Say(self.template(text, sp, Place::Say)),
             StepKind::Play(path) => {
                 if path.trim().is_empty() {
                     self.err(
@@ -297,12 +336,16 @@ impl Lowerer<'_> {
             }
             StepKind::OptOut => Step::OptOut,
             StepKind::HangUp => Step::HangUp,
+            // Whether the template is declared is checked with the rules'
+            // `send sms` clauses, in `check`.
+            StepKind::SendSms(name, _) => Step::SendSms(name.clone()),
         })
     }
 
-    /// Splits `text` into literal parts and `{customer.FIELD}` placeholders;
-    /// `{{` and `}}` stand for literal braces. `sp` is the quoted text's span.
-    fn template(&mut self, text: &str, sp: &Span) -> Template {
+    /// Splits `text` into literal parts and `{customer.FIELD}` placeholders
+    /// (and `{link}` in an SMS text); `{{` and `}}` stand for literal
+    /// braces. `sp` is the quoted text's span.
+    fn template(&mut self, text: &str, sp: &Span, place: Place) -> Template {
         let base = sp.start + 1;
         let mut parts = Vec::new();
         let mut lit = String::new();
@@ -336,7 +379,7 @@ impl Lowerer<'_> {
                     while rest.peek().is_some_and(|(j, _)| *j <= i + len) {
                         rest.next();
                     }
-                    if let Some(p) = self.placeholder(inner.trim(), span) {
+                    if let Some(p) = self.placeholder(inner.trim(), span, place) {
                         if !lit.is_empty() {
                             parts.push(Part::Text(std::mem::take(&mut lit)));
                         }
@@ -355,15 +398,33 @@ impl Lowerer<'_> {
         }
     }
 
-    fn placeholder(&mut self, inner: &str, span: Span) -> Option<Part> {
+    fn placeholder(&mut self, inner: &str, span: Span, place: Place) -> Option<Part> {
         let names: Vec<&str> = self.schema.fields.iter().map(|f| f.name.as_str()).collect();
         let listing = || self.schema.declared_fields();
-        let Some(field) = inner.strip_prefix("customer.") else {
+        if inner == "link" {
+            if place == Place::Sms {
+                return Some(Part::Link);
+            }
             self.err(
                 span,
-                format!("`{{{inner}}}` cannot be spoken"),
+                "`{link}` cannot be spoken".to_string(),
+                "a link is sent by SMS: put `{link}` in the `text` of an `sms` block and add `send sms \"NAME\"` to the script",
+            );
+            return None;
+        }
+        let Some(field) = inner.strip_prefix("customer.") else {
+            let (message, also) = match place {
+                Place::Say => (format!("`{{{inner}}}` cannot be spoken"), ""),
+                Place::Sms => (
+                    format!("`{{{inner}}}` cannot be filled in"),
+                    ", or is `{link}`",
+                ),
+            };
+            self.err(
+                span,
+                message,
                 format!(
-                    "a placeholder names a customer field, such as `{{customer.{}}}`; {}",
+                    "a placeholder names a customer field, such as `{{customer.{}}}`{also}; {}",
                     names.first().copied().unwrap_or("name"),
                     listing()
                 ),
@@ -415,6 +476,9 @@ pub enum Action {
     Listen(Duration),
     /// Put the number on the do-not-call list now.
     OptOut,
+    /// Send the callee the SMS template of this name. Nothing is awaited:
+    /// the run has already gone on to the next step.
+    SendSms(String),
     /// Hang up; the run is over.
     HangUp,
 }
@@ -444,6 +508,8 @@ enum State<'a> {
 /// - After a branch's steps, the run goes on after its `listen`. Running
 ///   off the end of the script hangs up.
 /// - `OptOut` is emitted at most once per run, always before the `HangUp`.
+/// - `SendSms` is not a prompt: it comes with the actions of the steps
+///   after it, and no event is awaited for it.
 /// - After `HangUp` every event is ignored.
 #[derive(Debug, Clone)]
 pub struct ScriptRun<'a> {
@@ -530,7 +596,7 @@ impl<'a> ScriptRun<'a> {
     }
 
     /// The path taken, one entry per step: `say`, `play`, `listen→digit 9`,
-    /// `listen→speech`, `listen→silence`, `opt out`, `hang up`.
+    /// `listen→speech`, `listen→silence`, `opt out`, `send sms`, `hang up`.
     pub fn trail_steps(&self) -> &[String] {
         &self.trail
     }
@@ -612,6 +678,10 @@ impl<'a> ScriptRun<'a> {
                         self.opted_out = true;
                     }
                     self.trail.push("opt out".into());
+                }
+                Step::SendSms(name) => {
+                    out.push(Action::SendSms(name.clone()));
+                    self.trail.push("send sms".into());
                 }
                 Step::HangUp => {
                     self.hang_up(out);

@@ -45,6 +45,16 @@ fn example_rule_files_pass_their_tests() {
         for s in program.script_names() {
             assert_eq!(again.script(s), program.script(s), "{name}: script {s}");
         }
+        // The SMS templates too (every one a rule or a step sends is
+        // declared, or the file would not compile).
+        assert_eq!(again.sms_names(), program.sms_names(), "{name}");
+        for s in program.sms_names() {
+            assert_eq!(
+                again.sms_template(s),
+                program.sms_template(s),
+                "{name}: sms {s}"
+            );
+        }
     }
     assert!(
         files >= 5,

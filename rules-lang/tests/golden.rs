@@ -71,7 +71,7 @@ const WITH_SCHEMA: &[(&str, &str)] = &[
     ),
     (
         "disasm_two_rules",
-        "rule a { when customer.paid  priority 1 }\nrule b { when not customer.paid  priority 2  on no_answer send sms \"x\" within 10m }",
+        "rule a { when customer.paid  priority 1 }\nrule b { when not customer.paid  priority 2  on no_answer send sms \"x\" within 10m }\nsms x { text \"{customer.name}: {link}\" }",
     ),
     (
         "disasm_overnight_window",
@@ -122,6 +122,23 @@ const WITH_SCHEMA: &[(&str, &str)] = &[
         "rule r { when \"x\" in customer.name }",
     ),
     ("diag_duplicate_rule", "rule r { }\nrule r { }"),
+    (
+        "diag_sms_undeclared",
+        "rule r { on no_answer send sms \"cart_lnik\" }\nscript s { listen 5s { on digit \"1\" { send sms \"other\" } } }\nsms cart_link { text \"{link}\" }",
+    ),
+    (
+        "diag_sms_none_declared",
+        "rule r { on no_answer send sms \"cart_link\" }",
+    ),
+    (
+        "diag_sms_block",
+        "sms a {\n  sender \"GOODSHOP_OFFICIAL\"\n  text \"\"\n  text \"x\"\n}\nsms a { text \"x\" }\nsms b { sender \"\" }\nsms c { sender \"106900001234567890123\" text \"{customer.nmae} {history.attempts}\" }",
+    ),
+    ("diag_sms_link_in_say", "script s { say \"点击 {link}\" }"),
+    (
+        "diag_sms_too_long",
+        "sms long { text \"{customer.name}您好，您的购物车中还有商品等待支付，点击 {link} 完成支付。本店年终大促，全场满三百减五十，会员再享九五折，优惠将在今晚十二点结束，错过不再有。本店年终大促，全场满三百减五十，会员再享九五折，优惠将在今晚十二点结束，错过不再有。本店年终大促，全场满三百减五十，会员再享九五折，优惠将在今晚十二点结束，错过不再有。本店年终大促，全场满三百减五十，会员再享九五折，优惠将在今晚十二点结束，错过不再有。回复TD退订\" }",
+    ),
     (
         "diag_duplicate_when",
         "rule r { when customer.paid  when customer.visits > 1 }",

@@ -195,7 +195,7 @@ fn steps(g: &mut Gen, depth: u32) -> String {
     let mut out = String::new();
     for _ in 0..g.below(4) {
         let sep = g.pick(&[" ", "\n", "\n    ", "  "]);
-        let step = match g.below(if depth == 0 { 4 } else { 5 }) {
+        let step = match g.below(if depth == 0 { 5 } else { 6 }) {
             0 => format!(
                 "say \"{}\"",
                 g.pick(&[
@@ -209,6 +209,7 @@ fn steps(g: &mut Gen, depth: u32) -> String {
             1 => format!("play \"{}\"", g.pick(&["a.wav", "prompts/b.wav"])),
             2 => "opt out".into(),
             3 => "hang up".into(),
+            4 => format!("send sms \"{}\"", g.pick(&["t1", "t2"])),
             _ => {
                 let mut branches = String::new();
                 let mut used = Vec::new();
@@ -284,6 +285,19 @@ fn program(seed: u64) -> (String, Program) {
         for name in ["s1", "s2"] {
             src.push_str(&format!("script {name} {{{}\n}}\n", steps(&mut g, 2)));
         }
+    }
+    // The templates the scripts' `send sms` steps name, written loosely.
+    if src.contains("send sms") || g.chance(30) {
+        src.push_str(&format!(
+            "sms t1 {{ sender \"GOODSHOP\"{}text \"{}\" }}\nsms t2 {{\n\n  text \"{}\"\n}}\n",
+            g.pick(&[" ", "\n", "\n    "]),
+            g.pick(&[
+                "{customer.tag} {link}",
+                "您好，{customer.n}。{{x}}",
+                "{link}"
+            ]),
+            g.pick(&["回复TD退订", "{customer.tags} {customer.at}"]),
+        ));
     }
     match compile(&src, "gen.rules") {
         Ok(p) => (src, p),
@@ -499,6 +513,10 @@ proptest! {
         for n in p.script_names() {
             prop_assert_eq!(again.script(n), p.script(n));
         }
+        prop_assert_eq!(again.sms_names(), p.sms_names());
+        for n in p.sms_names() {
+            prop_assert_eq!(again.sms_template(n), p.sms_template(n));
+        }
         let file = dialhound_rules::parse::parse_file(&once).unwrap();
         let printed = dialhound_rules::format::print_file(&file);
         let reparsed = dialhound_rules::parse::parse_file(&printed).unwrap();
@@ -533,6 +551,11 @@ proptest! {
             prop_assert_eq!(out.last(), Some(&Action::HangUp));
             prop_assert_eq!(out.iter().filter(|a| **a == Action::HangUp).count(), 1);
             prop_assert_eq!(out.iter().filter(|a| **a == Action::OptOut).count(), usize::from(run.opted_out()));
+            for a in &out {
+                if let Action::SendSms(t) = a {
+                    prop_assert!(p.sms_template(t).is_some(), "{t} is not declared");
+                }
+            }
         }
     }
 

@@ -304,7 +304,7 @@ fn collect<'a>(steps: &'a [Step], says: &mut Vec<&'a Template>, plays: &mut Vec<
                     collect(steps, says, plays);
                 }
             }
-            Step::OptOut | Step::HangUp => {}
+            Step::OptOut | Step::HangUp | Step::SendSms(_) => {}
         }
     }
 }
@@ -391,6 +391,10 @@ impl CampaignConversation<'_> {
                     },
                     Action::Listen(within) => flow.push(FlowAction::Listen(within)),
                     Action::OptOut => (self.block)(),
+                    Action::SendSms(name) => tracing::warn!(
+                        template = %name,
+                        "the script asks for SMS template `{name}`, but no SMS is sent: there is no SMS provider yet"
+                    ),
                     Action::HangUp => flow.push(FlowAction::HangUp),
                 }
             }
