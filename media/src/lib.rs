@@ -11,7 +11,10 @@
 //! - [`mandarin`]: Mandarin text as it is read aloud: numbers, amounts, dates,
 //!   times and phone numbers written out before synthesis.
 //! - [`prompt`]: WAV prompts converted once to 8 kHz mono, played in 20 ms frames.
-//! - [`tts`]: espeak-ng text-to-speech from prompt templates, cached on disk.
+//! - [`tts`]: espeak-ng text-to-speech from prompt templates, cached on disk,
+//!   with the neural Mandarin voice of [`voice`] when one is loaded.
+//! - [`voice`]: a neural Mandarin voice (FastSpeech2 and MB-MelGAN on the
+//!   Baker corpus, non-commercial) run in process.
 //! - [`vad`]: voice activity detection on 20 ms frames, and the recognizer trait.
 //! - [`recording`]: stereo call recordings aligned by media time, renamed into
 //!   place when done.
@@ -30,3 +33,4 @@ pub mod rtp_session;
 pub mod sdp;
 pub mod tts;
 pub mod vad;
+pub mod voice;

@@ -159,6 +159,26 @@ pub fn numbered_pinyin(text: &str) -> String {
     out
 }
 
+/// Each character of `text` with its reading: pinyin with the tone number
+/// at the end (5 for the neutral tone, `ü` as written) for a Chinese
+/// character, `None` for anything else. Numbers are not touched:
+/// [`normalize`] first.
+pub fn syllables(text: &str) -> Vec<(char, Option<String>)> {
+    text.chars()
+        .zip(text.to_pinyin())
+        .map(|(c, reading)| {
+            let syllable = reading.map(|reading| {
+                let mut syllable = reading.with_tone_num_end().to_owned();
+                if !syllable.ends_with(|c: char| c.is_ascii_digit()) {
+                    syllable.push('5');
+                }
+                syllable
+            });
+            (c, syllable)
+        })
+        .collect()
+}
+
 /// The digits 0 to 9.
 const DIGITS: [char; 10] = ['零', '一', '二', '三', '四', '五', '六', '七', '八', '九'];
 
@@ -552,6 +572,23 @@ mod tests {
             numbered_pinyin(&normalize("共300.50元")),
             "gong4 san1 bai3 yuan2 wu3 jiao3"
         );
+    }
+
+    #[test]
+    fn characters_have_syllables_with_tone_numbers() {
+        let readings = syllables("您好的V");
+        let got: Vec<(char, Option<&str>)> =
+            readings.iter().map(|(c, s)| (*c, s.as_deref())).collect();
+        assert_eq!(
+            got,
+            [
+                ('您', Some("nin2")),
+                ('好', Some("hao3")),
+                ('的', Some("de5")),
+                ('V', None)
+            ]
+        );
+        assert_eq!(syllables("女")[0].1.as_deref(), Some("nü3"));
     }
 
     proptest::proptest! {

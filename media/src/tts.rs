@@ -14,6 +14,13 @@
 //! Cache files appear under their final name only when complete: each is
 //! written to a temporary file in the same directory and renamed.
 //!
+//! With a neural Mandarin voice set ([`TtsEngine::with_neural_mandarin`]),
+//! Mandarin text that has Chinese characters is spoken by
+//! [`NeuralMandarin`] in process instead, at the same rate factor and in the
+//! engine's [`Style`]; its cache key names the neural engine, so its renders
+//! and espeak-ng's never share a file. Text with nothing the neural voice
+//! reads (Latin only) still goes to espeak-ng.
+//!
 //! Rendering blocks on the program and the disk: an async caller runs it on
 //! a blocking thread, or renders a campaign's prompts when it loads.
 
@@ -22,11 +29,13 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
 use crate::prompt::{self, AudioError, Pcm8k};
+use crate::voice::{NeuralMandarin, Style, VoiceError};
 
 /// Speaking rates accepted, as a factor of espeak-ng's default.
 pub const RATE_FACTORS: std::ops::RangeInclusive<f32> = 0.9..=1.2;
@@ -50,6 +59,11 @@ pub struct TtsEngine {
     /// Whether the text is rewritten as numbered pinyin for [`PINYIN_VOICE`].
     mandarin: bool,
     words_per_minute: u32,
+    /// The rate factor the engine was made with.
+    rate: f32,
+    /// The in-process voice for Mandarin text, when one is set.
+    neural: Option<Arc<NeuralMandarin>>,
+    style: Style,
     /// Times the program was run to synthesize a prompt.
     syntheses: AtomicU64,
 }
@@ -87,6 +101,8 @@ pub enum TtsError {
     Template(#[from] TemplateError),
     #[error("prompt cache `{path}`: {reason}")]
     Cache { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Neural(#[from] VoiceError),
 }
 
 impl TtsEngine {
@@ -108,6 +124,9 @@ impl TtsEngine {
             voice,
             // In range: 157.5–210.
             words_per_minute: (DEFAULT_WORDS_PER_MINUTE * rate).round() as u32,
+            rate,
+            neural: None,
+            style: Style::default(),
             syntheses: AtomicU64::new(0),
         })
     }
@@ -116,6 +135,31 @@ impl TtsEngine {
     pub fn with_program(mut self, program: impl Into<PathBuf>) -> TtsEngine {
         self.program = program.into();
         self
+    }
+
+    /// Loads the neural Mandarin voice from the models folder `models`
+    /// (see [`NeuralMandarin::load`]) and speaks Mandarin text with it.
+    pub fn with_neural_mandarin(self, models: impl AsRef<Path>) -> Result<TtsEngine, TtsError> {
+        Ok(self.with_neural_voice(NeuralMandarin::load_shared(models)?))
+    }
+
+    /// Speaks Mandarin text with `voice`, loaded once and shared.
+    pub fn with_neural_voice(mut self, voice: Arc<NeuralMandarin>) -> TtsEngine {
+        self.neural = Some(voice);
+        self
+    }
+
+    /// The delivery of the neural voice; espeak-ng has none.
+    pub fn with_style(mut self, style: Style) -> TtsEngine {
+        self.style = style;
+        self
+    }
+
+    /// The neural voice that speaks `text`, if one does.
+    fn neural_for(&self, text: &str) -> Option<&NeuralMandarin> {
+        self.neural
+            .as_deref()
+            .filter(|voice| self.mandarin && voice.can_speak(text))
     }
 
     pub fn voice(&self) -> &str {
@@ -155,7 +199,8 @@ impl TtsEngine {
     /// Speaks `text`, from the cache when it was spoken before. In a
     /// Mandarin voice the text is first normalised (numbers, amounts, dates,
     /// times and phone numbers read the Chinese way) and written as numbered
-    /// pinyin, which [`PINYIN_VOICE`] speaks.
+    /// pinyin, which [`PINYIN_VOICE`] speaks; with a neural voice set, text
+    /// it can read is spoken by it instead.
     pub fn speak(&self, text: &str) -> Result<Pcm8k, TtsError> {
         if text.trim().is_empty() {
             return Err(TtsError::EmptyText);
@@ -166,9 +211,15 @@ impl TtsEngine {
         if let Ok(pcm) = prompt::load_wav(&path) {
             return Ok(pcm);
         }
-        let wav = self.run_program(&self.spoken_text(text))?;
-        self.syntheses.fetch_add(1, Ordering::Relaxed);
-        let pcm = prompt::pcm8k_from_streamed_wav(&wav)?;
+        let pcm = if let Some(voice) = self.neural_for(text) {
+            let pcm = voice.speak(text, self.rate, self.style)?;
+            self.syntheses.fetch_add(1, Ordering::Relaxed);
+            pcm
+        } else {
+            let wav = self.run_program(&self.spoken_text(text))?;
+            self.syntheses.fetch_add(1, Ordering::Relaxed);
+            prompt::pcm8k_from_streamed_wav(&wav)?
+        };
         if pcm.is_empty() {
             return Err(AudioError::Empty.into());
         }
@@ -198,14 +249,30 @@ impl TtsEngine {
     /// Where `text` in this voice and speed is cached: keyed by what the
     /// program is given ([`TtsEngine::spoken_text`]) and the voice it runs.
     pub fn cache_path(&self, text: &str) -> PathBuf {
-        let text = self.spoken_text(text);
         let mut hash = Sha256::new();
+        if self.neural_for(text).is_some() {
+            // Starts with a byte no espeak-ng key starts with (those open
+            // with a big-endian length), then the engine, delivery and text.
+            hash.update(b"neural\0");
+            hash.update(crate::voice::VOICE_DIR.as_bytes());
+            hash.update([0]);
+            hash.update(self.style.name().as_bytes());
+            hash.update([0]);
+            hash.update(self.rate.to_be_bytes());
+            hash.update(crate::mandarin::normalize(text).as_bytes());
+            return self.cache_file(hash);
+        }
+        let text = self.spoken_text(text);
         let voice = self.program_voice();
         // Lengths first, so that no two (voice, text) pairs hash the same bytes.
         hash.update((voice.len() as u64).to_be_bytes());
         hash.update(voice.as_bytes());
         hash.update(self.words_per_minute.to_be_bytes());
         hash.update(text.as_bytes());
+        self.cache_file(hash)
+    }
+
+    fn cache_file(&self, hash: Sha256) -> PathBuf {
         let mut name = String::with_capacity(68);
         for byte in hash.finalize() {
             // Writing to a String cannot fail.
