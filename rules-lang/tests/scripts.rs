@@ -1,6 +1,8 @@
 //! Script blocks: checking, templates, formatting and the sans-IO runner.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::Duration;
 
 use dialhound_rules::{
@@ -52,26 +54,12 @@ script thanks {
 "#;
 
 fn program(body: &str) -> Program {
-    let src = format!("{SCHEMA}{body}");
-    match compile(&src, "t.rules") {
-        Ok(p) => p,
-        Err(d) => panic!("{}", d.render(&src, false)),
-    }
+    common::program(&format!("{SCHEMA}{body}"))
 }
 
+/// Each error as (message, the text its span covers, help).
 fn errors(body: &str) -> Vec<(String, String, Option<String>)> {
-    let src = format!("{SCHEMA}{body}");
-    let d = compile(&src, "t.rules").unwrap_err();
-    d.items
-        .iter()
-        .map(|i| {
-            (
-                i.message.clone(),
-                src[i.span.clone()].to_string(),
-                i.help.clone(),
-            )
-        })
-        .collect()
+    common::errors(&format!("{SCHEMA}{body}"))
 }
 
 fn record(p: &Program) -> Record {

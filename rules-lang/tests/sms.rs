@@ -2,6 +2,8 @@
 //! their checks, rendering and formatting.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use dialhound_rules::sms::{self, Coding, LINK_LENGTH, MAX_SMS_PARTS};
 use dialhound_rules::{Action, Program, Record, ScriptEvent, Step, compile, format};
 use serde_json::json;
@@ -42,27 +44,12 @@ sms reminder {
 "#;
 
 fn program(body: &str) -> Program {
-    let src = format!("{SCHEMA}{body}");
-    match compile(&src, "t.rules") {
-        Ok(p) => p,
-        Err(d) => panic!("{}", d.render(&src, false)),
-    }
+    common::program(&format!("{SCHEMA}{body}"))
 }
 
 /// Each error as (message, the text its span covers, help).
 fn errors(body: &str) -> Vec<(String, String, Option<String>)> {
-    let src = format!("{SCHEMA}{body}");
-    let d = compile(&src, "t.rules").unwrap_err();
-    d.items
-        .iter()
-        .map(|i| {
-            (
-                i.message.clone(),
-                src[i.span.clone()].to_string(),
-                i.help.clone(),
-            )
-        })
-        .collect()
+    common::errors(&format!("{SCHEMA}{body}"))
 }
 
 fn one_error(body: &str) -> (String, String, String) {
