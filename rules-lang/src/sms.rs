@@ -1,6 +1,8 @@
 //! SMS templates, declared as `sms NAME { sender "ID"  text "TEMPLATE" }`,
 //! and the SMS arithmetic the checker and the sender share: which coding a
-//! text needs and in how many parts it goes out.
+//! text needs and in how many parts it goes out. The arithmetic is the SMPP
+//! client's ([`dialhound_smpp::text`]): the checker counts a template's parts
+//! as the client splits them.
 //!
 //! ```
 //! use dialhound_rules::sms::{Coding, parts};
@@ -12,6 +14,8 @@ use crate::ast::{self, SmsFieldKind, Span};
 use crate::diag::Diagnostic;
 use crate::record::{Record, Schema};
 use crate::script::{self, Part, Template};
+
+pub use dialhound_smpp::text::{Coding, coding, parts};
 
 /// The most parts a template's text may need at its shortest (each field
 /// empty, `{link}` as [`LINK_LENGTH`] characters); a longer text is a
@@ -30,113 +34,20 @@ pub const MAX_ALPHANUMERIC_SENDER: usize = 11;
 /// `+` not counted).
 pub const MAX_NUMERIC_SENDER: usize = 20;
 
-/// How an SMS is encoded on the air.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Coding {
-    /// The GSM 03.38 default alphabet, 7 bits a character; characters of
-    /// its extension table (such as `€`, `[` or `{`) take two septets.
-    Gsm7,
-    /// UCS-2, 16 bits a UTF-16 code unit: any text with a character
-    /// outside the GSM alphabet, such as Chinese.
-    Ucs2,
-}
-
-impl Coding {
-    /// The most units (septets, or UTF-16 code units) one SMS holds when it
-    /// is not split.
-    pub const fn single_part(self) -> usize {
-        match self {
-            Coding::Gsm7 => 160,
-            Coding::Ucs2 => 70,
-        }
-    }
-
-    /// The most units each part of a split SMS holds; the rest of a part
-    /// carries the header that joins the parts on the phone.
-    pub const fn per_part(self) -> usize {
-        match self {
-            Coding::Gsm7 => 153,
-            Coding::Ucs2 => 67,
-        }
-    }
-
-    /// The unit a length in this coding is counted in, for diagnostics.
-    const fn units_word(self) -> &'static str {
-        match self {
-            Coding::Gsm7 => "GSM 7-bit septets",
-            Coding::Ucs2 => "UCS-2 characters",
-        }
-    }
-}
-
-/// The GSM 03.38 default alphabet, in table order, without the escape to
-/// the extension table (0x1B). One septet each.
-const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
-¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
-
-/// The GSM 03.38 extension table: each is sent as the escape and the
-/// character, two septets.
-const GSM7_EXTENSION: &str = "\u{c}^{}\\[~]|€";
-
-/// Septets of `c` in the GSM default alphabet; `None` when it has none.
-fn septets(c: char) -> Option<usize> {
-    if GSM7_BASIC.contains(c) {
-        Some(1)
-    } else if GSM7_EXTENSION.contains(c) {
-        Some(2)
-    } else {
-        None
-    }
-}
-
-/// The coding `text` is sent in: GSM 7-bit when every character is in the
-/// default alphabet or its extension table, else UCS-2.
-pub fn coding(text: &str) -> Coding {
-    if text.chars().all(|c| septets(c).is_some()) {
-        Coding::Gsm7
-    } else {
-        Coding::Ucs2
-    }
-}
-
-/// The units one character takes in `coding`.
-fn units_of(coding: Coding, c: char) -> usize {
-    match coding {
-        Coding::Gsm7 => septets(c).unwrap_or(1),
-        Coding::Ucs2 => c.len_utf16(),
-    }
-}
-
 /// The coding of `text` and its length in that coding's units: septets
 /// (an extension character counts 2), or UTF-16 code units (a character
 /// outside the Basic Multilingual Plane, such as most emoji, counts 2).
 pub fn length(text: &str) -> (Coding, usize) {
     let coding = coding(text);
-    (coding, text.chars().map(|c| units_of(coding, c)).sum())
+    (coding, dialhound_smpp::text::length(coding, text))
 }
 
-/// The coding of `text` and the number of parts it is sent in: one up to
-/// [`Coding::single_part`] units, else as many parts of
-/// [`Coding::per_part`] units as it fills. A character is never split
-/// across two parts (an extension character keeps its escape, a surrogate
-/// pair stays together), so a part may hold a unit less. An empty text is
-/// one part.
-pub fn parts(text: &str) -> (Coding, usize) {
-    let (coding, total) = length(text);
-    if total <= coding.single_part() {
-        return (coding, 1);
+/// The unit a length in `coding` is counted in, for diagnostics.
+const fn units_word(coding: Coding) -> &'static str {
+    match coding {
+        Coding::Gsm7 => "GSM 7-bit septets",
+        Coding::Ucs2 => "UCS-2 characters",
     }
-    let mut parts = 1;
-    let mut used = 0;
-    for c in text.chars() {
-        let n = units_of(coding, c);
-        if used + n > coding.per_part() {
-            parts += 1;
-            used = 0;
-        }
-        used += n;
-    }
-    (coding, parts)
 }
 
 /// One compiled `sms` block.
@@ -318,7 +229,7 @@ fn lower_text(
             )
             .with_help(format!(
                 "at its shortest (each field empty, `{{link}}` as {LINK_LENGTH} characters) it is {len} {}, and {MAX_SMS_PARTS} parts hold at most {} ({per} each); shorten the text",
-                coding.units_word(),
+                units_word(coding),
                 per * MAX_SMS_PARTS,
             )),
         );
@@ -329,13 +240,6 @@ fn lower_text(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_default_alphabet_has_127_characters_and_the_extension_10() {
-        assert_eq!(GSM7_BASIC.chars().count(), 127);
-        assert_eq!(GSM7_EXTENSION.chars().count(), 10);
-        assert!(!GSM7_BASIC.chars().any(|c| GSM7_EXTENSION.contains(c)));
-    }
 
     #[test]
     fn chinese_is_ucs2_with_70_then_67_a_part() {

@@ -59,6 +59,26 @@ fn one_error(body: &str) -> (String, String, String) {
     (m, t, h.unwrap())
 }
 
+/// Asserts `body` has exactly one error, with this message, span text and
+/// help.
+#[track_caller]
+fn assert_one_error(body: &str, message: &str, text: &str, help: &str) {
+    let (m, t, h) = one_error(body);
+    assert_eq!((m.as_str(), t.as_str(), h.as_str()), (message, text, help));
+}
+
+/// Asserts `body`'s errors are these, in order, each as (message, span
+/// text, help).
+#[track_caller]
+fn assert_errors(body: &str, expected: &[(&str, &str, &str)]) {
+    let e = errors(body);
+    let got: Vec<(&str, &str, &str)> = e
+        .iter()
+        .map(|(m, t, h)| (m.as_str(), t.as_str(), h.as_deref().unwrap()))
+        .collect();
+    assert_eq!(got, expected);
+}
+
 fn record(p: &Program) -> Record {
     Record::from_json(
         p.schema(),
@@ -191,44 +211,40 @@ sms a { text "hi" }"#,
 
 #[test]
 fn an_sms_declared_twice_is_an_error() {
-    let (m, t, h) = one_error("sms a { text \"x\" }\nsms a { text \"y\" }");
-    assert_eq!(m, "sms `a` is declared twice");
-    assert_eq!(t, "a");
-    assert_eq!(h, "give each sms template its own name");
+    assert_one_error(
+        "sms a { text \"x\" }\nsms a { text \"y\" }",
+        "sms `a` is declared twice",
+        "a",
+        "give each sms template its own name",
+    );
 }
 
 #[test]
 fn an_sms_without_text_is_an_error() {
-    let (m, t, h) = one_error("sms a { sender \"GOODSHOP\" }");
-    assert_eq!(m, "sms `a` has no `text`");
-    assert_eq!(t, "sms a");
-    assert_eq!(
-        h,
-        "add the message the customer receives, such as `text \"Your cart is waiting: {link}\"`"
+    assert_one_error(
+        "sms a { sender \"GOODSHOP\" }",
+        "sms `a` has no `text`",
+        "sms a",
+        "add the message the customer receives, such as `text \"Your cart is waiting: {link}\"`",
     );
 }
 
 #[test]
 fn a_field_given_twice_is_an_error() {
-    let e = errors("sms a {\n  text \"x\"\n  sender \"A\"\n  text \"y\"\n  sender \"B\"\n}");
-    let got: Vec<(&str, &str, &str)> = e
-        .iter()
-        .map(|(m, t, h)| (m.as_str(), t.as_str(), h.as_deref().unwrap()))
-        .collect();
-    assert_eq!(
-        got,
-        vec![
+    assert_errors(
+        "sms a {\n  text \"x\"\n  sender \"A\"\n  text \"y\"\n  sender \"B\"\n}",
+        &[
             (
                 "sms `a` has more than one `text`",
                 "text \"y\"",
-                "keep one of them"
+                "keep one of them",
             ),
             (
                 "sms `a` has more than one `sender`",
                 "sender \"B\"",
-                "keep one of them"
+                "keep one of them",
             ),
-        ]
+        ],
     );
 }
 
@@ -256,12 +272,11 @@ fn sender_ids_fit_the_smpp_source_address() {
     ] {
         program(&format!("sms a {{ sender \"{ok}\" text \"x\" }}"));
     }
-    let (m, t, h) = one_error("sms a { sender \"ABCDEFGHIJKL\" text \"x\" }");
-    assert_eq!(m, "sender id `ABCDEFGHIJKL` is too long");
-    assert_eq!(t, "\"ABCDEFGHIJKL\"");
-    assert_eq!(
-        h,
-        "an alphanumeric sender id has at most 11 characters; this one has 12"
+    assert_one_error(
+        "sms a { sender \"ABCDEFGHIJKL\" text \"x\" }",
+        "sender id `ABCDEFGHIJKL` is too long",
+        "\"ABCDEFGHIJKL\"",
+        "an alphanumeric sender id has at most 11 characters; this one has 12",
     );
     let (m, _, h) = one_error("sms a { sender \"123456789012345678901\" text \"x\" }");
     assert_eq!(m, "sender id `123456789012345678901` is too long");
@@ -274,12 +289,11 @@ fn sender_ids_fit_the_smpp_source_address() {
         "sms a { sender \"1069000012A\" text \"x\" } sms b { sender \"10690000123A\" text \"x\" }",
     );
     assert_eq!(m, "sender id `10690000123A` is too long");
-    let (m, t, h) = one_error("sms a { sender \"\" text \"x\" }");
-    assert_eq!(m, "the sender id of sms `a` is empty");
-    assert_eq!(t, "\"\"");
-    assert_eq!(
-        h,
-        "write the sender id, such as `sender \"GOODSHOP\"`, or leave the line out to use the SMS provider's default sender"
+    assert_one_error(
+        "sms a { sender \"\" text \"x\" }",
+        "the sender id of sms `a` is empty",
+        "\"\"",
+        "write the sender id, such as `sender \"GOODSHOP\"`, or leave the line out to use the SMS provider's default sender",
     );
 }
 
@@ -305,58 +319,49 @@ fn placeholders_are_checked_as_in_a_say() {
 
 #[test]
 fn a_link_in_a_say_is_an_error() {
-    let (m, t, h) = one_error("script s { say \"点击 {link}\" }");
-    assert_eq!(m, "`{link}` cannot be spoken");
-    assert_eq!(t, "{link}");
-    assert_eq!(
-        h,
-        "a link is sent by SMS: put `{link}` in the `text` of an `sms` block and add `send sms \"NAME\"` to the script"
+    assert_one_error(
+        "script s { say \"点击 {link}\" }",
+        "`{link}` cannot be spoken",
+        "{link}",
+        "a link is sent by SMS: put `{link}` in the `text` of an `sms` block and add `send sms \"NAME\"` to the script",
     );
 }
 
 #[test]
 fn sending_an_undeclared_template_is_an_error() {
-    let e = errors(
+    assert_errors(
         r#"rule r { on no_answer send sms "cart_lnik" }
 rule q { on busy send sms "elsewhere" }
 script s { listen 5s { on digit "1" { send sms "remindr" } } }
 sms cart_link { text "{link}" }
 sms reminder { text "x" }"#,
-    );
-    let got: Vec<(&str, &str, &str)> = e
-        .iter()
-        .map(|(m, t, h)| (m.as_str(), t.as_str(), h.as_deref().unwrap()))
-        .collect();
-    assert_eq!(
-        got,
-        vec![
+        &[
             (
                 "rule `r` sends sms `cart_lnik`, which is not declared",
                 "\"cart_lnik\"",
-                "did you mean `cart_link`? the file declares sms `cart_link`, `reminder`"
+                "did you mean `cart_link`? the file declares sms `cart_link`, `reminder`",
             ),
             (
                 "rule `q` sends sms `elsewhere`, which is not declared",
                 "\"elsewhere\"",
-                "the file declares sms `cart_link`, `reminder`; name one of them, or add `sms elsewhere { text \"...\" }`"
+                "the file declares sms `cart_link`, `reminder`; name one of them, or add `sms elsewhere { text \"...\" }`",
             ),
             (
                 "script `s` sends sms `remindr`, which is not declared",
                 "\"remindr\"",
-                "did you mean `reminder`? the file declares sms `cart_link`, `reminder`"
+                "did you mean `reminder`? the file declares sms `cart_link`, `reminder`",
             ),
-        ]
+        ],
     );
 }
 
 #[test]
 fn sending_without_any_sms_block_says_how_to_declare_one() {
-    let (m, t, h) = one_error(r#"rule r { on no_answer send sms "cart_link" within 10m }"#);
-    assert_eq!(m, "rule `r` sends sms `cart_link`, which is not declared");
-    assert_eq!(t, "\"cart_link\"");
-    assert_eq!(
-        h,
-        "the file declares no `sms` block; declare one, such as `sms cart_link { text \"Your cart is waiting: {link}\" }`"
+    assert_one_error(
+        r#"rule r { on no_answer send sms "cart_link" within 10m }"#,
+        "rule `r` sends sms `cart_link`, which is not declared",
+        "\"cart_link\"",
+        "the file declares no `sms` block; declare one, such as `sms cart_link { text \"Your cart is waiting: {link}\" }`",
     );
     let (m, _, h) = one_error(r#"script s { send sms "hello" }"#);
     assert_eq!(m, "script `s` sends sms `hello`, which is not declared");

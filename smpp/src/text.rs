@@ -1,6 +1,8 @@
 //! A text as it goes on the air: the coding it needs (GSM 7-bit default
 //! alphabet or UCS-2), its bytes in SMPP's `short_message`, and its split into
-//! concatenated parts.
+//! concatenated parts. This module is the workspace's one copy of the GSM
+//! 03.38 alphabet and the SMS part arithmetic; it needs no feature of this
+//! crate, so the rules language counts a template's parts with it too.
 //!
 //! GSM 7-bit text is written as unpacked septets, one octet each, as SMPP
 //! carries `data_coding` 0; the SMSC packs them for the air. UCS-2 is
@@ -242,12 +244,8 @@ pub fn split(text: &str, keep_whole: &[Range<usize>]) -> Result<Split, SplitErro
             });
         }
     }
-    let chars: Vec<(usize, usize)> = text
-        .char_indices()
-        .map(|(at, c)| (at, units(coding, c)))
-        .collect();
-    let total: usize = chars.iter().map(|&(_, n)| n).sum();
-    if total <= coding.single_part() {
+    let chars = char_units(coding, text);
+    if fits_one_part(coding, &chars) {
         return Ok(Split {
             coding,
             texts: vec![text.to_owned()],
@@ -268,6 +266,60 @@ pub fn split(text: &str, keep_whole: &[Range<usize>]) -> Result<Split, SplitErro
             });
         }
     }
+    let texts: Vec<String> = cuts(coding, text.len(), &chars, keep_whole)
+        .windows(2)
+        .map(|w| text[w[0]..w[1]].to_owned())
+        .collect();
+    if texts.len() > 255 {
+        return Err(SplitError::TooManyParts(texts.len()));
+    }
+    Ok(Split { coding, texts })
+}
+
+/// The coding of `text` and the number of parts it is sent in: the count of
+/// [`split`] with no range to keep whole, and with no limit of 255 parts.
+/// One up to [`Coding::single_part`] units, else as many parts of at most
+/// [`Coding::per_part`] units as it fills; a part may hold a unit less, since
+/// a character never straddles two parts. An empty text is one part.
+///
+/// ```
+/// use dialhound_smpp::text::{Coding, parts};
+/// assert_eq!(parts(&"a".repeat(160)), (Coding::Gsm7, 1));
+/// assert_eq!(parts(&"a".repeat(161)), (Coding::Gsm7, 2));
+/// assert_eq!(parts(&"好".repeat(135)), (Coding::Ucs2, 3));
+/// ```
+pub fn parts(text: &str) -> (Coding, usize) {
+    let coding = coding(text);
+    let chars = char_units(coding, text);
+    if fits_one_part(coding, &chars) {
+        return (coding, 1);
+    }
+    (coding, cuts(coding, text.len(), &chars, &[]).len() - 1)
+}
+
+/// Each character of `text` as its byte offset and the units it takes in
+/// `coding`.
+fn char_units(coding: Coding, text: &str) -> Vec<(usize, usize)> {
+    text.char_indices()
+        .map(|(at, c)| (at, units(coding, c)))
+        .collect()
+}
+
+/// Whether the characters of [`char_units`] fit one unsplit SMS.
+fn fits_one_part(coding: Coding, chars: &[(usize, usize)]) -> bool {
+    chars.iter().map(|&(_, n)| n).sum::<usize>() <= coding.single_part()
+}
+
+/// Where a text of `len` bytes, its characters as [`char_units`] gives them,
+/// is cut into parts of at most [`Coding::per_part`] units: the byte offset
+/// each part starts at, then `len`. No range of `keep_whole` is cut; each is
+/// on character boundaries and no longer than a part.
+fn cuts(
+    coding: Coding,
+    len: usize,
+    chars: &[(usize, usize)],
+    keep_whole: &[Range<usize>],
+) -> Vec<usize> {
     let mut cuts = vec![0usize];
     let mut start = 0; // index into `chars` of the part being filled
     while start < chars.len() {
@@ -281,7 +333,7 @@ pub fn split(text: &str, keep_whole: &[Range<usize>]) -> Result<Split, SplitErro
             let cut = chars[end].0;
             // A cut inside a range to keep moves to the range's start, unless
             // the range starts the part (then it is longer than the part,
-            // which was refused above; keep the cut to make progress).
+            // which the caller refused; keep the cut to make progress).
             if let Some(r) = keep_whole.iter().find(|r| r.start < cut && cut < r.end)
                 && r.start > chars[start].0
                 && let Some(i) = chars.iter().position(|&(at, _)| at == r.start)
@@ -289,17 +341,10 @@ pub fn split(text: &str, keep_whole: &[Range<usize>]) -> Result<Split, SplitErro
                 end = i;
             }
         }
-        cuts.push(chars.get(end).map_or(text.len(), |&(at, _)| at));
+        cuts.push(chars.get(end).map_or(len, |&(at, _)| at));
         start = end;
     }
-    let texts: Vec<String> = cuts
-        .windows(2)
-        .map(|w| text[w[0]..w[1]].to_owned())
-        .collect();
-    if texts.len() > 255 {
-        return Err(SplitError::TooManyParts(texts.len()));
-    }
-    Ok(Split { coding, texts })
+    cuts
 }
 
 /// The length of `text` in units of `coding`.
@@ -329,6 +374,39 @@ mod tests {
         assert_eq!(basic_code(' '), Some(0x20));
         assert_eq!(basic_code('A'), Some(0x41));
         assert_eq!(basic_code('à'), Some(0x7F));
+    }
+
+    #[test]
+    fn the_extension_table_has_10_characters_none_of_them_basic() {
+        assert_eq!(GSM7_EXTENSION.len(), 10);
+        assert!(
+            GSM7_EXTENSION
+                .iter()
+                .all(|&(c, _)| basic_code(c).is_none() && gsm7_septets(c) == Some(2))
+        );
+    }
+
+    #[test]
+    fn parts_counts_what_split_cuts() {
+        let a = "a".repeat(152);
+        let texts = [
+            String::new(),
+            "a".repeat(160),
+            "a".repeat(161),
+            "a".repeat(307),
+            "好".repeat(70),
+            "好".repeat(71),
+            "好".repeat(202),
+            "€".repeat(81),
+            format!("{a}€{a}"),
+            "😀".repeat(67),
+            format!("{}好", "a".repeat(70)),
+        ];
+        for text in &texts {
+            let split = split(text, &[]).unwrap();
+            assert_eq!(parts(text), (split.coding, split.texts.len()), "{text}");
+        }
+        assert_eq!(parts(&"a".repeat(153 * 256)), (Coding::Gsm7, 256));
     }
 
     #[test]
