@@ -19,7 +19,8 @@ pub enum Item {
     Rule(RuleDecl),
     Script(ScriptDecl),
     Sms(SmsDecl),
-    Test(TestDecl),
+    Intent(IntentDecl),
+    Test(Box<TestDecl>),
 }
 
 impl Item {
@@ -31,12 +32,13 @@ impl Item {
             Item::Rule(r) => r.span.clone(),
             Item::Script(s) => s.span.clone(),
             Item::Sms(s) => s.span.clone(),
+            Item::Intent(i) => i.span.clone(),
             Item::Test(t) => t.span.clone(),
         }
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ident {
     pub name: String,
     pub span: Span,
@@ -187,6 +189,8 @@ pub enum TriggerDecl {
     Digit(String),
     Speech,
     Silence,
+    /// `on intent NAME`.
+    Intent(Ident),
 }
 
 /// `on TRIGGER { STEP... }` inside a `listen`.
@@ -235,6 +239,31 @@ pub struct SmsField {
     pub span: Span,
 }
 
+/// `intent NAME { zh "退订", "不要再打了"  en "unsubscribe" }`: what a
+/// callee may say, per language.
+#[derive(Debug, Clone)]
+pub struct IntentDecl {
+    pub name: Ident,
+    /// The language lines as written, a tag given twice included.
+    pub langs: Vec<IntentLang>,
+    pub span: Span,
+}
+
+/// One language's phrases in an `intent` block: `zh "退订", "不要再打了"`.
+#[derive(Debug, Clone)]
+pub struct IntentLang {
+    pub tag: Ident,
+    pub phrases: Vec<PhraseDecl>,
+    pub span: Span,
+}
+
+/// A phrase as written between the quotes, with the quoted text's span.
+#[derive(Debug, Clone)]
+pub struct PhraseDecl {
+    pub text: String,
+    pub span: Span,
+}
+
 #[derive(Debug, Clone)]
 pub struct TestDecl {
     pub name: String,
@@ -242,6 +271,34 @@ pub struct TestDecl {
     pub customer: Vec<TestField>,
     pub history: Vec<TestField>,
     pub expect: Option<Expectation>,
+    /// The span of the `expect` line of the decision.
+    pub expect_span: Option<Span>,
+    /// `script NAME`: the test runs that script.
+    pub script: Option<Ident>,
+    /// What the callee does at each listen, in order.
+    pub inputs: Vec<TestInput>,
+    /// `expect intent "A", "B"` (empty for `expect intent none`), with the
+    /// span of the whole line.
+    pub expect_intents: Option<(Vec<PhraseDecl>, Span)>,
+    /// `expect trail "..."`.
+    pub expect_trail: Option<PhraseDecl>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestInputKind {
+    /// `hears "TEXT"`: the callee says this (a transcript).
+    Hears(String),
+    /// `presses "1"`: the callee presses this key, as written.
+    Presses(String),
+    /// `silence`: the listen times out.
+    Silence,
+}
+
+#[derive(Debug, Clone)]
+pub struct TestInput {
+    pub kind: TestInputKind,
+    /// The whole input's span (`hears "..."`).
     pub span: Span,
 }
 

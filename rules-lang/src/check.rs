@@ -1,6 +1,7 @@
 //! Type checking against the schema, and lowering of the AST to typed IR.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::ast::{self, BinOp, ClauseKind, Expr, ExprKind, Literal, PolicyKind, TypeKind};
 use crate::diag::{Diagnostic, nearest};
@@ -17,8 +18,47 @@ pub struct TestCase {
     pub now: i64,
     pub record: Record,
     pub history: History,
-    pub expect: Expect,
+    /// The decision expected; `None` for a test that only runs a script.
+    pub expect: Option<Expect>,
+    /// The script run, for a test that names a script.
+    pub run: Option<ScriptTest>,
     pub line: usize,
+}
+
+/// A test's script run: `script NAME`, what the callee does, and what the
+/// run must have done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptTest {
+    pub script: String,
+    /// What the callee does at each listen, in order; when they run out,
+    /// every further listen times out.
+    pub inputs: Vec<TestInput>,
+    /// `expect intent "A", "B"`: the intents taken, in order (empty for
+    /// `expect intent none`).
+    pub intents: Option<Vec<String>>,
+    /// `expect trail "..."`: the trail, as `ScriptRun::trail` gives it.
+    pub trail: Option<String>,
+}
+
+/// What the callee does at a listen in a script test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestInput {
+    /// `hears "TEXT"`: speech, and this transcript of it.
+    Hears(String),
+    /// `presses "1"`.
+    Presses(char),
+    /// `silence`: the listen times out.
+    Silence,
+}
+
+impl std::fmt::Display for TestInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TestInput::Hears(t) => write!(f, "hears \"{t}\""),
+            TestInput::Presses(c) => write!(f, "presses \"{c}\""),
+            TestInput::Silence => f.write_str("silence"),
+        }
+    }
 }
 
 /// The decision a test expects.
@@ -43,6 +83,7 @@ pub struct Checked {
     pub tests: Vec<TestCase>,
     pub scripts: Vec<crate::script::Script>,
     pub sms: Vec<crate::sms::SmsTemplate>,
+    pub intents: Vec<Arc<crate::intent::Intent>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +182,10 @@ pub fn check(file: &ast::File, source: &str) -> Result<Checked, Vec<Diagnostic>>
                     out.rules.push(rule);
                 }
             }
-            ast::Item::Script(_) | ast::Item::Sms(_) | ast::Item::Test(_) => {}
+            ast::Item::Script(_)
+            | ast::Item::Sms(_)
+            | ast::Item::Intent(_)
+            | ast::Item::Test(_) => {}
         }
     }
     let script_decls: Vec<&ast::ScriptDecl> = file
@@ -152,7 +196,22 @@ pub fn check(file: &ast::File, source: &str) -> Result<Checked, Vec<Diagnostic>>
             _ => None,
         })
         .collect();
-    out.scripts = crate::script::lower(&script_decls, &c.schema, source, &mut c.errors);
+    let intent_decls: Vec<&ast::IntentDecl> = file
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            ast::Item::Intent(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    out.intents = crate::intent::lower(&intent_decls, &mut c.errors);
+    out.scripts = crate::script::lower(
+        &script_decls,
+        &c.schema,
+        &out.intents,
+        source,
+        &mut c.errors,
+    );
     if !script_decls.is_empty() {
         check_script_names(file, &script_decls, &mut c.errors);
     }
@@ -177,7 +236,7 @@ pub fn check(file: &ast::File, source: &str) -> Result<Checked, Vec<Diagnostic>>
     );
     for item in &file.items {
         if let ast::Item::Test(t) = item
-            && let Some(tc) = c.test(t, &out.rules)
+            && let Some(tc) = c.test(t, &out.rules, &out.scripts, &out.intents)
         {
             out.tests.push(tc);
         }
@@ -1204,16 +1263,30 @@ impl Checker<'_> {
 
     // ---- tests ----
 
-    fn test(&mut self, t: &ast::TestDecl, rules: &[RuleIr]) -> Option<TestCase> {
+    fn test(
+        &mut self,
+        t: &ast::TestDecl,
+        rules: &[RuleIr],
+        scripts: &[crate::script::Script],
+        intents: &[Arc<crate::intent::Intent>],
+    ) -> Option<TestCase> {
         let before = self.errors.len();
         let head = t.span.start..t.span.start + 4;
-        let Some((now, _)) = t.at.clone() else {
-            self.err(
-                head,
-                format!("test `{}` has no time", t.name),
-                Some("add a line such as `at 2026-03-08T10:00:00+08:00`".into()),
-            );
+        let run = self.script_test(t, scripts, intents);
+        if t.script.is_none() && self.errors.len() > before {
             return None;
+        }
+        let now = match (t.at.clone(), &t.expect) {
+            (Some((now, _)), _) => now,
+            (None, None) if t.script.is_some() => 0,
+            (None, _) => {
+                self.err(
+                    head,
+                    format!("test `{}` has no time", t.name),
+                    Some("add a line such as `at 2026-03-08T10:00:00+08:00`".into()),
+                );
+                return None;
+            }
         };
         let mut values: Vec<(String, Value)> = Vec::new();
         for f in &t.customer {
@@ -1325,15 +1398,16 @@ impl Checker<'_> {
             history.attempts = history.recent_calls().len() as i64;
         }
         let expect = match &t.expect {
+            None if t.script.is_some() => None,
             None => {
                 self.err(
                     head,
                     format!("test `{}` expects nothing", t.name),
-                    Some("add `expect RULE ...` or `expect none`".into()),
+                    Some("add `expect RULE ...` or `expect none`, or run a script with `script NAME` and `expect intent \"NAME\"` or `expect trail \"...\"`".into()),
                 );
                 return None;
             }
-            Some(ast::Expectation::None) => Expect::None,
+            Some(ast::Expectation::None) => Some(Expect::None),
             Some(ast::Expectation::Rule {
                 name,
                 priority,
@@ -1349,12 +1423,12 @@ impl Checker<'_> {
                         help,
                     );
                 }
-                Expect::Rule {
+                Some(Expect::Rule {
                     name: name.name.clone(),
                     priority: *priority,
                     script: script.clone(),
                     line: line.as_ref().map(|l| l.name.clone()),
-                }
+                })
             }
         };
         if self.errors.len() > before {
@@ -1371,6 +1445,7 @@ impl Checker<'_> {
                 record,
                 history,
                 expect,
+                run,
                 line: crate::diag::line_col(self.src, t.span.start).0,
             }),
             Err(e) => {
@@ -1382,6 +1457,126 @@ impl Checker<'_> {
                 None
             }
         }
+    }
+}
+
+impl Checker<'_> {
+    /// The script part of a test: `script NAME`, its inputs and what the
+    /// run must do. Errors for an unknown script or intent, a key that is
+    /// not one, and inputs or expectations without a script.
+    fn script_test(
+        &mut self,
+        t: &ast::TestDecl,
+        scripts: &[crate::script::Script],
+        intents: &[Arc<crate::intent::Intent>],
+    ) -> Option<ScriptTest> {
+        let Some(script) = &t.script else {
+            let first = t
+                .inputs
+                .first()
+                .map(|i| i.span.clone())
+                .or_else(|| t.expect_intents.as_ref().map(|(_, sp)| sp.clone()))
+                .or_else(|| t.expect_trail.as_ref().map(|p| p.span.clone()));
+            if let Some(sp) = first {
+                let text = self.text_of(&sp);
+                self.err(
+                    sp,
+                    format!("test `{}` has `{text}` but runs no script", t.name),
+                    Some("name the script the test runs, such as `script limited_offer`".into()),
+                );
+            }
+            return None;
+        };
+        let mut ok = true;
+        if !scripts.iter().any(|s| s.name == script.name) {
+            let names = scripts.iter().map(|s| s.name.as_str());
+            let help = match nearest(&script.name, names) {
+                Some(n) => format!("did you mean `{n}`?"),
+                None if scripts.is_empty() => {
+                    "the file declares no script; add `script NAME { ... }`".to_string()
+                }
+                None => format!(
+                    "the file declares {}",
+                    scripts
+                        .iter()
+                        .map(|s| format!("`{}`", s.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            self.err(
+                script.span.clone(),
+                format!("unknown script `{}`", script.name),
+                Some(help),
+            );
+            ok = false;
+        }
+        let mut inputs = Vec::new();
+        for i in &t.inputs {
+            match &i.kind {
+                ast::TestInputKind::Hears(text) => inputs.push(TestInput::Hears(text.clone())),
+                ast::TestInputKind::Silence => inputs.push(TestInput::Silence),
+                ast::TestInputKind::Presses(key) => {
+                    let mut chars = key.chars();
+                    match (chars.next(), chars.next()) {
+                        (Some(c), None) if crate::script::DIGITS.contains(c) => {
+                            inputs.push(TestInput::Presses(c))
+                        }
+                        _ => {
+                            self.err(
+                                i.span.clone(),
+                                format!("`{key}` is not a key on a phone keypad"),
+                                Some("a key is one of `0` to `9`, `*`, `#` or `A` to `D`, such as `presses \"1\"`".into()),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+            }
+        }
+        let expected = t.expect_intents.as_ref().map(|(names, _)| {
+            names
+                .iter()
+                .map(|n| {
+                    if !intents.iter().any(|i| i.name == n.text) {
+                        let help = match nearest(&n.text, intents.iter().map(|i| i.name.as_str())) {
+                            Some(m) => format!("did you mean `{m}`?"),
+                            None => {
+                                "name an intent the file declares, or write `expect intent none`"
+                                    .to_string()
+                            }
+                        };
+                        self.err(
+                            n.span.clone(),
+                            format!("unknown intent `{}`", n.text),
+                            Some(help),
+                        );
+                        ok = false;
+                    }
+                    n.text.clone()
+                })
+                .collect()
+        });
+        if t.expect.is_none() && expected.is_none() && t.expect_trail.is_none() {
+            self.err(
+                t.span.start..t.span.start + 4,
+                format!(
+                    "test `{}` expects nothing of script `{}`",
+                    t.name, script.name
+                ),
+                Some(
+                    "add `expect intent \"NAME\"`, `expect intent none` or `expect trail \"...\"`"
+                        .into(),
+                ),
+            );
+            ok = false;
+        }
+        ok.then(|| ScriptTest {
+            script: script.name.clone(),
+            inputs,
+            intents: expected,
+            trail: t.expect_trail.as_ref().map(|p| p.text.clone()),
+        })
     }
 }
 

@@ -114,6 +114,7 @@ impl<'s> Printer<'s> {
                 Item::Rule(r) => self.rule(r),
                 Item::Script(s) => self.script(s),
                 Item::Sms(s) => self.sms(s),
+                Item::Intent(i) => self.intent(i),
                 Item::Test(t) => self.test(t),
             }
         }
@@ -253,6 +254,23 @@ impl<'s> Printer<'s> {
         self.close(0, &s.span);
     }
 
+    fn intent(&mut self, d: &IntentDecl) {
+        self.line(
+            0,
+            &format!("intent {} {{", d.name.name),
+            d.span.start..d.name.span.end,
+        );
+        for l in &d.langs {
+            let mut t = l.tag.name.clone();
+            for (i, p) in l.phrases.iter().enumerate() {
+                t.push_str(if i == 0 { " " } else { ", " });
+                t.push_str(&format!("\"{}\"", p.text));
+            }
+            self.line(1, &t, l.span.clone());
+        }
+        self.close(0, &d.span);
+    }
+
     fn steps(&mut self, indent: usize, steps: &[StepDecl]) {
         for st in steps {
             match &st.kind {
@@ -278,6 +296,7 @@ impl<'s> Printer<'s> {
                             TriggerDecl::Digit(d) => format!("digit \"{d}\""),
                             TriggerDecl::Speech => "speech".to_string(),
                             TriggerDecl::Silence => "silence".to_string(),
+                            TriggerDecl::Intent(i) => format!("intent {}", i.name),
                         };
                         self.line(indent + 1, &format!("on {trigger} {{"), b.head.clone());
                         self.steps(indent + 2, &b.steps);
@@ -325,6 +344,17 @@ impl<'s> Printer<'s> {
                 self.out.push_str("  }\n");
             }
         }
+        if let Some(s) = &t.script {
+            self.line(1, &format!("script {}", s.name), s.span.clone());
+        }
+        for i in &t.inputs {
+            let text = match &i.kind {
+                TestInputKind::Hears(h) => format!("hears \"{h}\""),
+                TestInputKind::Presses(k) => format!("presses \"{k}\""),
+                TestInputKind::Silence => "silence".to_string(),
+            };
+            self.line(1, &text, i.span.clone());
+        }
         if let Some(e) = &t.expect {
             let text = match e {
                 Expectation::None => "expect none".to_string(),
@@ -348,7 +378,28 @@ impl<'s> Printer<'s> {
                 }
             };
             let pos = t.span.end.saturating_sub(1);
-            self.line(1, &text, self.expect_span(t).unwrap_or(pos..pos));
+            let sp = t
+                .expect_span
+                .clone()
+                .or_else(|| self.expect_span(t))
+                .unwrap_or(pos..pos);
+            self.line(1, &text, sp);
+        }
+        if let Some((names, sp)) = &t.expect_intents {
+            let text = if names.is_empty() {
+                "expect intent none".to_string()
+            } else {
+                let names: Vec<String> = names.iter().map(|n| format!("\"{}\"", n.text)).collect();
+                format!("expect intent {}", names.join(", "))
+            };
+            self.line(1, &text, sp.clone());
+        }
+        if let Some(trail) = &t.expect_trail {
+            self.line(
+                1,
+                &format!("expect trail \"{}\"", trail.text),
+                trail.span.clone(),
+            );
         }
         self.close(0, &t.span);
     }

@@ -7,7 +7,8 @@
 //! the reference tree-walker the VM is tested against; [`wake`] computes the
 //! next moment a decision can change; [`format`] prints canonical source.
 //! [`script`] holds the compiled call flows and their runner, [`sms`] the
-//! SMS templates and the arithmetic of SMS parts.
+//! SMS templates and the arithmetic of SMS parts, [`intent`] the intents a
+//! script listens for and the matching of a transcript against them.
 //!
 //! ```
 //! let src = r#"
@@ -33,10 +34,12 @@ pub mod diag;
 pub mod error;
 pub mod eval;
 pub mod format;
+pub mod intent;
 pub mod ir;
 pub mod parse;
 pub mod record;
 pub mod script;
+mod sending;
 pub mod sms;
 pub mod vm;
 pub mod wake;
@@ -45,10 +48,11 @@ use std::fmt;
 
 use jiff::Timestamp;
 
-pub use crate::check::{Expect, TestCase};
+pub use crate::check::{Expect, ScriptTest, TestCase, TestInput};
 pub use crate::diag::{Diagnostic, Diagnostics};
 pub use crate::error::{EvalError, RecordError, VerifyError};
 pub use crate::format::format;
+pub use crate::intent::{Intent, IntentMatch, Language};
 pub use crate::ir::Fallback;
 pub use crate::record::{Field, FieldType, History, Outcome, Record, Schema, Value};
 pub use crate::script::{Action, Script, ScriptEvent, ScriptRun, Step, Template, Trigger};
@@ -73,6 +77,7 @@ pub struct Program {
     tests: Vec<TestCase>,
     scripts: Vec<Script>,
     sms: Vec<SmsTemplate>,
+    intents: Vec<std::sync::Arc<Intent>>,
     zone_slot: Option<usize>,
     /// The policy conditions and rule expressions that can change with
     /// `now` alone: the only ones the next-wake analysis walks.
@@ -181,6 +186,7 @@ pub fn compile(source: &str, file_name: &str) -> Result<Program, Diagnostics> {
         tests: checked.tests,
         scripts: checked.scripts,
         sms: checked.sms,
+        intents: checked.intents,
     })
 }
 
@@ -218,6 +224,19 @@ impl Program {
     pub fn run_script<'a>(&'a self, name: &str, record: &'a Record) -> Option<ScriptRun<'a>> {
         self.script(name)
             .map(|s| ScriptRun::new(s, record, &self.schema))
+    }
+
+    /// The intent declared as `intent NAME { ... }`, if any.
+    pub fn intent(&self, name: &str) -> Option<&Intent> {
+        self.intents
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| i.as_ref())
+    }
+
+    /// The names of the declared intents, in file order.
+    pub fn intent_names(&self) -> Vec<&str> {
+        self.intents.iter().map(|i| i.name.as_str()).collect()
     }
 
     /// The SMS template declared as `sms NAME { ... }`, if any.
@@ -752,23 +771,25 @@ impl Program {
             let d = self.decide(&t.record, &t.history, now);
             let r = self.decide_reference(&t.record, &t.history, now);
             let mut problems = Vec::new();
-            if d != r {
+            if t.expect.is_some() && d != r {
                 problems.push(format!(
                     "the VM decided `{d}` but the reference evaluator `{r}`"
                 ));
             }
+            if let Some(run) = &t.run {
+                self.run_script_test(run, &t.record, &mut problems);
+            }
             match &t.expect {
-                Expect::None => {
-                    if d.eligible() {
-                        problems.push(format!("expected no call, got: {d}"));
-                    }
+                Some(Expect::None) if d.eligible() => {
+                    problems.push(format!("expected no call, got: {d}"));
                 }
-                Expect::Rule {
+                None | Some(Expect::None) => {}
+                Some(Expect::Rule {
                     name,
                     priority,
                     script,
                     line,
-                } => {
+                }) => {
                     if d.rule_name != Some(name.as_str()) {
                         problems.push(format!("expected rule `{name}`, got: {d}"));
                     } else {
@@ -803,6 +824,105 @@ impl Program {
             });
         }
         report
+    }
+}
+
+impl Program {
+    /// Runs a test's script with transcripts on: each prompt is played to
+    /// its end, and each listen gets the test's next input (a transcript
+    /// after the start of speech, a key, or a timeout), then a timeout once
+    /// the inputs run out.
+    fn run_script_test(&self, t: &ScriptTest, record: &Record, problems: &mut Vec<String>) {
+        let Some(script) = self.script(&t.script) else {
+            problems.push(format!("script `{}` is not declared", t.script));
+            return;
+        };
+        let mut run = ScriptRun::new(script, record, &self.schema);
+        run.set_transcripts(true);
+        let mut inputs = t.inputs.iter();
+        let mut actions = run.start();
+        // Every event moves the run forward or uses an input, and a script
+        // has no loops, so this ends; the bound is a guard.
+        for _ in 0..10_000 {
+            if run.is_done() {
+                break;
+            }
+            let prompt = actions
+                .iter()
+                .any(|a| matches!(a, Action::Say(_) | Action::Play(_)));
+            actions = if prompt {
+                run.handle(ScriptEvent::PromptDone)
+            } else {
+                match inputs.next() {
+                    Some(TestInput::Hears(text)) => {
+                        let mut out = run.handle(ScriptEvent::SpeechStarted);
+                        out.extend(run.handle(ScriptEvent::heard(text)));
+                        out
+                    }
+                    Some(TestInput::Presses(c)) => run.handle(ScriptEvent::Digit(*c)),
+                    Some(TestInput::Silence) | None => run.handle(ScriptEvent::ListenTimedOut),
+                }
+            };
+        }
+        let left: Vec<String> = inputs.map(|i| format!("`{i}`")).collect();
+        if !left.is_empty() {
+            problems.push(format!(
+                "the call ended before the test's {}",
+                left.join(", ")
+            ));
+        }
+        let taken: Vec<&str> = run.matched_intents().iter().map(|m| m.name()).collect();
+        if let Some(want) = &t.intents
+            && *want != taken
+        {
+            let show = |names: &[&str]| {
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names
+                        .iter()
+                        .map(|n| format!("\"{n}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            };
+            let want: Vec<&str> = want.iter().map(String::as_str).collect();
+            let got: Vec<String> = run
+                .matched_intents()
+                .iter()
+                .map(|m| format!("\"{}\" ({:.2})", m.name(), m.confidence))
+                .collect();
+            problems.push(format!(
+                "expected intent {}, got {}",
+                show(&want),
+                if got.is_empty() {
+                    "none".to_string()
+                } else {
+                    got.join(", ")
+                }
+            ));
+        }
+        if let Some(want) = &t.trail {
+            let norm = |s: &str| -> Vec<String> {
+                s.replace("->", "→")
+                    .split(',')
+                    .map(|p| {
+                        p.split_whitespace()
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                            .replace(" →", "→")
+                            .replace("→ ", "→")
+                    })
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            };
+            if norm(want) != norm(&run.trail()) {
+                problems.push(format!(
+                    "expected trail \"{want}\", got \"{}\"",
+                    run.trail()
+                ));
+            }
+        }
     }
 }
 

@@ -72,7 +72,7 @@ fn chunks(source: &str) -> Vec<(usize, &str)> {
                 .collect();
             if matches!(
                 word.as_str(),
-                "schema" | "policy" | "let" | "rule" | "script" | "sms" | "test"
+                "schema" | "policy" | "let" | "rule" | "script" | "sms" | "intent" | "test"
             ) {
                 starts.push(pos);
             }
@@ -160,8 +160,19 @@ fn describe(r: Rule) -> Option<&'static str> {
         Rule::say_step | Rule::kw_say => "`say \"TEXT\"`",
         Rule::play_step | Rule::kw_play => "`play \"FILE.wav\"`",
         Rule::listen_step | Rule::kw_listen => "`listen DURATION { ... }`",
-        Rule::branch | Rule::kw_on => "`on digit \"1\"`, `on speech` or `on silence`",
+        Rule::branch | Rule::kw_on => {
+            "`on digit \"1\"`, `on intent NAME`, `on speech` or `on silence`"
+        }
         Rule::on_digit | Rule::kw_digit => "`digit \"1\"`",
+        Rule::on_intent | Rule::kw_on_intent => "`intent NAME`",
+        Rule::intent_decl | Rule::kw_intent => "`intent NAME { ... }`",
+        Rule::intent_lang | Rule::lang_tag => "a language and its phrases, such as `zh \"退订\"`",
+        Rule::test_script | Rule::kw_script => "`script NAME`",
+        Rule::test_hears | Rule::kw_hears => "`hears \"TEXT\"`",
+        Rule::test_presses | Rule::kw_presses => "`presses \"1\"`",
+        Rule::test_silence => "`silence`",
+        Rule::expect_intent | Rule::kw_expect_intent => "`intent \"NAME\"` or `intent none`",
+        Rule::expect_trail | Rule::kw_trail => "`trail \"STEPS\"`",
         Rule::on_speech => "`speech`",
         Rule::on_silence => "`silence`",
         Rule::opt_out_step => "`opt out`",
@@ -326,7 +337,8 @@ impl Builder {
                 Rule::rule => Item::Rule(self.rule(item)),
                 Rule::script_decl => Item::Script(self.script(item)),
                 Rule::sms_decl => Item::Sms(self.sms(item)),
-                Rule::test => Item::Test(self.test(item)),
+                Rule::intent_decl => Item::Intent(self.intent(item)),
+                Rule::test => Item::Test(Box::new(self.test(item))),
                 _ => continue,
             };
             items.push(it);
@@ -380,6 +392,34 @@ impl Builder {
         }
     }
 
+    fn intent(&mut self, p: Pair<Rule>) -> IntentDecl {
+        let sp = span(&p);
+        let mut inner = p.into_inner().skip(1);
+        let name = inner.next().map(ident).unwrap_or(Ident {
+            name: String::new(),
+            span: sp.clone(),
+        });
+        let langs = inner
+            .filter(|l| l.as_rule() == Rule::intent_lang)
+            .filter_map(|l| {
+                let lsp = span(&l);
+                let mut parts = l.into_inner();
+                let tag = ident(parts.next()?);
+                let phrases = parts.map(|s| phrase(&s)).collect();
+                Some(IntentLang {
+                    tag,
+                    phrases,
+                    span: lsp,
+                })
+            })
+            .collect();
+        IntentDecl {
+            name,
+            langs,
+            span: sp,
+        }
+    }
+
     fn step(&mut self, p: Pair<Rule>) -> Option<StepDecl> {
         let sp = span(&p);
         let which = p.as_rule();
@@ -420,6 +460,7 @@ impl Builder {
         let trigger = match t.as_rule() {
             Rule::on_digit => TriggerDecl::Digit(unquote(t.into_inner().nth(1)?.as_str())),
             Rule::on_speech => TriggerDecl::Speech,
+            Rule::on_intent => TriggerDecl::Intent(ident(t.into_inner().nth(1)?)),
             _ => TriggerDecl::Silence,
         };
         let steps = inner.filter_map(|s| self.step(s)).collect();
@@ -655,6 +696,11 @@ impl Builder {
             customer: Vec::new(),
             history: Vec::new(),
             expect: None,
+            expect_span: None,
+            script: None,
+            inputs: Vec::new(),
+            expect_intents: None,
+            expect_trail: None,
             span: sp,
         };
         for it in inner {
@@ -677,11 +723,45 @@ impl Builder {
                         t.history.extend(fields);
                     }
                 }
+                Rule::test_script => {
+                    t.script = it.into_inner().nth(1).map(ident);
+                }
+                Rule::test_hears | Rule::test_presses => {
+                    let isp = span(&it);
+                    let hears = it.as_rule() == Rule::test_hears;
+                    let Some(v) = it.into_inner().nth(1) else {
+                        continue;
+                    };
+                    let v = unquote(v.as_str());
+                    t.inputs.push(TestInput {
+                        kind: if hears {
+                            TestInputKind::Hears(v)
+                        } else {
+                            TestInputKind::Presses(v)
+                        },
+                        span: isp,
+                    });
+                }
+                Rule::test_silence => t.inputs.push(TestInput {
+                    kind: TestInputKind::Silence,
+                    span: span(&it),
+                }),
                 Rule::test_expect => {
+                    let esp = span(&it);
                     let Some(e) = it.into_inner().next() else {
                         continue;
                     };
-                    if e.as_rule() == Rule::expect_none {
+                    if e.as_rule() == Rule::expect_intent {
+                        let names = e
+                            .into_inner()
+                            .filter(|n| n.as_rule() == Rule::string)
+                            .map(|n| phrase(&n))
+                            .collect();
+                        t.expect_intents = Some((names, esp));
+                    } else if e.as_rule() == Rule::expect_trail {
+                        t.expect_trail = e.into_inner().nth(1).map(|n| phrase(&n));
+                    } else if e.as_rule() == Rule::expect_none {
+                        t.expect_span = Some(esp);
                         t.expect = Some(Expectation::None);
                     } else {
                         let mut parts = e.into_inner();
@@ -698,6 +778,7 @@ impl Builder {
                                 _ => line = Some(ident(v)),
                             }
                         }
+                        t.expect_span = Some(esp);
                         t.expect = Some(Expectation::Rule {
                             name: ident(n),
                             priority,
@@ -988,6 +1069,14 @@ fn short(s: &str) -> String {
         format!("{}…", &s[..24])
     } else {
         s.to_string()
+    }
+}
+
+/// A quoted text and its span (quotes included).
+fn phrase(p: &Pair<Rule>) -> PhraseDecl {
+    PhraseDecl {
+        text: unquote(p.as_str()),
+        span: span(p),
     }
 }
 

@@ -6,6 +6,7 @@
 //! either moves forward through the tree or is ignored.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -13,6 +14,7 @@ use jiff::tz::TimeZone;
 
 use crate::ast::{self, Span, StepKind, TriggerDecl};
 use crate::diag::{Diagnostic, nearest};
+use crate::intent::{self, Intent, IntentMatch, Language, Utterance};
 use crate::parse::{duration_str, tod_str};
 use crate::record::{FieldType, NONE, Record, Schema, WEEKDAYS};
 
@@ -51,14 +53,17 @@ pub enum Step {
 }
 
 /// What ends a `listen`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Trigger {
     /// A DTMF key: `0`-`9`, `*`, `#`, `A`-`D`.
     Digit(char),
-    /// The callee started speaking.
+    /// The callee started speaking; with intent branches, also what a
+    /// transcript matching none of them takes.
     Speech,
     /// Nothing with a branch happened before the listen timed out.
     Silence,
+    /// A transcript that expresses this intent (see [`crate::intent`]).
+    Intent(Arc<Intent>),
 }
 
 impl fmt::Display for Trigger {
@@ -67,6 +72,7 @@ impl fmt::Display for Trigger {
             Trigger::Digit(d) => write!(f, "digit {d}"),
             Trigger::Speech => f.write_str("speech"),
             Trigger::Silence => f.write_str("silence"),
+            Trigger::Intent(i) => write!(f, "intent {}", i.name),
         }
     }
 }
@@ -199,6 +205,7 @@ fn money_str(v: i64) -> String {
 pub(crate) fn lower(
     decls: &[&ast::ScriptDecl],
     schema: &Schema,
+    intents: &[Arc<Intent>],
     src: &str,
     errors: &mut Vec<Diagnostic>,
 ) -> Vec<Script> {
@@ -216,6 +223,7 @@ pub(crate) fn lower(
         }
         let mut l = Lowerer {
             schema,
+            intents,
             src,
             errors,
         };
@@ -238,6 +246,7 @@ pub(crate) fn sms_text(
 ) -> Template {
     let mut l = Lowerer {
         schema,
+        intents: &[],
         src: "",
         errors,
     };
@@ -255,6 +264,7 @@ enum Place {
 
 struct Lowerer<'a> {
     schema: &'a Schema,
+    intents: &'a [Arc<Intent>],
     src: &'a str,
     errors: &'a mut Vec<Diagnostic>,
 }
@@ -303,6 +313,15 @@ impl Lowerer<'_> {
                     let trigger = match &b.trigger {
                         TriggerDecl::Speech => Trigger::Speech,
                         TriggerDecl::Silence => Trigger::Silence,
+                        TriggerDecl::Intent(id) => {
+                            match self.intents.iter().find(|i| i.name == id.name) {
+                                Some(i) => Trigger::Intent(Arc::clone(i)),
+                                None => {
+                                    self.unknown_intent(id);
+                                    continue;
+                                }
+                            }
+                        }
                         TriggerDecl::Digit(d) => {
                             let mut chars = d.chars();
                             match (chars.next(), chars.next()) {
@@ -340,6 +359,34 @@ impl Lowerer<'_> {
             // `send sms` clauses, in `check`.
             StepKind::SendSms(name, _) => Step::SendSms(name.clone()),
         })
+    }
+
+    fn unknown_intent(&mut self, id: &ast::Ident) {
+        let names: Vec<&str> = self.intents.iter().map(|i| i.name.as_str()).collect();
+        let listing = names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let help = if names.is_empty() {
+            format!(
+                "the file declares no intent; declare one, such as `intent {} {{ zh \"不需要\" en \"not interested\" }}`",
+                id.name
+            )
+        } else {
+            match nearest(&id.name, names.iter().copied()) {
+                Some(n) => format!("did you mean `{n}`? the file declares intents {listing}"),
+                None => format!(
+                    "the file declares intents {listing}; name one of them, or add `intent {} {{ ... }}`",
+                    id.name
+                ),
+            }
+        };
+        self.err(
+            id.span.clone(),
+            format!("intent `{}` is not declared", id.name),
+            help,
+        );
     }
 
     /// Splits `text` into literal parts and `{customer.FIELD}` placeholders
@@ -451,8 +498,8 @@ impl Lowerer<'_> {
 // ---- the runner ----
 
 /// What happened on the call, as the media engine reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScriptEvent {
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ScriptEvent<'t> {
     /// The last `Say` or `Play` action finished playing.
     PromptDone,
     /// The callee pressed a key.
@@ -461,6 +508,25 @@ pub enum ScriptEvent {
     SpeechStarted,
     /// The timer armed by the last `Listen` action ran out.
     ListenTimedOut,
+    /// A recognizer's transcript of what the callee said. `language` is
+    /// the recognizer's language, if it knows it; `confidence`, 0 to 1, its
+    /// confidence in the transcript (1 when it gives none).
+    Heard {
+        text: &'t str,
+        language: Option<Language>,
+        confidence: f32,
+    },
+}
+
+impl<'t> ScriptEvent<'t> {
+    /// `Heard` with no language given and full confidence.
+    pub fn heard(text: &'t str) -> ScriptEvent<'t> {
+        ScriptEvent::Heard {
+            text,
+            language: None,
+            confidence: 1.0,
+        }
+    }
 }
 
 /// What the media engine should do next.
@@ -504,7 +570,16 @@ enum State<'a> {
 /// - In a `listen`, a digit or speech without a branch is ignored and the
 ///   listen keeps waiting; the timeout runs the `on silence` branch, or,
 ///   without one, goes on with the step after the `listen`.
-/// - Speech while a prompt plays is ignored (no barge-in).
+/// - A transcript (`Heard`) in a `listen` takes the `on intent` branch
+///   whose intent it expresses best (see [`crate::intent`]), if its
+///   confidence reaches the threshold; otherwise the `on speech` branch,
+///   or, without one, it is ignored like speech without a branch.
+/// - When the engine gives transcripts ([`ScriptRun::set_transcripts`]),
+///   the start of speech does not end a `listen` that has `on intent`
+///   branches: its transcript decides. Without transcripts (the default),
+///   the start of speech takes `on speech` as it always has.
+/// - Speech and transcripts while a prompt plays are ignored (no
+///   barge-in).
 /// - After a branch's steps, the run goes on after its `listen`. Running
 ///   off the end of the script hangs up.
 /// - `OptOut` is emitted at most once per run, always before the `HangUp`.
@@ -521,6 +596,9 @@ pub struct ScriptRun<'a> {
     trail: Vec<String>,
     digits: String,
     opted_out: bool,
+    transcripts: bool,
+    threshold: f32,
+    intents: Vec<IntentMatch<'a>>,
 }
 
 impl<'a> ScriptRun<'a> {
@@ -536,7 +614,27 @@ impl<'a> ScriptRun<'a> {
             trail: Vec::new(),
             digits: String::new(),
             opted_out: false,
+            transcripts: false,
+            threshold: intent::DEFAULT_THRESHOLD,
+            intents: Vec::new(),
         }
+    }
+
+    /// Whether the engine sends a `Heard` transcript after the callee
+    /// speaks. When it does, `SpeechStarted` no longer ends a `listen`
+    /// that has `on intent` branches. Off by default.
+    pub fn set_transcripts(&mut self, on: bool) {
+        self.transcripts = on;
+    }
+
+    /// The lowest confidence at which an intent is taken, 0 to 1;
+    /// [`intent::DEFAULT_THRESHOLD`] unless set.
+    pub fn set_intent_threshold(&mut self, threshold: f32) {
+        self.threshold = if threshold.is_nan() {
+            intent::DEFAULT_THRESHOLD
+        } else {
+            threshold.clamp(0.0, 1.0)
+        };
     }
 
     /// The first actions, when the callee has answered. Later calls return
@@ -550,7 +648,7 @@ impl<'a> ScriptRun<'a> {
     }
 
     /// Feeds one event; returns what to do next (often nothing).
-    pub fn handle(&mut self, event: ScriptEvent) -> Vec<Action> {
+    pub fn handle(&mut self, event: ScriptEvent<'_>) -> Vec<Action> {
         let mut out = Vec::new();
         if matches!(self.state, State::Done | State::NotStarted) {
             return out;
@@ -562,16 +660,55 @@ impl<'a> ScriptRun<'a> {
             (State::Prompt, ScriptEvent::PromptDone) => self.advance(&mut out),
             (State::Prompt, ScriptEvent::Digit(c)) => self.pending.push(c),
             (State::Listening(branches), ScriptEvent::Digit(c)) => {
-                self.take(branches, Trigger::Digit(c), &mut out);
+                self.take(branches, &Trigger::Digit(c), &mut out);
             }
             (State::Listening(branches), ScriptEvent::SpeechStarted) => {
-                self.take(branches, Trigger::Speech, &mut out);
+                let wait = self.transcripts
+                    && branches
+                        .iter()
+                        .any(|(t, _)| matches!(t, Trigger::Intent(_)));
+                if !wait {
+                    self.take(branches, &Trigger::Speech, &mut out);
+                }
+            }
+            (
+                State::Listening(branches),
+                ScriptEvent::Heard {
+                    text,
+                    language,
+                    confidence,
+                },
+            ) => {
+                let offered = branches.iter().filter_map(|(t, _)| match t {
+                    Trigger::Intent(i) => Some(i.as_ref()),
+                    _ => None,
+                });
+                let u = Utterance::new(text);
+                let found = intent::best_in(&u, language, confidence, offered, self.threshold);
+                let taken = found.and_then(|m| {
+                    let (t, steps) = branches.iter().find(|(t, _)| match t {
+                        Trigger::Intent(i) => std::ptr::eq(i.as_ref(), m.intent),
+                        _ => false,
+                    })?;
+                    Some((m, t, steps))
+                });
+                match taken {
+                    Some((m, t, steps)) => {
+                        self.intents.push(m);
+                        self.note_outcome(t);
+                        self.frames.push((steps.as_slice(), 0));
+                        self.advance(&mut out);
+                    }
+                    None => {
+                        self.take(branches, &Trigger::Speech, &mut out);
+                    }
+                }
             }
             (State::Listening(branches), ScriptEvent::ListenTimedOut) => {
-                let taken = self.take(branches, Trigger::Silence, &mut out);
+                let taken = self.take(branches, &Trigger::Silence, &mut out);
                 if !taken {
                     // No `on silence`: go on after the listen.
-                    self.note_outcome(Trigger::Silence);
+                    self.note_outcome(&Trigger::Silence);
                     self.advance(&mut out);
                 }
             }
@@ -595,8 +732,20 @@ impl<'a> ScriptRun<'a> {
         &self.digits
     }
 
+    /// Every intent taken during the run, in order, each with the phrase
+    /// that matched and its confidence: for call records.
+    pub fn matched_intents(&self) -> &[IntentMatch<'a>] {
+        &self.intents
+    }
+
+    /// The last intent taken, if any.
+    pub fn matched_intent(&self) -> Option<&IntentMatch<'a>> {
+        self.intents.last()
+    }
+
     /// The path taken, one entry per step: `say`, `play`, `listen→digit 9`,
-    /// `listen→speech`, `listen→silence`, `opt out`, `send sms`, `hang up`.
+    /// `listen→intent NAME`, `listen→speech`, `listen→silence`, `opt out`,
+    /// `send sms`, `hang up`.
     pub fn trail_steps(&self) -> &[String] {
         &self.trail
     }
@@ -606,7 +755,7 @@ impl<'a> ScriptRun<'a> {
         self.trail.join(", ")
     }
 
-    fn note_outcome(&mut self, t: Trigger) {
+    fn note_outcome(&mut self, t: &Trigger) {
         if let Some(last) = self.trail.last_mut() {
             *last = format!("listen→{t}");
         }
@@ -616,10 +765,10 @@ impl<'a> ScriptRun<'a> {
     fn take(
         &mut self,
         branches: &'a [(Trigger, Vec<Step>)],
-        t: Trigger,
+        t: &Trigger,
         out: &mut Vec<Action>,
     ) -> bool {
-        let Some((_, steps)) = branches.iter().find(|(bt, _)| *bt == t) else {
+        let Some((_, steps)) = branches.iter().find(|(bt, _)| bt == t) else {
             return false;
         };
         self.note_outcome(t);
@@ -657,12 +806,9 @@ impl<'a> ScriptRun<'a> {
                 Step::Listen { within, branches } => {
                     self.trail.push("listen".into());
                     let pending = std::mem::take(&mut self.pending);
-                    let typed = pending.into_iter().find_map(|c| {
-                        branches
-                            .iter()
-                            .find(|(t, _)| *t == Trigger::Digit(c))
-                            .map(|(t, s)| (*t, s))
-                    });
+                    let typed = pending
+                        .into_iter()
+                        .find_map(|c| branches.iter().find(|(t, _)| *t == Trigger::Digit(c)));
                     if let Some((t, s)) = typed {
                         self.note_outcome(t);
                         self.frames.push((s.as_slice(), 0));

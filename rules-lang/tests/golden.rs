@@ -136,6 +136,10 @@ const WITH_SCHEMA: &[(&str, &str)] = &[
     ),
     ("diag_sms_link_in_say", "script s { say \"点击 {link}\" }"),
     (
+        "diag_intent_block",
+        "intent no {\n  zh \"不需要\", \"\"\n  cn \"不用\"\n}\nintent no { en \"no\" }\nintent later { }\nscript s {\n  listen 5s {\n    on intent no { hang up }\n    on intent no { opt out }\n    on intent later_on { }\n  }\n}",
+    ),
+    (
         "diag_sms_too_long",
         "sms long { text \"{customer.name}您好，您的购物车中还有商品等待支付，点击 {link} 完成支付。本店年终大促，全场满三百减五十，会员再享九五折，优惠将在今晚十二点结束，错过不再有。本店年终大促，全场满三百减五十，会员再享九五折，优惠将在今晚十二点结束，错过不再有。本店年终大促，全场满三百减五十，会员再享九五折，优惠将在今晚十二点结束，错过不再有。本店年终大促，全场满三百减五十，会员再享九五折，优惠将在今晚十二点结束，错过不再有。回复TD退订\" }",
     ),

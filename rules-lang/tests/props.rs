@@ -220,6 +220,8 @@ fn steps(g: &mut Gen, depth: u32) -> String {
                         "digit \"#\"",
                         "speech",
                         "silence",
+                        "intent yes",
+                        "intent no",
                     ]);
                     if used.contains(&t) {
                         continue;
@@ -297,6 +299,14 @@ fn program(seed: u64) -> (String, Program) {
                 "{link}"
             ]),
             g.pick(&["回复TD退订", "{customer.tags} {customer.at}"]),
+        ));
+    }
+    // The intents the scripts' `on intent` branches name, written loosely.
+    if src.contains("on intent") || g.chance(30) {
+        src.push_str(&format!(
+            "intent yes {{{}zh \"好的\", \"可以\"{}en \"yes please\",\"sure\" }}\nintent no {{\n  zh \"不需要\"\n\n  en \"no thanks\",\n}}\n",
+            g.pick(&[" ", "\n", "\n    "]),
+            g.pick(&[" ", "\n", ",\n    "]),
         ));
     }
     match compile(&src, "gen.rules") {
@@ -517,6 +527,10 @@ proptest! {
         for n in p.sms_names() {
             prop_assert_eq!(again.sms_template(n), p.sms_template(n));
         }
+        prop_assert_eq!(again.intent_names(), p.intent_names());
+        for n in p.intent_names() {
+            prop_assert_eq!(again.intent(n), p.intent(n));
+        }
         let file = dialhound_rules::parse::parse_file(&once).unwrap();
         let printed = dialhound_rules::format::print_file(&file);
         let reparsed = dialhound_rules::parse::parse_file(&printed).unwrap();
@@ -524,13 +538,14 @@ proptest! {
     }
 
     #[test]
-    fn every_script_run_ends_with_one_hang_up(seed in any::<u64>(), events in proptest::collection::vec(0u8..6, 0..40)) {
+    fn every_script_run_ends_with_one_hang_up(seed in any::<u64>(), transcripts in any::<bool>(), events in proptest::collection::vec(0u8..9, 0..40)) {
         use dialhound_rules::{Action, ScriptEvent};
         let (_, p) = program(seed);
         let mut g = Gen(seed | 1);
         let r = record(&p, &mut g);
         for name in p.script_names() {
             let mut run = p.run_script(name, &r).unwrap();
+            run.set_transcripts(transcripts);
             let mut out = run.start();
             for e in &events {
                 let ev = match e {
@@ -539,6 +554,9 @@ proptest! {
                     2 => ScriptEvent::Digit('9'),
                     3 => ScriptEvent::Digit('#'),
                     4 => ScriptEvent::SpeechStarted,
+                    5 => ScriptEvent::heard("嗯，不需要了"),
+                    6 => ScriptEvent::heard("Yes, please!"),
+                    7 => ScriptEvent::heard("喂？"),
                     _ => ScriptEvent::ListenTimedOut,
                 };
                 out.extend(run.handle(ev));

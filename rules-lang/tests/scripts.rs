@@ -88,7 +88,7 @@ fn scripts_compile_into_steps() {
         panic!("expected a listen")
     };
     assert_eq!(*within, Duration::from_secs(6));
-    let triggers: Vec<Trigger> = branches.iter().map(|b| b.0).collect();
+    let triggers: Vec<Trigger> = branches.iter().map(|b| b.0.clone()).collect();
     assert_eq!(
         triggers,
         vec![
