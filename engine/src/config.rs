@@ -28,6 +28,106 @@ pub struct Config {
     pub trunks: Vec<dialhound_line_pool::TrunkConfig>,
     #[serde(default, rename = "campaign")]
     pub campaigns: Vec<CampaignConfig>,
+    #[serde(default)]
+    pub sms: SmsConfig,
+    #[serde(default, rename = "sms_provider")]
+    pub sms_providers: Vec<SmsProviderConfig>,
+}
+
+/// `[sms]`: what every SMS keeps to, whichever campaign sends it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmsConfig {
+    /// The most SMS one customer gets in 24 hours, across campaigns.
+    #[serde(default = "SmsConfig::default_per_day")]
+    pub per_day: u32,
+    /// Replies that put the sender's number on the DNC list, compared with
+    /// the reply trimmed and, for Latin letters, in any case.
+    #[serde(default = "SmsConfig::default_opt_out_words")]
+    pub opt_out_words: Vec<String>,
+    /// How long an `on OUTCOME send sms` without `within`, or a script's
+    /// `send sms`, may wait for the policy's hours or a provider.
+    #[serde(default = "SmsConfig::default_within")]
+    pub default_within_seconds: u64,
+}
+
+impl SmsConfig {
+    fn default_per_day() -> u32 {
+        2
+    }
+    fn default_opt_out_words() -> Vec<String> {
+        ["TD", "T", "STOP", "退订", "N"].map(str::to_owned).to_vec()
+    }
+    fn default_within() -> u64 {
+        3600
+    }
+}
+
+impl Default for SmsConfig {
+    fn default() -> SmsConfig {
+        SmsConfig {
+            per_day: SmsConfig::default_per_day(),
+            opt_out_words: SmsConfig::default_opt_out_words(),
+            default_within_seconds: SmsConfig::default_within(),
+        }
+    }
+}
+
+/// One `[[sms_provider]]`: an SMS center dialhound submits to.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmsProviderConfig {
+    pub name: String,
+    /// `smpp` (SMPP 3.4, bound as a transceiver); the only one built.
+    #[serde(default = "SmsProviderConfig::default_protocol")]
+    pub protocol: String,
+    /// `host:port` of the SMS center.
+    pub address: String,
+    pub system_id: String,
+    pub password: String,
+    #[serde(default)]
+    pub system_type: String,
+    /// Submits sent and not yet answered, at most.
+    #[serde(default = "SmsProviderConfig::default_window")]
+    pub window: usize,
+    /// Messages a second, at most (a token bucket holding one second's).
+    #[serde(default = "SmsProviderConfig::default_rate")]
+    pub rate: f64,
+}
+
+impl SmsProviderConfig {
+    fn default_protocol() -> String {
+        "smpp".to_owned()
+    }
+    fn default_window() -> usize {
+        10
+    }
+    fn default_rate() -> f64 {
+        100.0
+    }
+
+    /// What is wrong with the table, if anything.
+    pub fn problem(&self) -> Option<String> {
+        if self.protocol != "smpp" {
+            return Some(format!(
+                "sms_provider `{}`: protocol `{}` is not supported; use `smpp`",
+                self.name, self.protocol
+            ));
+        }
+        if self.window == 0 || self.rate.is_nan() || self.rate <= 0.0 {
+            return Some(format!(
+                "sms_provider `{}`: window and rate must be above 0",
+                self.name
+            ));
+        }
+        if self.system_id.len() > 15 || self.password.len() > 8 || self.system_type.len() > 12 {
+            return Some(format!(
+                "sms_provider `{}`: SMPP allows a system_id of 15 characters, a password of 8 and a system_type of 12",
+                self.name
+            ));
+        }
+        None
+    }
 }
 
 /// One `[[campaign]]` table: who it calls is the rules file's business; how
@@ -73,6 +173,14 @@ pub struct CampaignConfig {
     /// taken, before we hang up.
     #[serde(default = "CampaignConfig::default_apology")]
     pub apology: String,
+    /// The address an SMS template's `{link}` becomes (not yet a tracked
+    /// short link: the address itself).
+    #[serde(default)]
+    pub sms_link: Option<String>,
+    /// The `[[sms_provider]]` names this campaign's SMS go through, the
+    /// first that is up first; every provider in file order when absent.
+    #[serde(default)]
+    pub sms_providers: Vec<String>,
 }
 
 impl CampaignConfig {
@@ -605,6 +713,34 @@ impl Config {
                 return Err(invalid(
                     &needle,
                     format!("two [[campaign]] tables are named `{}`", campaign.name),
+                ));
+            }
+        }
+        let mut providers = std::collections::BTreeSet::new();
+        for provider in &self.sms_providers {
+            let needle = format!("\"{}\"", provider.name);
+            if let Some(problem) = provider.problem() {
+                return Err(invalid(&needle, problem));
+            }
+            if !providers.insert(provider.name.as_str()) {
+                return Err(invalid(
+                    &needle,
+                    format!("two [[sms_provider]] tables are named `{}`", provider.name),
+                ));
+            }
+        }
+        for campaign in &self.campaigns {
+            if let Some(unknown) = campaign
+                .sms_providers
+                .iter()
+                .find(|name| !providers.contains(name.as_str()))
+            {
+                return Err(invalid(
+                    &format!("\"{unknown}\""),
+                    format!(
+                        "campaign `{}` names sms_provider `{unknown}`, which no [[sms_provider]] table declares",
+                        campaign.name
+                    ),
                 ));
             }
         }

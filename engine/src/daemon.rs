@@ -59,7 +59,16 @@ pub(crate) async fn serve_until(
     .await
     .with_context(|| format!("cannot listen for SIP on {}", config.sip.listen))?;
     tracing::info!(address = %sip.local_addr(), "SIP agent listening");
+    let (sms, sms_tasks) = crate::sms::SmsSender::start(
+        config.sms.clone(),
+        &config.sms_providers,
+        Arc::clone(&store),
+        directory.clone(),
+        Arc::clone(&metrics.sms),
+    );
     let services = Arc::new(crate::campaign::Services {
+        sms,
+        sms_settings: config.sms.clone(),
         store: Arc::clone(&store),
         directory: directory.clone(),
         agent: sip.clone(),
@@ -126,6 +135,9 @@ pub(crate) async fn serve_until(
     socket_task.abort();
     campaigns.abort_all().await;
     sip_task.abort();
+    for task in sms_tasks {
+        task.abort();
+    }
     if let Some(task) = metrics_task {
         task.abort();
     }

@@ -22,3 +22,4 @@ mod call;
 mod campaign;
 mod http;
 mod metrics;
+mod sms;

@@ -77,6 +77,8 @@ enum Command {
     Reload,
     /// A campaign's call detail records, oldest first.
     Cdr(CdrArgs),
+    /// A campaign's SMS: each one's status, provider, parts and receipts.
+    Sms(SmsArgs),
 }
 
 #[derive(clap::Args)]
@@ -122,6 +124,15 @@ struct CdrArgs {
     /// Only records of calls that ended at or after this time (RFC 3339).
     #[arg(long, value_name = "TIME")]
     since: Option<String>,
+    /// Print CSV with a header row.
+    #[arg(long, conflicts_with = "json")]
+    csv: bool,
+}
+
+#[derive(clap::Args)]
+struct SmsArgs {
+    #[arg(long)]
+    campaign: String,
     /// Print CSV with a header row.
     #[arg(long, conflicts_with = "json")]
     csv: bool,
@@ -387,6 +398,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             since: args.since.clone(),
             limit: None,
         },
+        Command::Sms(args) => Request::Sms {
+            campaign: args.campaign.clone(),
+            after: None,
+            limit: None,
+        },
     };
     let bar = progress_bar(&request, cli.json);
     let response = dialhound::control::client::call(&socket, &request, |event| {
@@ -629,6 +645,7 @@ fn print_response(cli: &Cli, response: &Response) -> ExitCode {
             );
         }
         Command::Cdr(args) => print_cdrs(&result, args.csv),
+        Command::Sms(args) => print_sms(&result, args.csv),
         Command::Serve | Command::Rules(_) | Command::Demo(_) => {}
     }
     ExitCode::SUCCESS
@@ -690,6 +707,32 @@ fn print_cdrs(result: &Value, csv: bool) {
         );
     }
     println!("{} call records", cdrs.len());
+}
+
+fn print_sms(result: &Value, csv: bool) {
+    let records: Vec<dialhound::store::sms::SmsRecord> =
+        serde_json::from_value(result.clone()).unwrap_or_default();
+    if csv {
+        println!("{}", dialhound::store::sms::SmsRecord::CSV_HEADER);
+        for record in &records {
+            println!("{}", record.csv_row());
+        }
+        return;
+    }
+    for record in &records {
+        println!(
+            "{:>8} {:<12} {:<14} {:<10} {:<13} {:<10} {} part(s) {}",
+            record.id,
+            record.customer,
+            record.template,
+            record.trigger,
+            record.status.name(),
+            record.provider.as_deref().unwrap_or("-"),
+            record.part_count,
+            record.detail()
+        );
+    }
+    println!("{} SMS", records.len());
 }
 
 fn print_import(result: &Value) {

@@ -7,34 +7,18 @@
 //! and receipts for a user go to whichever of its binds Jasmin picks.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dialhound_smpp::{Event, Message, ReceiptState, Sender, Session, Settings, Status, SubmitId};
 
-const SMPP: &str = "127.0.0.1:2775";
-const CONTROL: &str = "127.0.0.1:2777";
-const WAIT: Duration = Duration::from_secs(40);
+#[path = "../../tests/sms_center/control.rs"]
+mod sms_center;
+
+use sms_center::{SMPP, WAIT, addr, control, require_sms_center, upstream_has, upstream_messages};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn addr(a: &str) -> SocketAddr {
-    a.parse().expect("a literal socket address")
-}
-
-fn require_sms_center() {
-    for (what, at) in [
-        ("Jasmin's SMPP server", SMPP),
-        ("the upstream's control API", CONTROL),
-    ] {
-        if let Err(error) = TcpStream::connect_timeout(&addr(at), Duration::from_secs(2)) {
-            panic!(
-                "the test SMS center is not running ({what} on {at}: {error}); start it with tests/sms_center/start.sh"
-            );
-        }
-    }
-}
 
 /// A blocking shell: one socket, one session.
 struct Shell {
@@ -197,52 +181,6 @@ fn message(to: &str, text: &str) -> Message {
         text: text.into(),
         keep_whole: Vec::new(),
         validity: Some(Duration::from_secs(3600)),
-    }
-}
-
-/// A GET on the upstream's control API, its JSON body.
-fn control(path: &str) -> serde_json::Value {
-    let mut stream = TcpStream::connect_timeout(&addr(CONTROL), Duration::from_secs(5))
-        .expect("connect to the upstream's control API");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("set a read timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {CONTROL}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send the request");
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .expect("read the response");
-    let response = String::from_utf8(response).expect("the control API answers UTF-8");
-    let (_, body) = response
-        .split_once("\r\n\r\n")
-        .expect("an HTTP response with a body");
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path} answered {body:?}: {e}"))
-}
-
-/// The submits the upstream received for `destination`.
-fn upstream_messages(destination: &str) -> Vec<serde_json::Value> {
-    control("/messages")
-        .as_array()
-        .expect("/messages is a list")
-        .iter()
-        .filter(|m| m["destination_addr"] == destination)
-        .cloned()
-        .collect()
-}
-
-/// Waits until the upstream has `count` submits for `destination`.
-fn upstream_has(destination: &str, count: usize) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got = upstream_messages(destination);
-        if got.len() >= count || Instant::now() > deadline {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

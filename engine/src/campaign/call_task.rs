@@ -17,8 +17,10 @@ use super::services::Services;
 use crate::call::conversation::{Conversation, FlowAction, FlowEvent};
 use crate::campaign::pacer::{Pacer, Ringing, Talking};
 use crate::config::CampaignConfig;
+use crate::sms::SmsRequest;
 use crate::store::attempt::{Attempt, CallOutcome, Cdr};
 use crate::store::customer::CustomerId;
+use crate::store::sms::SmsContent;
 use dialhound_line_pool::TierFallback;
 
 use crate::call::dial::{Dial, Route};
@@ -81,6 +83,11 @@ pub(super) async fn run(
             tracing::error!(%error, "cannot put an opted-out number on the DNC list");
         }
     };
+    let reservation = plan.reservation.take();
+    let script_sms = |template: &str| {
+        let within = Duration::from_secs(services.sms_settings.default_within_seconds);
+        queue_sms(&plan, &services, template, "script", within);
+    };
     let mut conversation = CampaignConversation {
         run: ScriptRun::new(script, &plan.record, program.schema()),
         prompts,
@@ -91,6 +98,7 @@ pub(super) async fn run(
         abandoned: false,
         answered_at: None,
         block: &block,
+        send_sms: &script_sms,
     };
     let record_to = plan.config.record.then(|| {
         services
@@ -114,7 +122,7 @@ pub(super) async fn run(
     };
     let placed = services
         .agent
-        .dial_conversation(dial, plan.reservation.take(), Some(&mut conversation))
+        .dial_conversation(dial, reservation, Some(&mut conversation))
         .await;
     let now = Instant::now();
     {
@@ -136,6 +144,24 @@ pub(super) async fn run(
         ),
     };
     let outcome = cdr.outcome;
+    drop(conversation);
+    if let Some(fallback) = program.fallback_for(&plan.attempt.rule, outcome.for_history()) {
+        let within = fallback
+            .within
+            .and_then(|seconds| u64::try_from(seconds).ok())
+            .unwrap_or(services.sms_settings.default_within_seconds);
+        // Written before the CDR: a crash between the two leaves the
+        // attempt open, never the SMS unasked.
+        if let Some(queued) = queue_sms(
+            &plan,
+            &services,
+            &fallback.template,
+            outcome.name(),
+            Duration::from_secs(within),
+        ) {
+            let _ = queued.await;
+        }
+    }
     let store = Arc::clone(&services.store);
     match tokio::task::spawn_blocking(move || store.finish_attempt(&cdr)).await {
         Ok(Ok(())) => {}
@@ -148,6 +174,64 @@ pub(super) async fn run(
         customer: plan.customer,
         outcome,
     });
+}
+
+/// Asks the SMS stage for template `template` for this call's customer,
+/// within `within` from now, off the reactor; the task that writes it.
+fn queue_sms(
+    plan: &CallPlan,
+    services: &Services,
+    template: &str,
+    trigger: &str,
+    within: Duration,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let program = &plan.program;
+    let Some(declared) = program.sms_template(template) else {
+        tracing::warn!(
+            template,
+            "the rules ask for an SMS template they do not declare"
+        );
+        return None;
+    };
+    let link = plan.config.sms_link.clone().unwrap_or_default();
+    let text = declared.render(&plan.record, program.schema(), &link);
+    let keep_whole = if link.is_empty() {
+        Vec::new()
+    } else {
+        text.match_indices(link.as_str())
+            .map(|(start, found)| (start, start + found.len()))
+            .collect()
+    };
+    let now = Timestamp::now();
+    let deadline = now + within;
+    let request = SmsRequest {
+        campaign: plan.config.name.clone(),
+        customer: plan.customer.to_string(),
+        rule: plan.attempt.rule.clone(),
+        template: template.to_owned(),
+        trigger: trigger.to_owned(),
+        attempt: Some(plan.attempt.id),
+        content: SmsContent {
+            phone: plan.phone.clone(),
+            sender: declared.sender.clone(),
+            text,
+            keep_whole,
+        },
+        not_before: program.next_sms_time(&plan.record, now, deadline),
+        deadline,
+        providers: plan.config.sms_providers.clone(),
+    };
+    let sender = services.sms.clone();
+    Some(tokio::task::spawn_blocking(move || {
+        match sender.queue(request) {
+            Ok(record) => tracing::debug!(
+                sms = record.id,
+                status = record.status.name(),
+                "SMS written"
+            ),
+            Err(error) => tracing::error!(%error, "cannot write an SMS; it is not sent"),
+        }
+    }))
 }
 
 fn cdr_of(attempt: &Attempt, report: &CallReport, conversation: &CampaignConversation<'_>) -> Cdr {
@@ -330,6 +414,8 @@ struct CampaignConversation<'a> {
     abandoned: bool,
     answered_at: Option<Timestamp>,
     block: &'a (dyn Fn() + Send + Sync),
+    /// Queues an SMS template for this customer (a script's `send sms`).
+    send_sms: &'a (dyn Fn(&str) + Send + Sync),
 }
 
 impl Conversation for CampaignConversation<'_> {
@@ -391,10 +477,7 @@ impl CampaignConversation<'_> {
                     },
                     Action::Listen(within) => flow.push(FlowAction::Listen(within)),
                     Action::OptOut => (self.block)(),
-                    Action::SendSms(name) => tracing::warn!(
-                        template = %name,
-                        "the script asks for SMS template `{name}`, but no SMS is sent: there is no SMS provider yet"
-                    ),
+                    Action::SendSms(name) => (self.send_sms)(&name),
                     Action::HangUp => flow.push(FlowAction::HangUp),
                 }
             }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use crate::call::sip_agent::SipAgent;
 use crate::campaign::metrics::CampaignMetrics;
+use crate::config::SmsConfig;
 use crate::ingest::Directory;
+use crate::sms::SmsSender;
 use crate::store::Store;
 
 /// What every campaign's calls use: the daemon's parts.
@@ -26,4 +28,7 @@ pub struct Services {
     pub max_channels: u32,
     pub max_cps: u32,
     pub metrics: Arc<CampaignMetrics>,
+    /// What the campaigns' SMS go out through.
+    pub sms: SmsSender,
+    pub sms_settings: SmsConfig,
 }

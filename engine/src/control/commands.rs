@@ -20,6 +20,7 @@ use crate::ingest::import::{ImportJob, ImportSummary};
 use crate::ingest::phone::E164;
 use crate::metrics::Metrics;
 use crate::store::customer::CustomerId;
+use crate::store::sms::SmsRecord;
 
 /// Everything a command may touch, shared by all connections.
 pub struct Control {
@@ -273,6 +274,34 @@ impl Control {
                     })
                     .await?;
                 Ok(Response::success(cdrs))
+            }
+            Request::Sms {
+                campaign,
+                after,
+                limit,
+            } => {
+                self.campaigns.known(&campaign).map_err(campaign_error)?;
+                let limit = limit.unwrap_or(100_000);
+                let records = self
+                    .blocking(move |control| {
+                        control
+                            .directory
+                            .store()
+                            .campaign_sms(&campaign, after.unwrap_or(0), limit)
+                            .map(|records| {
+                                // The sealed number and text stay in the store.
+                                records
+                                    .into_iter()
+                                    .map(|record| SmsRecord {
+                                        sealed: Vec::new(),
+                                        ..record
+                                    })
+                                    .collect::<Vec<_>>()
+                            })
+                            .map_err(internal)
+                    })
+                    .await?;
+                Ok(Response::success(records))
             }
             Request::DncList => {
                 let listings = self

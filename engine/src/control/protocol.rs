@@ -122,6 +122,16 @@ pub enum Request {
         #[serde(default)]
         limit: Option<usize>,
     },
+    /// A campaign's SMS records, in the order they were asked for.
+    Sms {
+        campaign: String,
+        /// Only records with ids above this one (paging).
+        #[serde(default)]
+        after: Option<u64>,
+        /// At most this many records [default: 100,000].
+        #[serde(default)]
+        limit: Option<usize>,
+    },
 }
 
 /// Every command name, for errors and metrics labels.
@@ -145,6 +155,7 @@ pub const COMMANDS: &[&str] = &[
     "campaign_show",
     "reload",
     "cdr",
+    "sms",
 ];
 
 impl Request {
@@ -169,6 +180,7 @@ impl Request {
             Request::CampaignShow { .. } => "campaign_show",
             Request::Reload => "reload",
             Request::Cdr { .. } => "cdr",
+            Request::Sms { .. } => "sms",
         }
     }
 

@@ -10,6 +10,7 @@ use crate::ingest::import::{
 };
 use crate::ingest::phone::E164;
 use crate::store::customer::{Customer, CustomerId};
+use crate::store::sms::SmsContent;
 use crate::store::vault::{Vault, VaultError};
 use crate::store::{self, DncEntry, SealedCustomer, Store, StoreError};
 
@@ -153,6 +154,20 @@ impl Directory {
         Ok(listings)
     }
 
+    /// Seals an SMS's number, sender and text for its record, with the
+    /// SMS's id as context.
+    pub fn seal_sms(&self, id: u64, content: &SmsContent) -> Vec<u8> {
+        let plain = serde_json::to_vec(content).unwrap_or_default();
+        self.vault.seal(&plain, &sms_context(id))
+    }
+
+    /// Opens what [`Directory::seal_sms`] sealed.
+    pub fn open_sms(&self, id: u64, sealed: &[u8]) -> Result<SmsContent, DirectoryError> {
+        let plain = self.vault.unseal(sealed, &sms_context(id))?;
+        serde_json::from_slice(&plain)
+            .map_err(|_| DirectoryError::Damaged(store::DecodeError::Invalid))
+    }
+
     fn unseal(&self, sealed: SealedCustomer) -> Result<Customer, DirectoryError> {
         let personal = self
             .vault
@@ -165,4 +180,10 @@ impl Directory {
             attributes: sealed.attributes,
         })
     }
+}
+
+fn sms_context(id: u64) -> Vec<u8> {
+    let mut context = b"sms:".to_vec();
+    context.extend_from_slice(&id.to_be_bytes());
+    context
 }

@@ -6,7 +6,8 @@
 //! Owns: the registry and its rendering, the trunk ([`trunks`]) and media
 //! ([`media`]) figures read at scrape time.
 //!
-//! Imports the stages whose counters it registers (`call`, `campaign`). No
+//! Imports the stages whose counters it registers (`call`, `campaign`,
+//! `sms`). No
 //! stage below the control socket imports it: a stage counts into its own
 //! metrics struct, which this registry holds.
 
@@ -23,6 +24,7 @@ use prometheus::{Encoder, Gauge, GaugeVec, IntCounterVec, IntGauge, Opts, Regist
 
 use crate::call::metrics::SipMetrics;
 use crate::campaign::metrics::CampaignMetrics;
+use crate::sms::metrics::SmsMetrics;
 use media::MediaMetrics;
 use trunks::TrunkMetrics;
 
@@ -37,6 +39,7 @@ pub struct Metrics {
     pub socket_requests: IntCounterVec,
     pub sip: Arc<SipMetrics>,
     pub campaigns: Arc<CampaignMetrics>,
+    pub sms: Arc<SmsMetrics>,
     trunks: Option<TrunkMetrics>,
     media: Option<MediaMetrics>,
 }
@@ -88,6 +91,7 @@ impl Metrics {
         .expect("static metric definition is valid");
         let sip = Arc::new(SipMetrics::new());
         let campaigns = Arc::new(CampaignMetrics::new());
+        let sms = Arc::new(SmsMetrics::new());
         for collector in [
             Box::new(build_info) as Box<dyn prometheus::core::Collector>,
             Box::new(uptime.clone()),
@@ -99,6 +103,7 @@ impl Metrics {
         .into_iter()
         .chain(sip.collectors())
         .chain(campaigns.collectors())
+        .chain(sms.collectors())
         {
             registry
                 .register(collector)
@@ -114,6 +119,7 @@ impl Metrics {
             socket_requests,
             sip,
             campaigns,
+            sms,
             trunks: None,
             media: None,
         }

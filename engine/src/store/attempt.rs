@@ -161,12 +161,17 @@ impl Cdr {
             self.recording.clone().unwrap_or_default(),
             self.reason.clone(),
         ];
-        fields
-            .iter()
-            .map(|field| csv_field(field))
-            .collect::<Vec<_>>()
-            .join(",")
+        csv_line(&fields)
     }
+}
+
+/// Fields joined into one CSV line, each quoted as RFC 4180 needs.
+pub(crate) fn csv_line(fields: &[String]) -> String {
+    fields
+        .iter()
+        .map(|field| csv_field(field))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn csv_field(field: &str) -> String {

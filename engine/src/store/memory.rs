@@ -10,6 +10,7 @@ use dialhound_rules::History;
 use super::{CustomerWrite, DncEntry, SealedCustomer, Store, StoreError};
 use crate::store::attempt::{Attempt, Cdr};
 use crate::store::customer::CustomerId;
+use crate::store::sms::SmsRecord;
 use crate::store::vault::PhoneKey;
 
 /// Holds everything in maps; nothing survives the process.
@@ -25,6 +26,9 @@ pub struct MemoryStore {
     /// By campaign, end time in milliseconds and attempt.
     cdrs: RwLock<BTreeMap<(String, i64, u64), Cdr>>,
     campaigns: RwLock<BTreeMap<String, Vec<u8>>>,
+    sms: RwLock<BTreeMap<u64, SmsRecord>>,
+    /// By provider and message id.
+    sms_messages: RwLock<HashMap<(String, String), u64>>,
     attempt_ids: AtomicU64,
     count: AtomicU64,
 }
@@ -166,6 +170,70 @@ impl Store for MemoryStore {
 
     fn next_attempt_id(&self) -> Result<u64, StoreError> {
         Ok(self.attempt_ids.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    fn next_sms_id(&self) -> Result<u64, StoreError> {
+        self.next_attempt_id()
+    }
+
+    fn put_sms(&self, record: &SmsRecord) -> Result<(), StoreError> {
+        if let Some(provider) = &record.provider {
+            let mut messages = write(&self.sms_messages);
+            for part in &record.parts {
+                messages.insert((provider.clone(), part.message_id.clone()), record.id);
+            }
+        }
+        write(&self.sms).insert(record.id, record.clone());
+        Ok(())
+    }
+
+    fn sms(&self, id: u64) -> Result<Option<SmsRecord>, StoreError> {
+        Ok(read(&self.sms).get(&id).cloned())
+    }
+
+    fn sms_by_message_id(
+        &self,
+        provider: &str,
+        message_id: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        Ok(read(&self.sms_messages)
+            .get(&(provider.to_owned(), message_id.to_owned()))
+            .copied())
+    }
+
+    fn open_sms(&self) -> Result<Vec<SmsRecord>, StoreError> {
+        Ok(read(&self.sms)
+            .values()
+            .filter(|record| record.status.is_open())
+            .cloned()
+            .collect())
+    }
+
+    fn campaign_sms(
+        &self,
+        campaign: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<SmsRecord>, StoreError> {
+        Ok(read(&self.sms)
+            .range(after.saturating_add(1)..)
+            .map(|(_, record)| record)
+            .filter(|record| record.campaign == campaign)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn customer_sms_since(
+        &self,
+        customer: &str,
+        since: jiff::Timestamp,
+    ) -> Result<Vec<SmsRecord>, StoreError> {
+        Ok(read(&self.sms)
+            .values()
+            .filter(|record| record.customer == customer && record.created_at >= since)
+            .cloned()
+            .collect())
     }
 
     fn begin_attempts(&self, attempts: &[Attempt]) -> Result<(), StoreError> {

@@ -12,6 +12,7 @@ mod encoding;
 mod memory;
 pub(crate) mod redact;
 mod sled_store;
+pub mod sms;
 pub mod vault;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ use dialhound_rules::History;
 
 use crate::store::attempt::Attempt;
 use crate::store::customer::{AttributeValue, CustomerId};
+use crate::store::sms::SmsRecord;
 use crate::store::vault::{Fingerprint, PhoneKey};
 
 /// A customer record with its personal fields sealed.
@@ -167,6 +169,34 @@ pub trait Store: Send + Sync + 'static {
     /// Every campaign's saved state, by name (see `campaign::SavedCampaign`).
     fn campaigns(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     fn save_campaign(&self, name: &str, state: &[u8]) -> Result<(), StoreError>;
+    /// A fresh SMS id, larger than any before, across restarts.
+    fn next_sms_id(&self) -> Result<u64, StoreError>;
+    /// Writes an SMS record, new or changed, with its indexes: the open
+    /// SMS, the campaign's and the customer's, and its parts' message ids.
+    fn put_sms(&self, record: &SmsRecord) -> Result<(), StoreError>;
+    fn sms(&self, id: u64) -> Result<Option<SmsRecord>, StoreError>;
+    /// The SMS one of whose parts `provider` named `message_id`.
+    fn sms_by_message_id(
+        &self,
+        provider: &str,
+        message_id: &str,
+    ) -> Result<Option<u64>, StoreError>;
+    /// The SMS still owed a submit (queued, or submitting when the daemon
+    /// stopped), in id order.
+    fn open_sms(&self) -> Result<Vec<SmsRecord>, StoreError>;
+    /// Up to `limit` SMS of `campaign` with ids above `after`, in id order.
+    fn campaign_sms(
+        &self,
+        campaign: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<SmsRecord>, StoreError>;
+    /// The customer's SMS, of every campaign, created at or after `since`.
+    fn customer_sms_since(
+        &self,
+        customer: &str,
+        since: jiff::Timestamp,
+    ) -> Result<Vec<SmsRecord>, StoreError>;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), StoreError>;
 }

@@ -10,6 +10,7 @@ use sled::Transactional;
 use super::{CustomerWrite, DncEntry, SealedCustomer, Store, StoreError};
 use crate::store::attempt::{Attempt, Cdr};
 use crate::store::customer::CustomerId;
+use crate::store::sms::SmsRecord;
 use crate::store::vault::{PhoneKey, Vault};
 
 const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
@@ -25,6 +26,14 @@ pub struct SledStore {
     ledger: sled::Tree,
     cdr: sled::Tree,
     campaigns: sled::Tree,
+    /// SMS records by id, and their indexes: the open ones (id), each
+    /// campaign's and customer's (name, 0, id) and the parts' message ids
+    /// (provider, 0, message id → id).
+    sms: sled::Tree,
+    sms_open: sled::Tree,
+    sms_of_campaign: sled::Tree,
+    sms_of_customer: sled::Tree,
+    sms_messages: sled::Tree,
     customer_count: AtomicU64,
 }
 
@@ -79,6 +88,11 @@ impl SledStore {
             ledger: db.open_tree("ledger")?,
             cdr: db.open_tree("cdr")?,
             campaigns: db.open_tree("campaigns")?,
+            sms: db.open_tree("sms")?,
+            sms_open: db.open_tree("sms_open")?,
+            sms_of_campaign: db.open_tree("sms_of_campaign")?,
+            sms_of_customer: db.open_tree("sms_of_customer")?,
+            sms_messages: db.open_tree("sms_messages")?,
             customers,
             customer_count,
             db,
@@ -115,6 +129,24 @@ fn decode_wake_time(bytes: &[u8]) -> Result<jiff::Timestamp, StoreError> {
         .and_then(|millis| jiff::Timestamp::from_millisecond(i64::from_be_bytes(millis)).ok())
         .ok_or(StoreError::Damaged {
             key: "wake index entry".into(),
+            error: encoding::DecodeError::Invalid,
+        })
+}
+
+/// An index key: a name, a zero byte (names hold none) and the rest.
+fn index_key(name: &str, rest: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(name.len() + 1 + rest.len());
+    key.extend_from_slice(name.as_bytes());
+    key.push(0);
+    key.extend_from_slice(rest);
+    key
+}
+
+fn decode_id(bytes: &[u8]) -> Result<u64, StoreError> {
+    <[u8; 8]>::try_from(bytes)
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Damaged {
+            key: "SMS index entry".into(),
             error: encoding::DecodeError::Invalid,
         })
 }
@@ -394,6 +426,117 @@ impl Store for SledStore {
     fn save_campaign(&self, name: &str, state: &[u8]) -> Result<(), StoreError> {
         self.campaigns.insert(name.as_bytes(), state)?;
         Ok(())
+    }
+
+    fn next_sms_id(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()? + 1)
+    }
+
+    fn put_sms(&self, record: &SmsRecord) -> Result<(), StoreError> {
+        let id = record.id.to_be_bytes();
+        let value = encoding::encode_json(record);
+        let campaign_key = index_key(&record.campaign, &id);
+        let customer_key = index_key(&record.customer, &id);
+        let message_keys: Vec<Vec<u8>> = match &record.provider {
+            Some(provider) => record
+                .parts
+                .iter()
+                .map(|part| index_key(provider, part.message_id.as_bytes()))
+                .collect(),
+            None => Vec::new(),
+        };
+        transact(
+            (
+                &self.sms,
+                &self.sms_open,
+                &self.sms_of_campaign,
+                &self.sms_of_customer,
+                &self.sms_messages,
+            )
+                .transaction(|(sms, open, of_campaign, of_customer, messages)| {
+                    sms.insert(&id, value.as_slice())?;
+                    if record.status.is_open() {
+                        open.insert(&id, &[])?;
+                    } else {
+                        open.remove(&id)?;
+                    }
+                    of_campaign.insert(campaign_key.as_slice(), &[])?;
+                    of_customer.insert(customer_key.as_slice(), &[])?;
+                    for key in &message_keys {
+                        messages.insert(key.as_slice(), &id)?;
+                    }
+                    Ok(())
+                }),
+        )
+    }
+
+    fn sms(&self, id: u64) -> Result<Option<SmsRecord>, StoreError> {
+        self.sms
+            .get(id.to_be_bytes())?
+            .map(|bytes| encoding::decode_json(&bytes, "SMS record"))
+            .transpose()
+    }
+
+    fn sms_by_message_id(
+        &self,
+        provider: &str,
+        message_id: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        self.sms_messages
+            .get(index_key(provider, message_id.as_bytes()))?
+            .map(|bytes| decode_id(&bytes))
+            .transpose()
+    }
+
+    fn open_sms(&self) -> Result<Vec<SmsRecord>, StoreError> {
+        let mut records = Vec::new();
+        for key in self.sms_open.iter().keys() {
+            if let Some(record) = self.sms(decode_id(&key?)?)? {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    fn campaign_sms(
+        &self,
+        campaign: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<SmsRecord>, StoreError> {
+        let from = index_key(campaign, &after.saturating_add(1).to_be_bytes());
+        let until = index_key(campaign, &[0xFF; 9]);
+        let mut records = Vec::new();
+        for key in self.sms_of_campaign.range(from..until).keys().take(limit) {
+            let key = key?;
+            let id = decode_id(&key[key.len().saturating_sub(8)..])?;
+            if let Some(record) = self.sms(id)? {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    fn customer_sms_since(
+        &self,
+        customer: &str,
+        since: jiff::Timestamp,
+    ) -> Result<Vec<SmsRecord>, StoreError> {
+        let mut records = Vec::new();
+        for key in self
+            .sms_of_customer
+            .scan_prefix(index_key(customer, &[]))
+            .keys()
+        {
+            let key = key?;
+            let id = decode_id(&key[key.len().saturating_sub(8)..])?;
+            if let Some(record) = self.sms(id)?
+                && record.created_at >= since
+            {
+                records.push(record);
+            }
+        }
+        Ok(records)
     }
 
     fn flush(&self) -> Result<(), StoreError> {

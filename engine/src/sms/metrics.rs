@@ -1,0 +1,67 @@
+//! What the SMS stage counts, registered by the daemon's metrics registry.
+
+use prometheus::{IntCounterVec, IntGaugeVec, Opts};
+
+use crate::store::sms::SmsStatus;
+
+pub struct SmsMetrics {
+    statuses: IntCounterVec,
+    bound: IntGaugeVec,
+    replies: IntCounterVec,
+}
+
+impl SmsMetrics {
+    pub(crate) fn new() -> SmsMetrics {
+        SmsMetrics {
+            statuses: IntCounterVec::new(
+                Opts::new(
+                    "dialhound_sms_total",
+                    "SMS reaching a status (queued, submitting, accepted, delivered, undeliverable, expired, failed, skipped), by provider (empty before one took it).",
+                ),
+                &["provider", "status"],
+            )
+            .expect("static metric definition is valid"),
+            bound: IntGaugeVec::new(
+                Opts::new(
+                    "dialhound_sms_provider_bound",
+                    "1 while the provider's SMPP session is bound, else 0.",
+                ),
+                &["provider"],
+            )
+            .expect("static metric definition is valid"),
+            replies: IntCounterVec::new(
+                Opts::new(
+                    "dialhound_sms_replies_total",
+                    "SMS replies from phones, by provider and kind (opt_out, other).",
+                ),
+                &["provider", "kind"],
+            )
+            .expect("static metric definition is valid"),
+        }
+    }
+
+    pub(crate) fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.statuses.clone()),
+            Box::new(self.bound.clone()),
+            Box::new(self.replies.clone()),
+        ]
+    }
+
+    pub(crate) fn count(&self, provider: &str, status: SmsStatus) {
+        self.statuses
+            .with_label_values(&[provider, status.name()])
+            .inc();
+    }
+
+    pub(crate) fn set_bound(&self, provider: &str, bound: bool) {
+        self.bound
+            .with_label_values(&[provider])
+            .set(i64::from(bound));
+    }
+
+    pub(crate) fn reply(&self, provider: &str, opt_out: bool) {
+        let kind = if opt_out { "opt_out" } else { "other" };
+        self.replies.with_label_values(&[provider, kind]).inc();
+    }
+}

@@ -1,0 +1,290 @@
+//! SMS end to end: a campaign's calls ring out at a SIPp trunk, the rule's
+//! `on no_answer send sms` texts each customer through the real test SMS
+//! center (Jasmin in front of an upstream stand-in), the receipts settle
+//! the records, and a `TD` reply puts the number on the DNC list.
+//!
+//! The SMS center must be running (`tests/sms_center/start.sh`); these tests
+//! fail, they do not skip, when it is not.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+#[path = "sms_center/control.rs"]
+mod sms_center;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, Sipp};
+use jiff::Timestamp;
+use serde_json::Value;
+use sms_center::{FAIL_PREFIX, SMPP, SMPP_PASSWORD, SMPP_USER, WAIT, control, require_sms_center};
+
+/// The example schema, so the daemon's import (typed by `cart.rules`) fits.
+const SCHEMA: &str = r#"
+schema customer {
+  phone       phone
+  name        text
+  zone        timezone = "Asia/Shanghai"
+  tags        set<text>
+  intent      enum { high, medium, low }
+  cart_value  money
+  cart_added  time?
+  paid        bool
+}
+"#;
+
+const LINK: &str = "https://shop.example.cn/c/7Q2";
+
+/// A Chinese text longer than one UCS-2 part: it goes as two, the link
+/// whole in one of them.
+const RULES_BODY: &str = r#"
+policy {
+  calling hours 08:00-21:00 local
+  at most 1 call per day
+}
+
+rule follow_up {
+  when not customer.paid
+  on no_answer send sms "cart_link" within 10m
+}
+
+sms cart_link {
+  sender "10690000"
+  text "{customer.name}您好！您的购物车里还有心仪的商品没有结算，库存有限，优惠今晚截止。点击 {link} 即可一键完成购买，我们为您保留到明天中午。回复TD退订"
+}
+"#;
+
+/// Numbers unique to this run, so the upstream's log of earlier runs does
+/// not count: `count` starting `+86138…` and `failing` with the fail prefix.
+fn numbers(count: usize, failing: usize) -> Vec<String> {
+    let stamp = Timestamp::now().as_second() % 10_000;
+    let ok = (0..count).map(|n| format!("+86138{stamp:04}{n:04}").chars().take(14).collect());
+    let bad = (0..failing).map(|n| format!("+{FAIL_PREFIX}{stamp:04}{n:02}"));
+    ok.chain(bad).collect()
+}
+
+fn customers_csv(dir: &std::path::Path, phones: &[String], zone: &str) -> std::path::PathBuf {
+    let mut csv =
+        String::from("customer_id,name,phone,zone,intent,cart_value,cart_added,paid,tags\n");
+    for (n, phone) in phones.iter().enumerate() {
+        csv.push_str(&format!(
+            "S{n:03},王{n},{phone},{zone},medium,199.00,,no,\n"
+        ));
+    }
+    let path = dir.join("customers.csv");
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+/// A daemon whose trunk is `sipp`, whose campaign `name` runs `rules`, and
+/// whose SMS go to the test SMS center.
+fn sms_daemon(sipp: &Sipp, name: &str, rules: &std::path::Path) -> Daemon {
+    let tables = format!(
+        r#"[[trunk]]
+name = "sipp"
+proxy = "127.0.0.1:{port}"
+tier = "standard"
+channels = 50
+cps = 20
+
+[[campaign]]
+name = "{name}"
+rules = "{rules}"
+ring_timeout_seconds = 2
+sms_link = "{LINK}"
+
+[sms]
+per_day = 1
+
+[[sms_provider]]
+name = "jasmin"
+address = "{SMPP}"
+system_id = "{SMPP_USER}"
+password = "{SMPP_PASSWORD}"
+window = 10
+rate = 50
+"#,
+        port = sipp.port,
+        rules = rules.display(),
+    );
+    Daemon::with_trunks(&tables, 0)
+}
+
+fn sms_records(daemon: &Daemon, campaign: &str) -> Vec<Value> {
+    let answer = daemon.cli(&["sms", "--campaign", campaign]);
+    assert_eq!(answer["ok"], true, "{answer}");
+    answer["result"].as_array().unwrap().clone()
+}
+
+/// Waits until `done` holds for the campaign's SMS records.
+fn wait_for_sms(
+    daemon: &Daemon,
+    campaign: &str,
+    what: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + WAIT * 2;
+    loop {
+        let records = sms_records(daemon, campaign);
+        if done(&records) {
+            return records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen; the SMS records: {records:#?}\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn settled(record: &Value) -> bool {
+    matches!(
+        record["status"].as_str(),
+        Some("delivered" | "undeliverable" | "expired" | "failed" | "skipped")
+    )
+}
+
+#[test]
+fn calls_that_ring_out_text_each_customer_once_in_numbered_ucs2_parts_and_receipts_settle_them() {
+    require_sms_center();
+    let sipp = Sipp::trunk_on("ring_forever", None);
+    let work = tempfile::tempdir().unwrap();
+    let zone = dialhound::demo::afternoon_zone(Timestamp::now());
+    let rules = work.path().join("sms.rules");
+    std::fs::write(&rules, format!("{SCHEMA}{RULES_BODY}")).unwrap();
+    let daemon = sms_daemon(&sipp, "fallback", &rules);
+    let phones = numbers(4, 2);
+    let csv = customers_csv(work.path(), &phones, &zone);
+    let imported = daemon.cli(&["import", csv.to_str().unwrap()]);
+    assert_eq!(imported["result"]["imported"], phones.len(), "{imported}");
+
+    let asked_from = Timestamp::now();
+    let started = daemon.cli(&["campaign", "start", "fallback"]);
+    assert_eq!(started["ok"], true, "{started}");
+    let records = wait_for_sms(&daemon, "fallback", "every SMS settling", |records| {
+        records.len() >= phones.len() && records.iter().all(settled)
+    });
+
+    // Exactly one per customer, each following a call that rang out.
+    let mut by_customer: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    for record in &records {
+        by_customer
+            .entry(record["customer"].as_str().unwrap())
+            .or_default()
+            .push(record);
+    }
+    assert_eq!(by_customer.len(), phones.len(), "{records:#?}");
+    for (customer, texts) in &by_customer {
+        assert_eq!(texts.len(), 1, "{customer} got {texts:#?}");
+        let record = texts[0];
+        assert_eq!(record["trigger"], "no_answer", "{record}");
+        assert_eq!(record["rule"], "follow_up");
+        assert_eq!(record["coding"], "ucs2");
+        assert_eq!(record["part_count"], 2, "{record}");
+        assert_eq!(record["submissions"], 1, "{record}");
+        // Within the rule's delay of the call's end.
+        let created: Timestamp = record["created_at"].as_str().unwrap().parse().unwrap();
+        let deadline: Timestamp = record["deadline"].as_str().unwrap().parse().unwrap();
+        assert!(created >= asked_from, "{record}");
+        assert_eq!(deadline.as_second() - created.as_second(), 600, "{record}");
+        let submitted = record["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|event| event["status"] == "submitting")
+            .and_then(|event| event["at"].as_str())
+            .map(|at| at.parse::<Timestamp>().unwrap())
+            .unwrap_or_else(|| panic!("never submitted: {record}"));
+        assert!(submitted <= deadline, "{record}");
+    }
+
+    // The receipts: the failing prefix undeliverable, the rest delivered.
+    let cdrs = daemon.cli(&["cdr", "--campaign", "fallback"]);
+    let customer_phone: BTreeMap<String, String> = phones
+        .iter()
+        .enumerate()
+        .map(|(n, phone)| (format!("S{n:03}"), phone.clone()))
+        .collect();
+    for record in &records {
+        let phone = &customer_phone[record["customer"].as_str().unwrap()];
+        let expected = if phone[1..].starts_with(FAIL_PREFIX) {
+            "undeliverable"
+        } else {
+            "delivered"
+        };
+        assert_eq!(record["status"], expected, "{phone}: {record}\n{cdrs}");
+        for part in record["parts"].as_array().unwrap() {
+            assert!(part["receipt"].is_string(), "{record}");
+        }
+    }
+
+    // What the upstream SMSC got: two UCS-2 parts per number, numbered 1
+    // and 2 of one reference, the link whole in one part, joined to the text.
+    for phone in &phones {
+        let got = sms_center::upstream_has(&phone[1..], 2);
+        assert_eq!(got.len(), 2, "{phone}: {got:#?}");
+        let mut numbered: Vec<(u8, String)> = got
+            .iter()
+            .map(|message| {
+                assert_eq!(message["data_coding"], 8, "{message}");
+                assert_eq!(message["registered_delivery"], 1, "{message}");
+                let udh = message["udh_hex"].as_str().unwrap();
+                assert_eq!(&udh[..6], "050003", "{message}");
+                assert_eq!(&udh[8..10], "02", "two parts: {message}");
+                let part = u8::from_str_radix(&udh[10..12], 16).unwrap();
+                (part, message["text"].as_str().unwrap().to_owned())
+            })
+            .collect();
+        numbered.sort();
+        assert_eq!(numbered.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [1, 2]);
+        assert!(
+            numbered.iter().any(|(_, text)| text.contains(LINK)),
+            "{numbered:?}"
+        );
+        let whole: String = numbered.into_iter().map(|(_, text)| text).collect();
+        assert!(whole.ends_with("回复TD退订"), "{whole}");
+        assert!(whole.contains("您好！您的购物车"), "{whole}");
+    }
+
+    // Counted in the metrics by provider and status.
+    let page = daemon.scrape();
+    assert!(
+        page.contains("dialhound_sms_total{provider=\"jasmin\",status=\"delivered\"} 4"),
+        "{page}"
+    );
+    assert!(
+        page.contains("dialhound_sms_total{provider=\"jasmin\",status=\"undeliverable\"} 2"),
+        "{page}"
+    );
+    assert!(page.contains("dialhound_sms_provider_bound{provider=\"jasmin\"} 1"));
+
+    // A TD reply from one of them puts the number on the DNC list.
+    let replier = &phones[0];
+    let sent = control(&format!("/mo?src={}&dst=10690000&text=TD", &replier[1..]));
+    assert_eq!(sent["sent"], true, "{sent}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let listed = daemon.cli(&["dnc", "list"]);
+        let found = listed["result"].as_array().is_some_and(|entries| {
+            entries
+                .iter()
+                .any(|entry| entry["phone"] == replier.as_str())
+        });
+        if found {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the TD reply did not reach the DNC list: {listed}\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        daemon
+            .scrape()
+            .contains("dialhound_sms_replies_total{kind=\"opt_out\",provider=\"jasmin\"} 1")
+    );
+}
