@@ -8,29 +8,15 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Sipp};
+use common::{CART_SCHEMA, Daemon, Sipp};
 use jiff::Timestamp;
 use serde_json::Value;
-
-/// The example schema, so the daemon's import (typed by `cart.rules`) fits.
-const SCHEMA: &str = r#"
-schema customer {
-  phone       phone
-  name        text
-  zone        timezone = "Asia/Shanghai"
-  tags        set<text>
-  intent      enum { high, medium, low }
-  cart_value  money
-  cart_added  time?
-  paid        bool
-}
-"#;
 
 /// A rules file whose calling hours close at `close` (HH:MM, local), with
 /// `script` as the call's script.
 fn rules(close: &str, script_name: &str, script: &str) -> String {
     format!(
-        r#"{SCHEMA}
+        r#"{CART_SCHEMA}
 policy {{
   calling hours 06:00-{close} local
   at most 2 calls per day, 20s apart

@@ -15,24 +15,10 @@ mod sms_center;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Sipp};
+use common::{CART_SCHEMA, Daemon, Sipp};
 use jiff::Timestamp;
 use serde_json::Value;
 use sms_center::{FAIL_PREFIX, SMPP, SMPP_PASSWORD, SMPP_USER, WAIT, control, require_sms_center};
-
-/// The example schema, so the daemon's import (typed by `cart.rules`) fits.
-const SCHEMA: &str = r#"
-schema customer {
-  phone       phone
-  name        text
-  zone        timezone = "Asia/Shanghai"
-  tags        set<text>
-  intent      enum { high, medium, low }
-  cart_value  money
-  cart_added  time?
-  paid        bool
-}
-"#;
 
 const LINK: &str = "https://shop.example.cn/c/7Q2";
 
@@ -153,7 +139,7 @@ fn calls_that_ring_out_text_each_customer_once_in_numbered_ucs2_parts_and_receip
     let work = tempfile::tempdir().unwrap();
     let zone = dialhound::demo::afternoon_zone(Timestamp::now());
     let rules = work.path().join("sms.rules");
-    std::fs::write(&rules, format!("{SCHEMA}{RULES_BODY}")).unwrap();
+    std::fs::write(&rules, format!("{CART_SCHEMA}{RULES_BODY}")).unwrap();
     let daemon = sms_daemon(&sipp, "fallback", &rules);
     let phones = numbers(4, 2);
     let csv = customers_csv(work.path(), &phones, &zone);

@@ -1593,11 +1593,7 @@ fn check_script_names(
 ) {
     let mut lets: HashMap<&str, &Expr> = HashMap::new();
     let names: Vec<&str> = scripts.iter().map(|s| s.name.name.as_str()).collect();
-    let listing = names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let listing = crate::diag::listing(&names);
     for item in &file.items {
         match item {
             ast::Item::Let(l) => {
@@ -1666,11 +1662,7 @@ fn check_sms_names(file: &ast::File, decls: &[&ast::SmsDecl], errors: &mut Vec<D
         if names.contains(&name) {
             return;
         }
-        let listing = names
-            .iter()
-            .map(|n| format!("`{n}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let listing = crate::diag::listing(&names);
         let help = if names.is_empty() {
             format!(
                 "the file declares no `sms` block; declare one, such as `sms {name} {{ text \"Your cart is waiting: {{link}}\" }}`"

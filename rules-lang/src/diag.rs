@@ -145,6 +145,15 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
 
 /// The candidate closest to `word` by edit distance, if close enough to be a
 /// plausible typo.
+/// Names listed for a help line: `` `a`, `b` ``.
+pub fn listing(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {

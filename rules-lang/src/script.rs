@@ -363,11 +363,7 @@ impl Lowerer<'_> {
 
     fn unknown_intent(&mut self, id: &ast::Ident) {
         let names: Vec<&str> = self.intents.iter().map(|i| i.name.as_str()).collect();
-        let listing = names
-            .iter()
-            .map(|n| format!("`{n}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let listing = crate::diag::listing(&names);
         let help = if names.is_empty() {
             format!(
                 "the file declares no intent; declare one, such as `intent {} {{ zh \"不需要\" en \"not interested\" }}`",

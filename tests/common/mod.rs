@@ -14,6 +14,21 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_dialhound");
 
+/// The example schema (`examples/rules/cart.rules`), so that rules files
+/// written by a test fit the daemon's import.
+pub const CART_SCHEMA: &str = r#"
+schema customer {
+  phone       phone
+  name        text
+  zone        timezone = "Asia/Shanghai"
+  tags        set<text>
+  intent      enum { high, medium, low }
+  cart_value  money
+  cart_added  time?
+  paid        bool
+}
+"#;
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
