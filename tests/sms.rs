@@ -13,12 +13,15 @@ mod common;
 mod sms_center;
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::{CART_SCHEMA, Daemon, Sipp};
 use jiff::Timestamp;
 use serde_json::Value;
-use sms_center::{FAIL_PREFIX, SMPP, SMPP_PASSWORD, SMPP_USER, WAIT, control, require_sms_center};
+use sms_center::{
+    FAIL_PREFIX, SMPP, SMPP_PASSWORD, SMPP_USER, THROTTLED_USER, WAIT, control, require_sms_center,
+};
 
 const LINK: &str = "https://shop.example.cn/c/7Q2";
 
@@ -41,14 +44,19 @@ sms cart_link {
 }
 "#;
 
-/// Numbers unique to this run, so the upstream's log of earlier runs does
-/// not count: `count` starting `+86138…` and `failing` with the fail prefix.
-fn numbers(count: usize, failing: usize) -> Vec<String> {
+/// Numbers unique to this run and `series`, so the upstream's log of
+/// earlier runs and other tests does not count: `count` starting `+86138…`
+/// and `failing` with the fail prefix.
+fn numbers(series: u8, count: usize, failing: usize) -> Vec<String> {
     let stamp = Timestamp::now().as_second() % 10_000;
-    let ok = (0..count).map(|n| format!("+86138{stamp:04}{n:04}").chars().take(14).collect());
-    let bad = (0..failing).map(|n| format!("+{FAIL_PREFIX}{stamp:04}{n:02}"));
+    let ok = (0..count).map(|n| format!("+86138{series}{stamp:04}{n:03}"));
+    let bad = (0..failing).map(|n| format!("+{FAIL_PREFIX}{series}{stamp:04}{n}"));
     ok.chain(bad).collect()
 }
+
+/// One test at a time: replies to the test account go to whichever of its
+/// binds the SMS center picks.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn customers_csv(dir: &std::path::Path, phones: &[String], zone: &str) -> std::path::PathBuf {
     let mut csv =
@@ -65,7 +73,7 @@ fn customers_csv(dir: &std::path::Path, phones: &[String], zone: &str) -> std::p
 
 /// A daemon whose trunk is `sipp`, whose campaign `name` runs `rules`, and
 /// whose SMS go to the test SMS center.
-fn sms_daemon(sipp: &Sipp, name: &str, rules: &std::path::Path) -> Daemon {
+fn sms_daemon(sipp: &Sipp, name: &str, rules: &std::path::Path, smsc: &str, user: &str) -> Daemon {
     let tables = format!(
         r#"[[trunk]]
 name = "sipp"
@@ -85,8 +93,8 @@ per_day = 1
 
 [[sms_provider]]
 name = "jasmin"
-address = "{SMPP}"
-system_id = "{SMPP_USER}"
+address = "{smsc}"
+system_id = "{user}"
 password = "{SMPP_PASSWORD}"
 window = 10
 rate = 50
@@ -134,14 +142,15 @@ fn settled(record: &Value) -> bool {
 
 #[test]
 fn calls_that_ring_out_text_each_customer_once_in_numbered_ucs2_parts_and_receipts_settle_them() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     require_sms_center();
     let sipp = Sipp::trunk_on("ring_forever", None);
     let work = tempfile::tempdir().unwrap();
     let zone = dialhound::demo::afternoon_zone(Timestamp::now());
     let rules = work.path().join("sms.rules");
     std::fs::write(&rules, format!("{CART_SCHEMA}{RULES_BODY}")).unwrap();
-    let daemon = sms_daemon(&sipp, "fallback", &rules);
-    let phones = numbers(4, 2);
+    let daemon = sms_daemon(&sipp, "fallback", &rules, SMPP, SMPP_USER);
+    let phones = numbers(1, 4, 2);
     let csv = customers_csv(work.path(), &phones, &zone);
     let imported = daemon.cli(&["import", csv.to_str().unwrap()]);
     assert_eq!(imported["result"]["imported"], phones.len(), "{imported}");
@@ -273,4 +282,94 @@ fn calls_that_ring_out_text_each_customer_once_in_numbered_ucs2_parts_and_receip
             .scrape()
             .contains("dialhound_sms_replies_total{kind=\"opt_out\",provider=\"jasmin\"} 1")
     );
+}
+
+#[test]
+fn an_sms_written_before_a_kill_9_is_sent_exactly_once_after_the_restart() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_sms_center();
+    let sipp = Sipp::trunk_on("ring_forever", None);
+    let work = tempfile::tempdir().unwrap();
+    let zone = dialhound::demo::afternoon_zone(Timestamp::now());
+    let rules = work.path().join("sms.rules");
+    std::fs::write(&rules, format!("{CART_SCHEMA}{RULES_BODY}")).unwrap();
+    // A provider nobody listens on: the SMS are written and wait.
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let mut daemon = sms_daemon(&sipp, "restart", &rules, &nowhere, SMPP_USER);
+    let phones = numbers(2, 3, 0);
+    let csv = customers_csv(work.path(), &phones, &zone);
+    let imported = daemon.cli(&["import", csv.to_str().unwrap()]);
+    assert_eq!(imported["result"]["imported"], phones.len(), "{imported}");
+    let started = daemon.cli(&["campaign", "start", "restart"]);
+    assert_eq!(started["ok"], true, "{started}");
+    let queued = wait_for_sms(&daemon, "restart", "every SMS written", |records| {
+        records.len() == phones.len() && records.iter().all(|r| r["status"] == "queued")
+    });
+    daemon.kill_hard();
+    for phone in &phones {
+        assert!(sms_center::upstream_messages(&phone[1..]).is_empty());
+    }
+
+    // The same records after the restart, now with a provider that answers.
+    let config = std::fs::read_to_string(&daemon.config).unwrap();
+    std::fs::write(&daemon.config, config.replace(&nowhere, SMPP)).unwrap();
+    daemon.restart();
+    let records = wait_for_sms(&daemon, "restart", "every SMS delivered", |records| {
+        records.len() >= phones.len() && records.iter().all(|r| r["status"] == "delivered")
+    });
+    let ids = |records: &[Value]| -> Vec<u64> {
+        records.iter().map(|r| r["id"].as_u64().unwrap()).collect()
+    };
+    assert_eq!(ids(&records), ids(&queued), "{records:#?}");
+    for record in &records {
+        assert_eq!(record["submissions"], 1, "{record}");
+    }
+    // Exactly once at the upstream: its two parts.
+    for phone in &phones {
+        let got = sms_center::upstream_has(&phone[1..], 2);
+        assert_eq!(got.len(), 2, "{phone} got {got:#?}");
+    }
+}
+
+#[test]
+fn an_account_the_sms_center_throttles_slows_down_and_loses_nothing() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_sms_center();
+    let sipp = Sipp::trunk_on("ring_forever", None);
+    let work = tempfile::tempdir().unwrap();
+    let zone = dialhound::demo::afternoon_zone(Timestamp::now());
+    let rules = work.path().join("sms.rules");
+    std::fs::write(&rules, format!("{CART_SCHEMA}{RULES_BODY}")).unwrap();
+    // The account takes 2 messages a second; the provider asks for 50.
+    let daemon = sms_daemon(&sipp, "throttled", &rules, SMPP, THROTTLED_USER);
+    let phones = numbers(3, 4, 0);
+    let csv = customers_csv(work.path(), &phones, &zone);
+    let imported = daemon.cli(&["import", csv.to_str().unwrap()]);
+    assert_eq!(imported["result"]["imported"], phones.len(), "{imported}");
+    let started = daemon.cli(&["campaign", "start", "throttled"]);
+    assert_eq!(started["ok"], true, "{started}");
+    let records = wait_for_sms(&daemon, "throttled", "every SMS delivered", |records| {
+        records.len() >= phones.len() && records.iter().all(|r| r["status"] == "delivered")
+    });
+    assert_eq!(records.len(), phones.len(), "{records:#?}");
+    for record in &records {
+        assert_eq!(record["submissions"], 1, "{record}");
+    }
+    for phone in &phones {
+        let got = sms_center::upstream_has(&phone[1..], 2);
+        assert_eq!(got.len(), 2, "{phone} got {got:#?}");
+    }
+    // The SMS center did refuse some for now, and the session sent them
+    // again after a pause.
+    let page = daemon.scrape();
+    let retried: u64 = page
+        .lines()
+        .find_map(|line| line.strip_prefix("dialhound_sms_retries_total{provider=\"jasmin\"} "))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(retried > 0, "no submit was refused for now:\n{page}");
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use dialhound_media::encoded::EncodedPrompt;
 use dialhound_media::tts::TtsEngine;
-use dialhound_rules::script::{Action, Script, ScriptEvent, ScriptRun, Step, Template};
+use dialhound_rules::script::{Action, Script, ScriptEvent, ScriptRun, Step, Template, Trigger};
 use dialhound_rules::{Program, Record};
 use jiff::Timestamp;
 use tokio::sync::mpsc;
@@ -276,7 +276,7 @@ pub(super) static DEFAULT_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
             Step::Listen {
                 within: Duration::from_secs(5),
                 branches: vec![(
-                    dialhound_rules::script::Trigger::Digit('9'),
+                    Trigger::Digit('9'),
                     vec![Step::OptOut, say("已为您退订，再见。"), Step::HangUp],
                 )],
             },
@@ -308,10 +308,10 @@ impl SharedPrompts {
     ) -> SharedPrompts {
         let mut says = Vec::new();
         let mut plays = Vec::new();
-        collect(&DEFAULT_SCRIPT.steps, &mut says, &mut plays);
+        collect(&DEFAULT_SCRIPT.steps, true, &mut says, &mut plays);
         for name in program.script_names() {
             if let Some(script) = program.script(name) {
-                collect(&script.steps, &mut says, &mut plays);
+                collect(&script.steps, true, &mut says, &mut plays);
             }
         }
         let mut prompts = HashMap::new();
@@ -351,7 +351,9 @@ fn speak(tts: &TtsEngine, text: &str) -> Option<EncodedPrompt> {
 }
 
 /// The script's lines that name customer fields, filled in and spoken
-/// before the call is placed, so the callee never waits on text-to-speech.
+/// before the call is placed, so the callee never waits on text-to-speech;
+/// but for the lines only an `on intent` branch reaches, which no call takes
+/// while the daemon has no speech recognizer.
 async fn speak_customer_lines(
     script: &Script,
     record: &Record,
@@ -359,7 +361,7 @@ async fn speak_customer_lines(
     tts: Arc<TtsEngine>,
 ) -> HashMap<String, EncodedPrompt> {
     let mut says = Vec::new();
-    collect(&script.steps, &mut says, &mut Vec::new());
+    collect(&script.steps, false, &mut says, &mut Vec::new());
     let texts: Vec<String> = says
         .iter()
         .filter(|template| template.fixed_text().is_none())
@@ -378,14 +380,24 @@ async fn speak_customer_lines(
     spoken.unwrap_or_default()
 }
 
-fn collect<'a>(steps: &'a [Step], says: &mut Vec<&'a Template>, plays: &mut Vec<String>) {
+/// The `say` templates and `play` files of `steps`, branches included; with
+/// `heard_branches` false, not those of `on intent` branches, which a call
+/// cannot take while the daemon has no speech recognizer.
+fn collect<'a>(
+    steps: &'a [Step],
+    heard_branches: bool,
+    says: &mut Vec<&'a Template>,
+    plays: &mut Vec<String>,
+) {
     for step in steps {
         match step {
             Step::Say(template) => says.push(template),
             Step::Play(path) => plays.push(path.clone()),
             Step::Listen { branches, .. } => {
-                for (_, steps) in branches {
-                    collect(steps, says, plays);
+                for (trigger, steps) in branches {
+                    if heard_branches || !matches!(trigger, Trigger::Intent(_)) {
+                        collect(steps, heard_branches, says, plays);
+                    }
                 }
             }
             Step::OptOut | Step::HangUp | Step::SendSms(_) => {}

@@ -8,6 +8,7 @@ pub struct SmsMetrics {
     statuses: IntCounterVec,
     bound: IntGaugeVec,
     replies: IntCounterVec,
+    retries: IntCounterVec,
 }
 
 impl SmsMetrics {
@@ -37,6 +38,14 @@ impl SmsMetrics {
                 &["provider", "kind"],
             )
             .expect("static metric definition is valid"),
+            retries: IntCounterVec::new(
+                Opts::new(
+                    "dialhound_sms_retries_total",
+                    "Parts the SMS center refused for now (ESME_RTHROTTLED, ESME_RMSGQFUL) and the session sends again after a pause, by provider.",
+                ),
+                &["provider"],
+            )
+            .expect("static metric definition is valid"),
         }
     }
 
@@ -45,6 +54,7 @@ impl SmsMetrics {
             Box::new(self.statuses.clone()),
             Box::new(self.bound.clone()),
             Box::new(self.replies.clone()),
+            Box::new(self.retries.clone()),
         ]
     }
 
@@ -58,6 +68,10 @@ impl SmsMetrics {
         self.bound
             .with_label_values(&[provider])
             .set(i64::from(bound));
+    }
+
+    pub(crate) fn retry(&self, provider: &str) {
+        self.retries.with_label_values(&[provider]).inc();
     }
 
     pub(crate) fn reply(&self, provider: &str, opt_out: bool) {

@@ -437,7 +437,7 @@ async fn handle_event(
                 .await;
             }
         }
-        Event::SubmitFailed { .. } => {}
+        Event::SubmitFailed { .. } => shared.metrics.retry(provider),
         Event::Abandoned { id, in_doubt } => {
             if let Some(message) = in_flight.remove(&id) {
                 requeue(shared, vec![(message.sms, in_doubt)]).await;
