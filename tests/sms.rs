@@ -140,24 +140,36 @@ fn settled(record: &Value) -> bool {
     )
 }
 
-#[test]
-fn calls_that_ring_out_text_each_customer_once_in_numbered_ucs2_parts_and_receipts_settle_them() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+/// A running campaign `name` whose calls ring out at a SIPp trunk, over
+/// customers with `phones`, its SMS going to `smsc` as `user`; the SIPp
+/// trunk and the folder must live as long as the daemon.
+fn ringing_campaign(
+    name: &str,
+    smsc: &str,
+    user: &str,
+    phones: &[String],
+) -> (Daemon, Sipp, tempfile::TempDir) {
     require_sms_center();
     let sipp = Sipp::trunk_on("ring_forever", None);
     let work = tempfile::tempdir().unwrap();
     let zone = dialhound::demo::afternoon_zone(Timestamp::now());
     let rules = work.path().join("sms.rules");
     std::fs::write(&rules, format!("{CART_SCHEMA}{RULES_BODY}")).unwrap();
-    let daemon = sms_daemon(&sipp, "fallback", &rules, SMPP, SMPP_USER);
-    let phones = numbers(1, 4, 2);
-    let csv = customers_csv(work.path(), &phones, &zone);
+    let daemon = sms_daemon(&sipp, name, &rules, smsc, user);
+    let csv = customers_csv(work.path(), phones, &zone);
     let imported = daemon.cli(&["import", csv.to_str().unwrap()]);
     assert_eq!(imported["result"]["imported"], phones.len(), "{imported}");
-
-    let asked_from = Timestamp::now();
-    let started = daemon.cli(&["campaign", "start", "fallback"]);
+    let started = daemon.cli(&["campaign", "start", name]);
     assert_eq!(started["ok"], true, "{started}");
+    (daemon, sipp, work)
+}
+
+#[test]
+fn calls_that_ring_out_text_each_customer_once_in_numbered_ucs2_parts_and_receipts_settle_them() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let phones = numbers(1, 4, 2);
+    let asked_from = Timestamp::now();
+    let (daemon, _sipp, _work) = ringing_campaign("fallback", SMPP, SMPP_USER, &phones);
     let records = wait_for_sms(&daemon, "fallback", "every SMS settling", |records| {
         records.len() >= phones.len() && records.iter().all(settled)
     });
@@ -287,25 +299,14 @@ fn calls_that_ring_out_text_each_customer_once_in_numbered_ucs2_parts_and_receip
 #[test]
 fn an_sms_written_before_a_kill_9_is_sent_exactly_once_after_the_restart() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    require_sms_center();
-    let sipp = Sipp::trunk_on("ring_forever", None);
-    let work = tempfile::tempdir().unwrap();
-    let zone = dialhound::demo::afternoon_zone(Timestamp::now());
-    let rules = work.path().join("sms.rules");
-    std::fs::write(&rules, format!("{CART_SCHEMA}{RULES_BODY}")).unwrap();
     // A provider nobody listens on: the SMS are written and wait.
     let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .to_string();
-    let mut daemon = sms_daemon(&sipp, "restart", &rules, &nowhere, SMPP_USER);
     let phones = numbers(2, 3, 0);
-    let csv = customers_csv(work.path(), &phones, &zone);
-    let imported = daemon.cli(&["import", csv.to_str().unwrap()]);
-    assert_eq!(imported["result"]["imported"], phones.len(), "{imported}");
-    let started = daemon.cli(&["campaign", "start", "restart"]);
-    assert_eq!(started["ok"], true, "{started}");
+    let (mut daemon, _sipp, _work) = ringing_campaign("restart", &nowhere, SMPP_USER, &phones);
     let queued = wait_for_sms(&daemon, "restart", "every SMS written", |records| {
         records.len() == phones.len() && records.iter().all(|r| r["status"] == "queued")
     });
@@ -338,20 +339,9 @@ fn an_sms_written_before_a_kill_9_is_sent_exactly_once_after_the_restart() {
 #[test]
 fn an_account_the_sms_center_throttles_slows_down_and_loses_nothing() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    require_sms_center();
-    let sipp = Sipp::trunk_on("ring_forever", None);
-    let work = tempfile::tempdir().unwrap();
-    let zone = dialhound::demo::afternoon_zone(Timestamp::now());
-    let rules = work.path().join("sms.rules");
-    std::fs::write(&rules, format!("{CART_SCHEMA}{RULES_BODY}")).unwrap();
     // The account takes 2 messages a second; the provider asks for 50.
-    let daemon = sms_daemon(&sipp, "throttled", &rules, SMPP, THROTTLED_USER);
     let phones = numbers(3, 4, 0);
-    let csv = customers_csv(work.path(), &phones, &zone);
-    let imported = daemon.cli(&["import", csv.to_str().unwrap()]);
-    assert_eq!(imported["result"]["imported"], phones.len(), "{imported}");
-    let started = daemon.cli(&["campaign", "start", "throttled"]);
-    assert_eq!(started["ok"], true, "{started}");
+    let (daemon, _sipp, _work) = ringing_campaign("throttled", SMPP, THROTTLED_USER, &phones);
     let records = wait_for_sms(&daemon, "throttled", "every SMS delivered", |records| {
         records.len() >= phones.len() && records.iter().all(|r| r["status"] == "delivered")
     });
