@@ -60,6 +60,20 @@ impl ReceiptState {
         }
     }
 
+    /// The receipt text's `stat:` word for this state (`DELIVRD`, …).
+    pub fn stat(self) -> &'static str {
+        match self {
+            ReceiptState::Delivered => "DELIVRD",
+            ReceiptState::Undeliverable => "UNDELIV",
+            ReceiptState::Expired => "EXPIRED",
+            ReceiptState::Rejected => "REJECTD",
+            ReceiptState::Deleted => "DELETED",
+            ReceiptState::Accepted => "ACCEPTD",
+            ReceiptState::Enroute => "ENROUTE",
+            ReceiptState::Unknown => "UNKNOWN",
+        }
+    }
+
     /// Whether the message's fate is settled (nothing more will come).
     pub fn is_final(self) -> bool {
         !matches!(self, ReceiptState::Accepted | ReceiptState::Enroute)
@@ -178,6 +192,22 @@ pub fn parse_text(text: &str) -> ReceiptText {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_state_reads_back_from_its_stat_word() {
+        for state in [
+            ReceiptState::Delivered,
+            ReceiptState::Undeliverable,
+            ReceiptState::Expired,
+            ReceiptState::Rejected,
+            ReceiptState::Deleted,
+            ReceiptState::Accepted,
+            ReceiptState::Enroute,
+            ReceiptState::Unknown,
+        ] {
+            assert_eq!(ReceiptState::from_stat(state.stat()), state);
+        }
+    }
 
     #[test]
     fn the_appendix_b_text_reads_every_field() {

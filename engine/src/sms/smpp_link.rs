@@ -484,14 +484,14 @@ async fn receipt_came(provider: &str, shared: &Arc<Shared>, receipt: Receipt) {
             .iter_mut()
             .find(|part| part.message_id == receipt.message_id)
         {
-            part.receipt = Some(state_name(state).to_owned());
+            part.receipt = Some(state.stat().to_owned());
             part.error_code = receipt.error_code.clone();
         }
         if let Some(status) = settled(record) {
             let detail = receipt
                 .error_code
-                .map(|code| format!("receipt {} err {code}", state_name(state)))
-                .unwrap_or_else(|| format!("receipt {}", state_name(state)));
+                .map(|code| format!("receipt {} err {code}", state.stat()))
+                .unwrap_or_else(|| format!("receipt {}", state.stat()));
             if record.status != status {
                 record.set_status(status, detail, now);
             }
@@ -508,28 +508,15 @@ fn settled(record: &SmsRecord) -> Option<SmsStatus> {
     }
     let mut status = SmsStatus::Delivered;
     for part in &record.parts {
-        let state = part.receipt.as_deref()?;
+        let state = ReceiptState::from_stat(part.receipt.as_deref()?);
         match state {
-            "DELIVRD" => {}
-            "EXPIRED" => return Some(SmsStatus::Expired),
-            "UNDELIV" | "REJECTD" | "DELETED" => status = SmsStatus::Undeliverable,
-            _ => return None,
+            _ if !state.is_final() || state == ReceiptState::Unknown => return None,
+            ReceiptState::Delivered => {}
+            ReceiptState::Expired => return Some(SmsStatus::Expired),
+            _ => status = SmsStatus::Undeliverable,
         }
     }
     Some(status)
-}
-
-fn state_name(state: ReceiptState) -> &'static str {
-    match state {
-        ReceiptState::Delivered => "DELIVRD",
-        ReceiptState::Undeliverable => "UNDELIV",
-        ReceiptState::Expired => "EXPIRED",
-        ReceiptState::Rejected => "REJECTD",
-        ReceiptState::Deleted => "DELETED",
-        ReceiptState::Accepted => "ACCEPTD",
-        ReceiptState::Enroute => "ENROUTE",
-        ReceiptState::Unknown => "UNKNOWN",
-    }
 }
 
 async fn reply_came(provider: &str, shared: &Arc<Shared>, from: &str, text: &str) {
