@@ -20,7 +20,8 @@ use common::{CART_SCHEMA, Daemon, Sipp};
 use jiff::Timestamp;
 use serde_json::Value;
 use sms_center::{
-    FAIL_PREFIX, SMPP, SMPP_PASSWORD, SMPP_USER, THROTTLED_USER, WAIT, control, require_sms_center,
+    FAIL_PREFIX, JasminDown, SMPP, SMPP_PASSWORD, SMPP_USER, THROTTLED_USER, WAIT, control,
+    require_sms_center,
 };
 
 const LINK: &str = "https://shop.example.cn/c/7Q2";
@@ -58,22 +59,49 @@ fn numbers(series: u8, count: usize, failing: usize) -> Vec<String> {
 /// binds the SMS center picks.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn customers_csv(dir: &std::path::Path, phones: &[String], zone: &str) -> std::path::PathBuf {
+/// A spreadsheet of customers `S{first}`, … with `phones`.
+fn customers_csv(
+    dir: &std::path::Path,
+    first: usize,
+    phones: &[String],
+    zone: &str,
+) -> std::path::PathBuf {
     let mut csv =
         String::from("customer_id,name,phone,zone,intent,cart_value,cart_added,paid,tags\n");
-    for (n, phone) in phones.iter().enumerate() {
+    for (n, phone) in (first..).zip(phones) {
         csv.push_str(&format!(
             "S{n:03},王{n},{phone},{zone},medium,199.00,,no,\n"
         ));
     }
-    let path = dir.join("customers.csv");
+    let path = dir.join(format!("customers-{first}.csv"));
     std::fs::write(&path, csv).unwrap();
     path
 }
 
-/// A daemon whose trunk is `sipp`, whose campaign `name` runs `rules`, and
-/// whose SMS go to the test SMS center.
-fn sms_daemon(sipp: &Sipp, name: &str, rules: &std::path::Path, smsc: &str, user: &str) -> Daemon {
+/// A `[[sms_provider]]` table: `name` at `address`, binding as `user`.
+fn provider(name: &str, address: &str, user: &str, password: &str) -> String {
+    format!(
+        r#"
+[[sms_provider]]
+name = "{name}"
+address = "{address}"
+system_id = "{user}"
+password = "{password}"
+window = 10
+rate = 50
+"#
+    )
+}
+
+/// A daemon whose trunk is `sipp`, whose campaign `name` runs `rules` with
+/// `campaign_extra` lines, and whose SMS go to the `providers` tables.
+fn sms_daemon(
+    sipp: &Sipp,
+    name: &str,
+    rules: &std::path::Path,
+    campaign_extra: &str,
+    providers: &str,
+) -> Daemon {
     let tables = format!(
         r#"[[trunk]]
 name = "sipp"
@@ -87,18 +115,11 @@ name = "{name}"
 rules = "{rules}"
 ring_timeout_seconds = 2
 sms_link = "{LINK}"
+{campaign_extra}
 
 [sms]
 per_day = 1
-
-[[sms_provider]]
-name = "jasmin"
-address = "{smsc}"
-system_id = "{user}"
-password = "{SMPP_PASSWORD}"
-window = 10
-rate = 50
-"#,
+{providers}"#,
         port = sipp.port,
         rules = rules.display(),
     );
@@ -149,14 +170,26 @@ fn ringing_campaign(
     user: &str,
     phones: &[String],
 ) -> (Daemon, Sipp, tempfile::TempDir) {
+    let providers = provider("jasmin", smsc, user, SMPP_PASSWORD);
+    ringing_campaign_with(name, "", &providers, phones)
+}
+
+/// [`ringing_campaign`] with the campaign's `extra` lines and these
+/// `providers` tables.
+fn ringing_campaign_with(
+    name: &str,
+    extra: &str,
+    providers: &str,
+    phones: &[String],
+) -> (Daemon, Sipp, tempfile::TempDir) {
     require_sms_center();
     let sipp = Sipp::trunk_on("ring_forever", None);
     let work = tempfile::tempdir().unwrap();
     let zone = dialhound::demo::afternoon_zone(Timestamp::now());
     let rules = work.path().join("sms.rules");
     std::fs::write(&rules, format!("{CART_SCHEMA}{RULES_BODY}")).unwrap();
-    let daemon = sms_daemon(&sipp, name, &rules, smsc, user);
-    let csv = customers_csv(work.path(), phones, &zone);
+    let daemon = sms_daemon(&sipp, name, &rules, extra, providers);
+    let csv = customers_csv(work.path(), 0, phones, &zone);
     let imported = daemon.cli(&["import", csv.to_str().unwrap()]);
     assert_eq!(imported["result"]["imported"], phones.len(), "{imported}");
     let started = daemon.cli(&["campaign", "start", name]);
@@ -362,4 +395,132 @@ fn an_account_the_sms_center_throttles_slows_down_and_loses_nothing() {
         .and_then(|count| count.trim().parse().ok())
         .unwrap_or(0);
     assert!(retried > 0, "no submit was refused for now:\n{page}");
+}
+
+/// Waits until the metrics page has `line`.
+fn wait_for_metric(daemon: &Daemon, line: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let page = daemon.scrape();
+        if page.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {line:?} on\n{page}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn an_sms_center_killed_and_restarted_mid_campaign_loses_no_sms_and_sends_none_twice() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let before = numbers(4, 3, 0);
+    let during = numbers(5, 3, 0);
+    let (daemon, _sipp, work) = ringing_campaign("crash", SMPP, SMPP_USER, &before);
+    wait_for_sms(&daemon, "crash", "the first texts delivered", |records| {
+        records.len() == before.len() && records.iter().all(|r| r["status"] == "delivered")
+    });
+
+    // The SMS center dies; the link sees it and says so.
+    let down = JasminDown::kill();
+    wait_for_metric(
+        &daemon,
+        "dialhound_sms_provider_bound{provider=\"jasmin\"} 0",
+    );
+
+    // The campaign goes on: more customers arrive, their calls ring out,
+    // and their texts wait in the store.
+    let zone = dialhound::demo::afternoon_zone(Timestamp::now());
+    let csv = customers_csv(work.path(), before.len(), &during, &zone);
+    let imported = daemon.cli(&["import", csv.to_str().unwrap()]);
+    assert_eq!(imported["result"]["imported"], during.len(), "{imported}");
+    wait_for_sms(
+        &daemon,
+        "crash",
+        "the texts of the outage written",
+        |records| {
+            records.len() == before.len() + during.len()
+                && records
+                    .iter()
+                    .filter(|r| r["status"] != "delivered")
+                    .all(|r| r["status"] == "queued")
+        },
+    );
+    for phone in &during {
+        assert!(sms_center::upstream_messages(&phone[1..]).is_empty());
+    }
+
+    // Back up: the link binds again and sends what waited.
+    down.restart();
+    let records = wait_for_sms(&daemon, "crash", "every SMS delivered", |records| {
+        records.len() == before.len() + during.len()
+            && records.iter().all(|r| r["status"] == "delivered")
+    });
+    for record in &records {
+        assert_eq!(record["submissions"], 1, "{record}");
+    }
+    // Each number's two parts reached the upstream once.
+    for phone in before.iter().chain(&during) {
+        let got = sms_center::upstream_has(&phone[1..], 2);
+        assert_eq!(got.len(), 2, "{phone} got {got:#?}");
+    }
+    wait_for_metric(
+        &daemon,
+        "dialhound_sms_provider_bound{provider=\"jasmin\"} 1",
+    );
+}
+
+#[test]
+fn a_campaign_fails_over_past_a_provider_that_refuses_the_bind_and_one_that_is_down() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    // The campaign's first choice has the wrong password, its second
+    // cannot be reached; the third works.
+    let providers = [
+        provider("wrong_account", SMPP, SMPP_USER, "wrongpw"),
+        provider("unreachable", &nowhere, SMPP_USER, SMPP_PASSWORD),
+        provider("jasmin", SMPP, SMPP_USER, SMPP_PASSWORD),
+    ]
+    .concat();
+    let phones = numbers(6, 3, 0);
+    let (daemon, _sipp, _work) = ringing_campaign_with(
+        "failover",
+        r#"sms_providers = ["wrong_account", "unreachable", "jasmin"]"#,
+        &providers,
+        &phones,
+    );
+    let records = wait_for_sms(&daemon, "failover", "every SMS delivered", |records| {
+        records.len() == phones.len() && records.iter().all(|r| r["status"] == "delivered")
+    });
+    for record in &records {
+        assert_eq!(record["provider"], "jasmin", "{record}");
+        assert_eq!(record["submissions"], 1, "{record}");
+    }
+    for phone in &phones {
+        let got = sms_center::upstream_has(&phone[1..], 2);
+        assert_eq!(got.len(), 2, "{phone} got {got:#?}");
+    }
+
+    // The refused bind is an operator-visible error, and not retried at
+    // once: the calls rang for two seconds before any SMS was written, in
+    // which a link retrying after its usual half-second pause would have
+    // tried again several times.
+    let log = daemon.log();
+    let refusals = log
+        .lines()
+        .filter(|line| {
+            line.contains("ERROR")
+                && line.contains("wrong_account")
+                && line.contains("refused the bind")
+        })
+        .count();
+    assert_eq!(refusals, 1, "{log}");
+    let page = daemon.scrape();
+    for down in ["wrong_account", "unreachable"] {
+        let line = format!("dialhound_sms_provider_bound{{provider=\"{down}\"}} 0");
+        assert!(page.lines().any(|l| l == line), "no {line:?} on\n{page}");
+    }
 }

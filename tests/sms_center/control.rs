@@ -84,3 +84,57 @@ pub fn upstream_has(destination: &str, count: usize) -> Vec<serde_json::Value> {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Runs `jasmin.sh ACTION` (`kill` or `start`); what it printed when it failed.
+fn jasmin(action: &str) -> Result<(), String> {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/sms_center/jasmin.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(action)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "jasmin.sh {action} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+/// Jasmin killed with `kill -9`, as a crash would. It is started again by
+/// [`JasminDown::restart`], or when the guard drops (a test that failed
+/// midway leaves the SMS center up for the next one).
+pub struct JasminDown {
+    up: bool,
+}
+
+impl JasminDown {
+    pub fn kill() -> JasminDown {
+        if let Err(error) = jasmin("kill") {
+            panic!("{error}");
+        }
+        JasminDown { up: false }
+    }
+
+    /// Starts Jasmin on the same configuration and waits until it is bound
+    /// to the upstream again.
+    pub fn restart(mut self) {
+        self.up = true;
+        if let Err(error) = jasmin("start") {
+            panic!("{error}");
+        }
+    }
+}
+
+impl Drop for JasminDown {
+    fn drop(&mut self) {
+        if !self.up
+            && let Err(error) = jasmin("start")
+        {
+            eprintln!("{error}");
+        }
+    }
+}

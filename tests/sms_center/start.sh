@@ -15,22 +15,8 @@ export STACK_HOST SMPPS_PORT SMPP_USER SMPP_PASS THROTTLED_USER THROTTLED_PASS T
        JCLI_PORT JCLI_USER JCLI_PASS UPSTREAM_PORT UPSTREAM_CTL_PORT UPSTREAM_USER UPSTREAM_PASS \
        UPSTREAM_CID UPSTREAM_CONNECTORS CONNECTOR_TPS FAIL_PREFIX REJECT_PREFIX DLR_DELAY_MS
 
-T0=$(date +%s.%N)
-ts() { awk -v a="$(date +%s.%N)" -v b="$T0" 'BEGIN { printf "[%6.2fs] ", a - b }'; }
-say() { ts; echo "$*"; }
-die() { ts; echo "ERROR: $*" >&2; exit 1; }
-
-# wait_port PORT TIMEOUT_S NAME
-wait_port() {
-  local port=$1 timeout=$2 name=$3 t=0
-  until (exec 3<>"/dev/tcp/$STACK_HOST/$port") 2>/dev/null; do
-    sleep 0.2; t=$((t + 1))
-    [ $t -ge $((timeout * 5)) ] && die "$name did not open $STACK_HOST:$port within ${timeout}s"
-  done
-  return 0
-}
-
-port_busy() { (exec 3<>"/dev/tcp/$STACK_HOST/$1") 2>/dev/null; }
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 
 # ---------------------------------------------------------------- install
 install_all() {
@@ -175,30 +161,7 @@ admin_username = $JCLI_USER
 admin_password = $JCLI_MD5
 EOF
 
-say "starting jasmind (with --enable-dlr-lookup --enable-dlr-thrower, JASMIN_TCP_NODELAY=$JASMIN_TCP_NODELAY)"
-(
-  export ROOT_PATH="$JROOT" LOG_PATH="$JROOT/log"
-  # Optional: TCP_NODELAY on jasmind's sockets (see tcp_nodelay/sitecustomize.py); off = stock Jasmin
-  [ "$JASMIN_TCP_NODELAY" = 1 ] && export PYTHONPATH="$HERE/tcp_nodelay${PYTHONPATH:+:$PYTHONPATH}"
-  cd "$JROOT"
-  # --enable-dlr-lookup / --enable-dlr-thrower: without them (or the separate dlrlookupd.py/dlrd.py
-  # daemons) receipts from the upstream are never forwarded to SMPP server users.
-  setsid "$VENV/bin/python" -u "$VENV/bin/jasmind.py" -c "$JCFG" --enable-dlr-lookup --enable-dlr-thrower \
-    > "$RUN/logs/jasmind.out" 2>&1 < /dev/null &
-  echo $! > "$RUN/jasmind.pid"
-)
-wait_port "$JCLI_PORT" 60 "jasmin jcli"
-wait_port "$SMPPS_PORT" 10 "jasmin smpp server"
-say "jasmind up"
-if grep -q "ERROR\|Cannot start" "$RUN/logs/jasmind.out"; then
-  cat "$RUN/logs/jasmind.out" >&2; die "jasmind reported startup errors"
-fi
-
-# ---------------------------------------------------------------- jcli configuration
-say "configuring jasmin through jcli"
-"$VENV/bin/python" "$HERE/jcli_setup.py" --wait-bound 30 > "$RUN/logs/jcli_setup.log" 2>&1 \
-  || { cat "$RUN/logs/jcli_setup.log" >&2; die "jcli configuration failed"; }
-say "connector $UPSTREAM_CID bound to upstream; routes configured"
+"$HERE/jasmin.sh" start
 
 cat <<EOF
 $(ts)SMS stack ready.
