@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{CART_SCHEMA, Daemon, Sipp};
+use common::{CART_SCHEMA, Daemon, Sipp, free_port};
 use jiff::Timestamp;
 use serde_json::Value;
 use sms_center::{
@@ -521,6 +521,133 @@ fn a_campaign_fails_over_past_a_provider_that_refuses_the_bind_and_one_that_is_d
     let page = daemon.scrape();
     for down in ["wrong_account", "unreachable"] {
         let line = format!("dialhound_sms_provider_bound{{provider=\"{down}\"}} 0");
+        assert!(page.lines().any(|l| l == line), "no {line:?} on\n{page}");
+    }
+}
+
+/// An HTTP request to the link server; the status line and headers, and
+/// the body.
+fn http(at: std::net::SocketAddr, method: &str, path: &str, user_agent: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(at).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: dh.example.cn\r\nUser-Agent: {user_agent}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.to_owned(), body.to_owned())
+}
+
+fn location(head: &str) -> Option<&str> {
+    head.lines().find_map(|line| {
+        line.strip_prefix("location: ")
+            .or_else(|| line.strip_prefix("Location: "))
+    })
+}
+
+const PHONE_BROWSER: &str = "Mozilla/5.0 (Linux; Android 14; V2309A) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36";
+
+#[test]
+fn a_tracked_link_redirects_to_the_target_with_the_customers_parameters_and_its_click_is_counted() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let links = free_port();
+    let providers = format!(
+        "{}\n[links]\nlisten = \"{links}\"\npublic = \"dh.example.cn\"\n",
+        provider("jasmin", SMPP, SMPP_USER, SMPP_PASSWORD)
+    );
+    let phones = numbers(7, 2, 0);
+    let (daemon, _sipp, _work) = ringing_campaign_with("links", "", &providers, &phones);
+    let records = wait_for_sms(&daemon, "links", "every SMS delivered", |records| {
+        records.len() == phones.len() && records.iter().all(|r| r["status"] == "delivered")
+    });
+
+    // Each text carries its own short link, whole in one part.
+    let mut tokens = BTreeMap::new();
+    for (n, phone) in phones.iter().enumerate() {
+        let record = records
+            .iter()
+            .find(|r| r["customer"] == format!("S{n:03}"))
+            .unwrap();
+        let token = record["link"]["token"].as_str().unwrap().to_owned();
+        let short = format!("dh.example.cn/{token}");
+        let got =
+            sms_center::upstream_has(&phone[1..], record["part_count"].as_u64().unwrap() as usize);
+        assert!(
+            got.iter()
+                .any(|m| m["text"].as_str().unwrap().contains(&short)),
+            "{short} not whole in one part of {got:#?}"
+        );
+        assert!(
+            !got.iter()
+                .any(|m| m["text"].as_str().unwrap().contains(LINK)),
+            "{got:#?}"
+        );
+        tokens.insert(n, token);
+    }
+    assert_ne!(tokens[&0], tokens[&1]);
+
+    // A link preview and a HEAD go on to the target but are not clicks.
+    let (head, _) = http(
+        links,
+        "GET",
+        &format!("/{}", tokens[&0]),
+        "WhatsApp/2.23.20.0 A",
+    );
+    assert!(head.starts_with("HTTP/1.1 302"), "{head}");
+    let (head, _) = http(links, "HEAD", &format!("/{}", tokens[&0]), PHONE_BROWSER);
+    assert!(head.starts_with("HTTP/1.1 302"), "{head}");
+
+    // A person opening it twice: two clicks, one visitor, and the
+    // redirect carries the customer's parameters.
+    for _ in 0..2 {
+        let (head, _) = http(links, "GET", &format!("/{}", tokens[&0]), PHONE_BROWSER);
+        assert!(head.starts_with("HTTP/1.1 302"), "{head}");
+        assert_eq!(
+            location(&head),
+            Some(format!("{LINK}?customer=S000&campaign=links").as_str()),
+            "{head}"
+        );
+    }
+    // A token nobody was sent.
+    let (head, body) = http(links, "GET", "/Zz9Zz9Zz", PHONE_BROWSER);
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    assert_eq!(body, "no such link\n");
+
+    let records = sms_records(&daemon, "links");
+    let clicked = records.iter().find(|r| r["customer"] == "S000").unwrap();
+    let clicks = clicked["clicks"].as_array().unwrap();
+    assert_eq!(clicks.len(), 2, "{clicked:#}");
+    assert_eq!(clicks[0]["visitor"], clicks[1]["visitor"]);
+    assert_ne!(
+        clicks[0]["visitor"], "127.0.0.1",
+        "the address is kept only as a hash"
+    );
+    assert_eq!(clicks[0]["user_agent"], PHONE_BROWSER);
+    let other = records.iter().find(|r| r["customer"] == "S001").unwrap();
+    assert_eq!(other["clicks"].as_array().unwrap().len(), 0, "{other:#}");
+
+    // The CSV export counts them.
+    let csv = daemon.cli_text(&["sms", "--campaign", "links", "--csv"]);
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let row = lines
+        .map(|line| line.split(',').collect::<Vec<_>>())
+        .find(|row| row[column("customer")] == "S000")
+        .unwrap();
+    assert_eq!(row[column("link")], tokens[&0]);
+    assert_eq!(row[column("clicks")], "2");
+    assert_eq!(row[column("unique_clicks")], "1");
+
+    let page = daemon.scrape();
+    for line in [
+        "dialhound_sms_link_opens_total{campaign=\"links\",kind=\"click\"} 2",
+        "dialhound_sms_link_opens_total{campaign=\"links\",kind=\"preview\"} 2",
+        "dialhound_sms_link_opens_total{campaign=\"\",kind=\"unknown\"} 1",
+    ] {
         assert!(page.lines().any(|l| l == line), "no {line:?} on\n{page}");
     }
 }

@@ -32,6 +32,50 @@ pub struct Config {
     pub sms: SmsConfig,
     #[serde(default, rename = "sms_provider")]
     pub sms_providers: Vec<SmsProviderConfig>,
+    #[serde(default)]
+    pub links: Option<LinksConfig>,
+}
+
+/// `[links]`: tracked short links. With it, a template's `{link}` becomes a
+/// link unique to each SMS, `public` + `/` + a token, which the daemon
+/// answers on `listen` by recording the click and redirecting to the
+/// campaign's `sms_link`; without it, `{link}` is `sms_link` as written.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LinksConfig {
+    /// Where the daemon serves its short links over HTTP (a proxy in front
+    /// of it holds the public name and TLS).
+    pub listen: std::net::SocketAddr,
+    /// How texts write the links before `/TOKEN`: a host and, if wanted, a
+    /// path (`https://` may be left out, phones open such links anyway).
+    pub public: String,
+    /// Take the visitor's address from the `X-Forwarded-For` a proxy in
+    /// front adds, instead of the peer's (which is then the proxy's).
+    #[serde(default)]
+    pub trust_proxy: bool,
+}
+
+impl LinksConfig {
+    fn problem(&self) -> Option<String> {
+        let public = &self.public;
+        let longest = dialhound_rules::sms::LINK_LENGTH;
+        let length = public.chars().count() + 1 + crate::store::sms::TrackedLink::TOKEN_LENGTH;
+        if public.is_empty() || public.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            Some(format!(
+                "[links] public `{public}` must be a host such as `dh.example.cn`, without spaces"
+            ))
+        } else if public.ends_with('/') {
+            Some(format!(
+                "[links] public `{public}` must not end with `/`: the daemon adds `/` and the token"
+            ))
+        } else if length > longest {
+            Some(format!(
+                "[links] public `{public}` makes links of {length} characters, and templates are checked for links of {longest}: use a shorter host (the `https://` can go)"
+            ))
+        } else {
+            None
+        }
+    }
 }
 
 /// `[sms]`: what every SMS keeps to, whichever campaign sends it.
@@ -716,6 +760,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(problem) = self.links.as_ref().and_then(LinksConfig::problem) {
+            return Err(invalid("public", problem));
+        }
         let mut providers = std::collections::BTreeSet::new();
         for provider in &self.sms_providers {
             let needle = format!("\"{}\"", provider.name);
@@ -867,6 +914,27 @@ key_file = "var/dialhound.key"
             .to_string();
         assert!(shown.contains("`XX` is not a known region code"), "{shown}");
         assert!(shown.starts_with("t.toml:7:"), "{shown}");
+    }
+
+    #[test]
+    fn a_links_address_too_long_for_the_templates_checks_is_refused() {
+        let links = |public: &str| {
+            format!("{MINIMAL}[links]\nlisten = \"127.0.0.1:8088\"\npublic = \"{public}\"\n")
+        };
+        let config = Config::parse(&links("dh.example.cn"), Path::new("t.toml")).unwrap();
+        assert_eq!(config.links.map(|l| l.public), Some("dh.example.cn".into()));
+        let shown = Config::parse(
+            &links("https://links.goodshop.example.cn"),
+            Path::new("t.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(shown.contains("makes links of 42 characters"), "{shown}");
+        assert!(shown.starts_with("t.toml:8:1:"), "{shown}");
+        let shown = Config::parse(&links("dh.example.cn/"), Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(shown.contains("must not end with `/`"), "{shown}");
     }
 
     #[test]

@@ -61,13 +61,14 @@ pub(crate) async fn serve_until(
     tracing::info!(address = %sip.local_addr(), "SIP agent listening");
     let (sms, sms_tasks) = crate::sms::SmsSender::start(
         config.sms.clone(),
+        config.links.clone(),
         &config.sms_providers,
         Arc::clone(&store),
         directory.clone(),
         Arc::clone(&metrics.sms),
     );
     let services = Arc::new(crate::campaign::Services {
-        sms,
+        sms: sms.clone(),
         sms_settings: config.sms.clone(),
         store: Arc::clone(&store),
         directory: directory.clone(),
@@ -118,6 +119,21 @@ pub(crate) async fn serve_until(
         None => None,
     };
 
+    let links_task = match &config.links {
+        Some(links) => {
+            let listener = tokio::net::TcpListener::bind(links.listen)
+                .await
+                .with_context(|| format!("cannot serve tracked links on {}", links.listen))?;
+            tracing::info!(address = %links.listen, public = %links.public, "serving tracked links");
+            Some(tokio::spawn(crate::http::links::serve(
+                listener,
+                links.trust_proxy,
+                open_link(sms.clone(), Arc::clone(&campaigns)),
+            )))
+        }
+        None => None,
+    };
+
     let socket_path = config.daemon.socket.clone();
     let listener = crate::control::socket::bind(&socket_path).await?;
     let socket_task = tokio::spawn(crate::control::socket::serve(listener, control));
@@ -138,13 +154,41 @@ pub(crate) async fn serve_until(
     for task in sms_tasks {
         task.abort();
     }
-    if let Some(task) = metrics_task {
+    for task in [metrics_task, links_task].into_iter().flatten() {
         task.abort();
     }
     let _ = std::fs::remove_file(&socket_path);
     tokio::task::spawn_blocking(move || store.flush()).await??;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What the link server is handed: the SMS stage looks the link up and
+/// records the click, and a click has the customer's campaigns look at
+/// them again (`history.last_sms_clicked` changed).
+fn open_link(
+    sms: crate::sms::SmsSender,
+    campaigns: Arc<crate::campaign::Campaigns>,
+) -> crate::http::links::OpenLink {
+    let runtime = tokio::runtime::Handle::current();
+    Arc::new(move |opening: crate::http::links::Opening| {
+        let visit = (!opening.preview).then(|| crate::sms::Visit {
+            at: jiff::Timestamp::now(),
+            address: opening.address.to_string(),
+            user_agent: opening.user_agent,
+        });
+        let opened = sms
+            .open_link(&opening.token, visit.as_ref())
+            .map_err(|error| error.to_string())?;
+        if let Some(opened) = &opened
+            && visit.is_some()
+        {
+            let campaigns = Arc::clone(&campaigns);
+            let customer = opened.customer.clone();
+            runtime.spawn(async move { campaigns.customer_changed(customer).await });
+        }
+        Ok(opened.map(|opened| opened.target))
+    })
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {

@@ -710,18 +710,24 @@ fn print_cdrs(result: &Value, csv: bool) {
 }
 
 fn print_sms(result: &Value, csv: bool) {
-    let records: Vec<dialhound::store::sms::SmsRecord> =
+    let listings: Vec<dialhound::store::sms::SmsListing> =
         serde_json::from_value(result.clone()).unwrap_or_default();
     if csv {
-        println!("{}", dialhound::store::sms::SmsRecord::CSV_HEADER);
-        for record in &records {
-            println!("{}", record.csv_row());
+        println!("{}", dialhound::store::sms::SmsListing::CSV_HEADER);
+        for listing in &listings {
+            println!("{}", listing.csv_row());
         }
         return;
     }
-    for record in &records {
+    for listing in &listings {
+        let record = &listing.record;
+        let clicks = if record.link.is_some() {
+            format!(" {} click(s)", listing.clicks.len())
+        } else {
+            String::new()
+        };
         println!(
-            "{:>8} {:<12} {:<14} {:<10} {:<13} {:<10} {} part(s) {}",
+            "{:>8} {:<12} {:<14} {:<10} {:<13} {:<10} {} part(s){clicks} {}",
             record.id,
             record.customer,
             record.template,
@@ -732,7 +738,7 @@ fn print_sms(result: &Value, csv: bool) {
             record.detail()
         );
     }
-    println!("{} SMS", records.len());
+    println!("{} SMS", listings.len());
 }
 
 fn print_import(result: &Value) {

@@ -465,6 +465,8 @@ pub struct History {
     pub last_outcome: Option<Outcome>,
     pub last_outcome_at: Option<Timestamp>,
     pub opted_out_at: Option<Timestamp>,
+    /// When the customer last opened the tracked link of one of their SMS.
+    pub last_sms_clicked: Option<Timestamp>,
 }
 
 impl History {
@@ -478,6 +480,14 @@ impl History {
     pub fn record_call(&mut self, at: Timestamp) {
         self.push_call(ceil_second(at));
         self.attempts = self.attempts.saturating_add(1);
+    }
+
+    /// Records an opening of an SMS's tracked link at `at`; the latest one
+    /// is kept.
+    pub fn record_sms_click(&mut self, at: Timestamp) {
+        if self.last_sms_clicked.is_none_or(|last| at > last) {
+            self.last_sms_clicked = Some(at);
+        }
     }
 
     /// Records how the last call ended.

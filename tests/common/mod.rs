@@ -187,6 +187,23 @@ impl Daemon {
             .unwrap()
     }
 
+    /// What `dialhound ARGS` prints for a person (no `--json`); it must succeed.
+    pub fn cli_text(&self, args: &[&str]) -> String {
+        let output = Command::new(BIN)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "`dialhound {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
     /// Sends raw bytes on a fresh connection and reads one response line.
     pub fn raw(&self, bytes: &[u8]) -> Value {
         let mut stream = UnixStream::connect(&self.socket).unwrap();
@@ -445,7 +462,7 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-fn free_port() -> std::net::SocketAddr {
+pub fn free_port() -> std::net::SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -185,44 +185,78 @@ fn queue_sms(
     trigger: &str,
     within: Duration,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let program = &plan.program;
-    let Some(declared) = program.sms_template(template) else {
+    if plan.program.sms_template(template).is_none() {
         tracing::warn!(
             template,
             "the rules ask for an SMS template they do not declare"
         );
         return None;
-    };
-    let link = plan.config.sms_link.clone().unwrap_or_default();
-    let text = declared.render(&plan.record, program.schema(), &link);
-    let keep_whole = if link.is_empty() {
-        Vec::new()
-    } else {
-        text.match_indices(link.as_str())
-            .map(|(start, found)| (start, start + found.len()))
-            .collect()
-    };
-    let now = Timestamp::now();
-    let deadline = now + within;
-    let request = SmsRequest {
-        campaign: plan.config.name.clone(),
-        customer: plan.customer.to_string(),
-        rule: plan.attempt.rule.clone(),
-        template: template.to_owned(),
-        trigger: trigger.to_owned(),
-        attempt: Some(plan.attempt.id),
-        content: SmsContent {
-            phone: plan.phone.clone(),
-            sender: declared.sender.clone(),
-            text,
-            keep_whole,
-        },
-        not_before: program.next_sms_time(&plan.record, now, deadline),
-        deadline,
-        providers: plan.config.sms_providers.clone(),
-    };
+    }
+    let program = Arc::clone(&plan.program);
+    let record = plan.record.clone();
+    let campaign = plan.config.name.clone();
+    let target = plan.config.sms_link.clone().unwrap_or_default();
+    let providers = plan.config.sms_providers.clone();
+    let customer = plan.customer.to_string();
+    let rule = plan.attempt.rule.clone();
+    let attempt = plan.attempt.id;
+    let phone = plan.phone.clone();
+    let template = template.to_owned();
+    let trigger = trigger.to_owned();
     let sender = services.sms.clone();
     Some(tokio::task::spawn_blocking(move || {
+        let Some(declared) = program.sms_template(&template) else {
+            return;
+        };
+        // `{link}`: a tracked link unique to this SMS with `[links]`, else
+        // the campaign's `sms_link` as written.
+        let tracked = if target.is_empty() {
+            Ok(None)
+        } else {
+            sender.new_link(
+                &target,
+                &[
+                    ("customer", customer.as_str()),
+                    ("campaign", campaign.as_str()),
+                ],
+            )
+        };
+        let (link, tracked) = match tracked {
+            Ok(Some((text, link))) => (text, Some(link)),
+            Ok(None) => (target, None),
+            Err(error) => {
+                tracing::error!(%error, "cannot make the SMS's tracked link; it is not sent");
+                return;
+            }
+        };
+        let text = declared.render(&record, program.schema(), &link);
+        let keep_whole = if link.is_empty() {
+            Vec::new()
+        } else {
+            text.match_indices(link.as_str())
+                .map(|(start, found)| (start, start + found.len()))
+                .collect()
+        };
+        let now = Timestamp::now();
+        let deadline = now + within;
+        let request = SmsRequest {
+            campaign,
+            customer,
+            rule,
+            template,
+            trigger,
+            attempt: Some(attempt),
+            content: SmsContent {
+                phone,
+                sender: declared.sender.clone(),
+                text,
+                keep_whole,
+            },
+            not_before: program.next_sms_time(&record, now, deadline),
+            deadline,
+            providers,
+            link: tracked,
+        };
         match sender.queue(request) {
             Ok(record) => tracing::debug!(
                 sms = record.id,

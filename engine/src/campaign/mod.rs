@@ -218,6 +218,16 @@ impl Campaigns {
         }
     }
 
+    /// Something the rules read about one customer changed (a click on an
+    /// SMS link): each running campaign looks at them again.
+    pub async fn customer_changed(&self, customer: CustomerId) {
+        for driver in self.running.lock().await.values() {
+            let _ = driver
+                .commands
+                .send(Command::Changed(vec![customer.clone()]));
+        }
+    }
+
     pub async fn list(&self) -> Vec<CampaignStatus> {
         let mut list = Vec::new();
         for name in self.configs.keys() {

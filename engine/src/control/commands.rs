@@ -20,7 +20,7 @@ use crate::ingest::import::{ImportJob, ImportSummary};
 use crate::ingest::phone::E164;
 use crate::metrics::Metrics;
 use crate::store::customer::CustomerId;
-use crate::store::sms::SmsRecord;
+use crate::store::sms::{SmsListing, SmsRecord};
 
 /// Everything a command may touch, shared by all connections.
 pub struct Control {
@@ -282,26 +282,31 @@ impl Control {
             } => {
                 self.campaigns.known(&campaign).map_err(campaign_error)?;
                 let limit = limit.unwrap_or(100_000);
-                let records = self
+                let listings = self
                     .blocking(move |control| {
-                        control
-                            .directory
-                            .store()
+                        let store = control.directory.store();
+                        let records = store
                             .campaign_sms(&campaign, after.unwrap_or(0), limit)
-                            .map(|records| {
+                            .map_err(internal)?;
+                        records
+                            .into_iter()
+                            .map(|record| {
+                                let clicks = if record.link.is_some() {
+                                    store.sms_clicks(record.id).map_err(internal)?
+                                } else {
+                                    Vec::new()
+                                };
                                 // The sealed number and text stay in the store.
-                                records
-                                    .into_iter()
-                                    .map(|record| SmsRecord {
-                                        sealed: Vec::new(),
-                                        ..record
-                                    })
-                                    .collect::<Vec<_>>()
+                                let record = SmsRecord {
+                                    sealed: Vec::new(),
+                                    ..record
+                                };
+                                Ok(SmsListing { record, clicks })
                             })
-                            .map_err(internal)
+                            .collect::<Result<Vec<_>, ErrorBody>>()
                     })
                     .await?;
-                Ok(Response::success(records))
+                Ok(Response::success(listings))
             }
             Request::DncList => {
                 let listings = self

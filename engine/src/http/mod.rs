@@ -1,7 +1,9 @@
-//! HTTP: what the daemon serves over HTTP. Today that is the metrics page
-//! ([`metrics_page`]), on its own address.
+//! HTTP: what the daemon serves over HTTP, each on its own address: the
+//! metrics page ([`metrics_page`]) and the tracked SMS links ([`links`]).
 //!
-//! It imports no stage: it is handed a function that renders the page. It
-//! must not know the store, campaigns or calls.
+//! It imports no stage: it is handed a function that renders the page, and
+//! one that looks a link up and records its click. It must not know the
+//! store, campaigns, calls or SMS.
 
+pub mod links;
 pub mod metrics_page;

@@ -161,6 +161,17 @@ impl Directory {
         self.vault.seal(&plain, &sms_context(id))
     }
 
+    /// A keyed hash of a visitor's network address (hex): the same address
+    /// reads the same, and the address is not kept.
+    pub fn visitor_key(&self, address: &str) -> String {
+        self.vault
+            .fingerprint([b"visitor".as_slice(), address.as_bytes()])
+            .0
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+
     /// Opens what [`Directory::seal_sms`] sealed.
     pub fn open_sms(&self, id: u64, sealed: &[u8]) -> Result<SmsContent, DirectoryError> {
         let plain = self.vault.unseal(sealed, &sms_context(id))?;

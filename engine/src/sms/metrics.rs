@@ -9,6 +9,7 @@ pub struct SmsMetrics {
     bound: IntGaugeVec,
     replies: IntCounterVec,
     retries: IntCounterVec,
+    link_opens: IntCounterVec,
 }
 
 impl SmsMetrics {
@@ -46,6 +47,14 @@ impl SmsMetrics {
                 &["provider"],
             )
             .expect("static metric definition is valid"),
+            link_opens: IntCounterVec::new(
+                Opts::new(
+                    "dialhound_sms_link_opens_total",
+                    "Tracked SMS links opened, by campaign and kind: click (a person, recorded), preview (a link-preview fetch or a HEAD, not a click), unknown (no such link; the campaign label is empty).",
+                ),
+                &["campaign", "kind"],
+            )
+            .expect("static metric definition is valid"),
         }
     }
 
@@ -55,6 +64,7 @@ impl SmsMetrics {
             Box::new(self.bound.clone()),
             Box::new(self.replies.clone()),
             Box::new(self.retries.clone()),
+            Box::new(self.link_opens.clone()),
         ]
     }
 
@@ -77,5 +87,9 @@ impl SmsMetrics {
     pub(crate) fn reply(&self, provider: &str, opt_out: bool) {
         let kind = if opt_out { "opt_out" } else { "other" };
         self.replies.with_label_values(&[provider, kind]).inc();
+    }
+
+    pub(crate) fn link_opened(&self, campaign: &str, kind: &str) {
+        self.link_opens.with_label_values(&[campaign, kind]).inc();
     }
 }

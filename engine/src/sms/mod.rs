@@ -6,7 +6,8 @@
 //! leaves; the `outbox` holds each open SMS until its time and hands it to
 //! the first provider that is up; each provider's `smpp_link` owns one
 //! SMPP session (`dialhound-smpp`) over TCP, marks what it submits, and
-//! turns receipts into statuses and opt-out `replies` into DNC entries.
+//! turns receipts into statuses and opt-out `replies` into DNC entries;
+//! `links` makes each text's tracked link and records its clicks.
 //!
 //! Must not know: rules, scripts or campaigns' pacing. The campaign renders
 //! the text and decides when the policy's hours allow it; this stage only
@@ -18,6 +19,7 @@
 //!
 //! Imports `store` and `ingest`.
 
+mod links;
 pub mod metrics;
 mod outbox;
 mod rate;
@@ -30,10 +32,11 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 
-use crate::config::{SmsConfig, SmsProviderConfig};
+use crate::config::{LinksConfig, SmsConfig, SmsProviderConfig};
 use crate::ingest::Directory;
-use crate::store::sms::{SmsContent, SmsRecord, SmsStatus};
+use crate::store::sms::{SmsContent, SmsRecord, SmsStatus, TrackedLink};
 use crate::store::{Store, StoreError};
+pub use links::Visit;
 use metrics::SmsMetrics;
 use shared::Shared;
 pub use shared::SmsError;
@@ -56,6 +59,8 @@ pub struct SmsRequest {
     pub deadline: Timestamp,
     /// The providers to try, in order; every provider when empty.
     pub providers: Vec<String>,
+    /// The tracked link in the text, from [`SmsSender::new_link`].
+    pub link: Option<TrackedLink>,
 }
 
 /// What campaigns send SMS with. Cheap to clone.
@@ -69,6 +74,7 @@ impl SmsSender {
     /// the store still holds open.
     pub fn start(
         settings: SmsConfig,
+        links: Option<LinksConfig>,
         providers: &[SmsProviderConfig],
         store: Arc<dyn Store>,
         directory: Directory,
@@ -79,6 +85,7 @@ impl SmsSender {
             store,
             directory,
             settings,
+            links,
             provider_names: providers.iter().map(|p| p.name.clone()).collect(),
             metrics,
             outbox: outbox_tx,
@@ -139,6 +146,7 @@ impl SmsSender {
             status: SmsStatus::Queued,
             history: Vec::new(),
             sealed: shared.directory.seal_sms(id, &request.content),
+            link: request.link,
         };
         match skip {
             Some(reason) => record.set_status(SmsStatus::Skipped, reason, now),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::metrics::SmsMetrics;
-use crate::config::SmsConfig;
+use crate::config::{LinksConfig, SmsConfig};
 use crate::ingest::Directory;
 use crate::store::{Store, StoreError};
 
@@ -15,6 +15,8 @@ pub enum SmsError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Directory(#[from] crate::ingest::directory::DirectoryError),
+    #[error("no free tracked-link token after several draws")]
+    NoFreeLink,
 }
 
 /// What the sender, the outbox and the links share.
@@ -22,6 +24,8 @@ pub(super) struct Shared {
     pub store: Arc<dyn Store>,
     pub directory: Directory,
     pub settings: SmsConfig,
+    /// `[links]`: tracked links on, and how texts write them.
+    pub links: Option<LinksConfig>,
     /// The providers, in file order; the outbox chooses among them.
     pub provider_names: Vec<String>,
     pub metrics: Arc<SmsMetrics>,

@@ -192,6 +192,8 @@ pub struct StoredHistory {
     pub last_outcome: Option<String>,
     pub last_outcome_at: Option<Timestamp>,
     pub opted_out_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sms_clicked: Option<Timestamp>,
 }
 
 impl StoredHistory {
@@ -202,6 +204,7 @@ impl StoredHistory {
             last_outcome: history.last_outcome.map(|o| o.name().to_owned()),
             last_outcome_at: history.last_outcome_at,
             opted_out_at: history.opted_out_at,
+            last_sms_clicked: history.last_sms_clicked,
         }
     }
 
@@ -216,6 +219,7 @@ impl StoredHistory {
         history.last_outcome = self.last_outcome.as_deref().and_then(Outcome::from_name);
         history.last_outcome_at = self.last_outcome_at;
         history.opted_out_at = self.opted_out_at;
+        history.last_sms_clicked = self.last_sms_clicked;
         history
     }
 }

@@ -10,7 +10,7 @@ use dialhound_rules::History;
 use super::{CustomerWrite, DncEntry, SealedCustomer, Store, StoreError};
 use crate::store::attempt::{Attempt, Cdr};
 use crate::store::customer::CustomerId;
-use crate::store::sms::SmsRecord;
+use crate::store::sms::{SmsClick, SmsRecord};
 use crate::store::vault::PhoneKey;
 
 /// Holds everything in maps; nothing survives the process.
@@ -29,6 +29,8 @@ pub struct MemoryStore {
     sms: RwLock<BTreeMap<u64, SmsRecord>>,
     /// By provider and message id.
     sms_messages: RwLock<HashMap<(String, String), u64>>,
+    sms_links: RwLock<HashMap<String, u64>>,
+    sms_clicks: RwLock<Vec<SmsClick>>,
     attempt_ids: AtomicU64,
     count: AtomicU64,
 }
@@ -183,8 +185,32 @@ impl Store for MemoryStore {
                 messages.insert((provider.clone(), part.message_id.clone()), record.id);
             }
         }
+        if let Some(link) = &record.link {
+            write(&self.sms_links).insert(link.token.clone(), record.id);
+        }
         write(&self.sms).insert(record.id, record.clone());
         Ok(())
+    }
+
+    fn sms_by_link(&self, token: &str) -> Result<Option<u64>, StoreError> {
+        Ok(read(&self.sms_links).get(token).copied())
+    }
+
+    fn record_sms_click(&self, click: &SmsClick, customer: &CustomerId) -> Result<(), StoreError> {
+        write(&self.sms_clicks).push(click.clone());
+        write(&self.history)
+            .entry(customer.as_str().to_owned())
+            .or_default()
+            .record_sms_click(click.at);
+        Ok(())
+    }
+
+    fn sms_clicks(&self, sms: u64) -> Result<Vec<SmsClick>, StoreError> {
+        Ok(read(&self.sms_clicks)
+            .iter()
+            .filter(|click| click.sms == sms)
+            .cloned()
+            .collect())
     }
 
     fn sms(&self, id: u64) -> Result<Option<SmsRecord>, StoreError> {

@@ -191,6 +191,17 @@ pub trait Store: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Vec<SmsRecord>, StoreError>;
+    /// The SMS whose tracked link has `token`.
+    fn sms_by_link(&self, token: &str) -> Result<Option<u64>, StoreError>;
+    /// Keeps a click on an SMS's tracked link, and makes it the customer's
+    /// `history.last_sms_clicked` when it is the latest.
+    fn record_sms_click(
+        &self,
+        click: &crate::store::sms::SmsClick,
+        customer: &CustomerId,
+    ) -> Result<(), StoreError>;
+    /// The clicks on the SMS's tracked link, oldest first.
+    fn sms_clicks(&self, sms: u64) -> Result<Vec<crate::store::sms::SmsClick>, StoreError>;
     /// The customer's SMS, of every campaign, created at or after `since`.
     fn customer_sms_since(
         &self,

@@ -10,7 +10,7 @@ use sled::Transactional;
 use super::{CustomerWrite, DncEntry, SealedCustomer, Store, StoreError};
 use crate::store::attempt::{Attempt, Cdr};
 use crate::store::customer::CustomerId;
-use crate::store::sms::SmsRecord;
+use crate::store::sms::{SmsClick, SmsRecord};
 use crate::store::vault::{PhoneKey, Vault};
 
 const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
@@ -34,6 +34,11 @@ pub struct SledStore {
     sms_of_campaign: sled::Tree,
     sms_of_customer: sled::Tree,
     sms_messages: sled::Tree,
+    /// Tracked links: token → SMS id.
+    sms_links: sled::Tree,
+    /// Clicks on tracked links, by SMS id then a fresh id, so one SMS's
+    /// clicks scan in the order they came.
+    sms_clicks: sled::Tree,
     customer_count: AtomicU64,
 }
 
@@ -93,6 +98,8 @@ impl SledStore {
             sms_of_campaign: db.open_tree("sms_of_campaign")?,
             sms_of_customer: db.open_tree("sms_of_customer")?,
             sms_messages: db.open_tree("sms_messages")?,
+            sms_links: db.open_tree("sms_links")?,
+            sms_clicks: db.open_tree("sms_clicks")?,
             customers,
             customer_count,
             db,
@@ -445,6 +452,7 @@ impl Store for SledStore {
                 .collect(),
             None => Vec::new(),
         };
+        let token = record.link.as_ref().map(|link| link.token.as_bytes());
         transact(
             (
                 &self.sms,
@@ -452,21 +460,27 @@ impl Store for SledStore {
                 &self.sms_of_campaign,
                 &self.sms_of_customer,
                 &self.sms_messages,
+                &self.sms_links,
             )
-                .transaction(|(sms, open, of_campaign, of_customer, messages)| {
-                    sms.insert(&id, value.as_slice())?;
-                    if record.status.is_open() {
-                        open.insert(&id, &[])?;
-                    } else {
-                        open.remove(&id)?;
-                    }
-                    of_campaign.insert(campaign_key.as_slice(), &[])?;
-                    of_customer.insert(customer_key.as_slice(), &[])?;
-                    for key in &message_keys {
-                        messages.insert(key.as_slice(), &id)?;
-                    }
-                    Ok(())
-                }),
+                .transaction(
+                    |(sms, open, of_campaign, of_customer, messages, links)| {
+                        sms.insert(&id, value.as_slice())?;
+                        if record.status.is_open() {
+                            open.insert(&id, &[])?;
+                        } else {
+                            open.remove(&id)?;
+                        }
+                        of_campaign.insert(campaign_key.as_slice(), &[])?;
+                        of_customer.insert(customer_key.as_slice(), &[])?;
+                        for key in &message_keys {
+                            messages.insert(key.as_slice(), &id)?;
+                        }
+                        if let Some(token) = token {
+                            links.insert(token, &id)?;
+                        }
+                        Ok(())
+                    },
+                ),
         )
     }
 
@@ -486,6 +500,40 @@ impl Store for SledStore {
             .get(index_key(provider, message_id.as_bytes()))?
             .map(|bytes| decode_id(&bytes))
             .transpose()
+    }
+
+    fn sms_by_link(&self, token: &str) -> Result<Option<u64>, StoreError> {
+        self.sms_links
+            .get(token.as_bytes())?
+            .map(|bytes| decode_id(&bytes))
+            .transpose()
+    }
+
+    fn record_sms_click(&self, click: &SmsClick, customer: &CustomerId) -> Result<(), StoreError> {
+        let mut key = click.sms.to_be_bytes().to_vec();
+        key.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+        let value = encoding::encode_json(click);
+        transact(
+            (&self.sms_clicks, &self.history).transaction(|(clicks, history)| {
+                clicks.insert(key.as_slice(), value.as_slice())?;
+                let key = customer.as_str().as_bytes();
+                let mut record = match history.get(key)? {
+                    Some(bytes) => encoding::decode_history(&bytes).map_err(abort)?,
+                    None => History::new(),
+                };
+                record.record_sms_click(click.at);
+                history.insert(key, encoding::encode_history(&record))?;
+                Ok(())
+            }),
+        )
+    }
+
+    fn sms_clicks(&self, sms: u64) -> Result<Vec<SmsClick>, StoreError> {
+        self.sms_clicks
+            .scan_prefix(sms.to_be_bytes())
+            .values()
+            .map(|value| encoding::decode_json(&value?, "SMS click"))
+            .collect()
     }
 
     fn open_sms(&self) -> Result<Vec<SmsRecord>, StoreError> {

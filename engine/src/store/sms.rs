@@ -140,6 +140,94 @@ pub struct SmsRecord {
     /// The number (E.164), the sender id and the text, sealed with the
     /// record's id as context.
     pub sealed: Vec<u8>,
+    /// The tracked short link the text carries, when `{link}` became one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<TrackedLink>,
+}
+
+/// A short link unique to one SMS: `{link}` in its text is the daemon's
+/// public link address and this token; opening it is a click, and goes on
+/// to `target`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackedLink {
+    /// Random, URL-safe; the store's index finds the SMS by it.
+    pub token: String,
+    /// Where the link goes: the campaign's `sms_link` with the customer's
+    /// parameters.
+    pub target: String,
+}
+
+impl TrackedLink {
+    /// Characters in a token: 62^8, about 2 × 10^14 links, so that a guess
+    /// finds nothing.
+    pub const TOKEN_LENGTH: usize = 8;
+}
+
+/// One opening of an SMS's tracked link by a person (link-preview fetches
+/// are not clicks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmsClick {
+    pub sms: u64,
+    pub at: Timestamp,
+    /// A keyed hash of the address it came from: the same address reads
+    /// the same, and the address itself is not kept.
+    pub visitor: String,
+    /// The browser's `User-Agent`, cut to [`SmsClick::MAX_USER_AGENT`]
+    /// bytes.
+    #[serde(default)]
+    pub user_agent: String,
+}
+
+impl SmsClick {
+    pub const MAX_USER_AGENT: usize = 256;
+}
+
+/// An SMS as `dialhound sms` lists it: the record without its sealed
+/// part, and the clicks on its link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmsListing {
+    #[serde(flatten)]
+    pub record: SmsRecord,
+    #[serde(default)]
+    pub clicks: Vec<SmsClick>,
+}
+
+impl SmsListing {
+    /// The distinct visitors among the clicks.
+    pub fn unique_clicks(&self) -> usize {
+        let mut visitors: Vec<&str> = self.clicks.iter().map(|c| c.visitor.as_str()).collect();
+        visitors.sort_unstable();
+        visitors.dedup();
+        visitors.len()
+    }
+
+    pub const CSV_HEADER: &'static str = "id,campaign,customer,rule,template,trigger,attempt,created_at,submitted_at,settled_at,status,provider,parts,coding,message_ids,submissions,detail,link,clicks,unique_clicks,first_click_at";
+
+    /// One CSV row (RFC 4180 quoting), in [`SmsListing::CSV_HEADER`]'s
+    /// order.
+    pub fn csv_row(&self) -> String {
+        let link = self
+            .record
+            .link
+            .as_ref()
+            .map(|link| link.token.clone())
+            .unwrap_or_default();
+        let first = self
+            .clicks
+            .iter()
+            .map(|click| click.at)
+            .min()
+            .map(|at| at.to_string())
+            .unwrap_or_default();
+        let mut fields = self.record.csv_fields().to_vec();
+        fields.extend([
+            link,
+            self.clicks.len().to_string(),
+            self.unique_clicks().to_string(),
+            first,
+        ]);
+        super::attempt::csv_line(&fields)
+    }
 }
 
 impl SmsRecord {
@@ -180,12 +268,10 @@ impl SmsRecord {
             .unwrap_or("")
     }
 
-    pub const CSV_HEADER: &'static str = "id,campaign,customer,rule,template,trigger,attempt,created_at,submitted_at,settled_at,status,provider,parts,coding,message_ids,submissions,detail";
-
-    /// One CSV row (RFC 4180 quoting), in [`SmsRecord::CSV_HEADER`]'s order.
-    pub fn csv_row(&self) -> String {
+    /// The record's CSV fields, in the order of [`SmsListing::CSV_HEADER`].
+    fn csv_fields(&self) -> [String; 17] {
         let show = |t: Option<Timestamp>| t.map(|t| t.to_string()).unwrap_or_default();
-        let fields = [
+        [
             self.id.to_string(),
             self.campaign.clone(),
             self.customer.clone(),
@@ -207,8 +293,7 @@ impl SmsRecord {
                 .join(" "),
             self.submissions.to_string(),
             self.detail().to_owned(),
-        ];
-        super::attempt::csv_line(&fields)
+        ]
     }
 }
 
