@@ -127,6 +127,51 @@ fn explain_names_the_blocking_policy_and_the_next_chance() {
 }
 
 #[test]
+fn explain_shows_the_sms_after_the_call_sent_at_once_or_held_by_the_hours() {
+    let cart = repo().join("examples/rules/cart.rules");
+    let customer = r#"{"phone":"+8613800000000","name":"Li","cart_value":500,"intent":"high","cart_added":"2026-11-23T01:00:00Z","paid":false,"tags":["vip"]}"#;
+    let explain = |at: &str| {
+        let output = rules(&[
+            "explain",
+            cart.to_str().unwrap(),
+            "--customer",
+            customer,
+            "--at",
+            at,
+        ]);
+        let stdout = text(&output.stdout);
+        assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+        stdout
+    };
+    // 15:00 in Shanghai: the rule fires, and an unanswered call gets the
+    // link as it ends.
+    let stdout = explain("2026-11-23T07:00:00Z");
+    for line in [
+        "sms: if the call by rule `cart_reminder` ends at 2026-11-23T15:00:00+08:00 with no_answer, it sends `cart_link`\n",
+        "  sender: GOODSHOP\n",
+        "  text: 【好物商城】Li，您的购物车还有 500.00 元商品，点击 {link} 完成支付。回复TD退订\n",
+        "  coding: UCS-2, 1 part (`{link}` counted as 24 characters)\n",
+        "  deadline: 2026-11-23T15:10:00+08:00 (within 10m)\n",
+        "  sent at 2026-11-23T15:00:00+08:00, as the call ends\n",
+        "sms: the daemon also checks the DNC list and the per-customer SMS cap, which a rules file cannot see\n",
+    ] {
+        assert!(stdout.contains(line), "{line} missing:\n{stdout}");
+    }
+    // 21:05 in Shanghai: no call, and a call ending now would send nothing,
+    // the hours staying shut past its ten minutes.
+    let stdout = explain("2026-11-23T13:05:00Z");
+    assert!(stdout.contains("decision: do not call"), "{stdout}");
+    for line in [
+        "sms: no call now; if a call by rule `cart_reminder` ended at 2026-11-23T21:05:00+08:00 with no_answer, it would send `cart_link`\n",
+        "  deadline: 2026-11-23T21:15:00+08:00 (within 10m)\n",
+        "  not sent: `calling hours 09:00-12:00, 14:00-21:00 local` stays shut until its deadline\n",
+    ] {
+        assert!(stdout.contains(line), "{line} missing:\n{stdout}");
+    }
+    assert!(!stdout.contains("  sent at"), "{stdout}");
+}
+
+#[test]
 fn explain_reads_a_stored_customer_through_the_daemon() {
     let daemon = common::Daemon::start();
     daemon.import_sample();

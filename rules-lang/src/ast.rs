@@ -282,6 +282,39 @@ pub struct TestDecl {
     pub expect_intents: Option<(Vec<PhraseDecl>, Span)>,
     /// `expect trail "..."`.
     pub expect_trail: Option<PhraseDecl>,
+    /// `outcome OUTCOME [at TIME]`: how the call of the decision ends.
+    pub outcome: Option<TestOutcome>,
+    /// `expect sms TEMPLATE [at TIME]` or `expect sms none`.
+    pub expect_sms: Option<SmsExpectation>,
+    pub span: Span,
+}
+
+/// A time written on a test line, such as the `at TIME` of `outcome
+/// no_answer at TIME`: seconds since the epoch and the text as written.
+#[derive(Debug, Clone)]
+pub struct TestTime {
+    pub seconds: i64,
+    pub text: String,
+    pub span: Span,
+}
+
+/// `outcome OUTCOME [at TIME]` in a test: the call of the test's decision
+/// ends with `outcome`, at `at` or else at the test's `at`.
+#[derive(Debug, Clone)]
+pub struct TestOutcome {
+    pub outcome: Ident,
+    pub at: Option<TestTime>,
+    /// The whole line's span.
+    pub span: Span,
+}
+
+/// `expect sms TEMPLATE [at TIME]` (`template` set) or `expect sms none`.
+#[derive(Debug, Clone)]
+pub struct SmsExpectation {
+    pub template: Option<Ident>,
+    /// When the SMS goes; without it, as the call ends.
+    pub at: Option<TestTime>,
+    /// The whole line's span, `expect` included.
     pub span: Span,
 }
 

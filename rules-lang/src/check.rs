@@ -22,7 +22,33 @@ pub struct TestCase {
     pub expect: Option<Expect>,
     /// The script run, for a test that names a script.
     pub run: Option<ScriptTest>,
+    /// How the call of the decision ends and the SMS that must follow, for
+    /// a test with `outcome` and `expect sms`.
+    pub sms: Option<SmsTest>,
     pub line: usize,
+}
+
+/// A test's SMS after the call: `outcome OUTCOME [at TIME]` and `expect sms
+/// ...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsTest {
+    /// How the call of the test's decision ends.
+    pub outcome: Outcome,
+    /// When it ends, in seconds since the epoch: the outcome line's `at`,
+    /// else the test's.
+    pub ended: i64,
+    pub expect: ExpectSms,
+}
+
+/// The SMS a test expects after the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpectSms {
+    /// `expect sms none`: no SMS goes, for want of a clause for the
+    /// outcome, of a call, or of open hours before the deadline.
+    None,
+    /// `expect sms TEMPLATE [at TIME]`: `template` goes at `at` (seconds
+    /// since the epoch), or as the call ends when `at` is `None`.
+    Sent { template: String, at: Option<i64> },
 }
 
 /// A test's script run: `script NAME`, what the callee does, and what the
@@ -234,9 +260,10 @@ pub fn check(file: &ast::File, source: &str) -> Result<Checked, Vec<Diagnostic>>
             span: 0..0,
         },
     );
+    let sms_names = declared_sms(&sms_decls);
     for item in &file.items {
         if let ast::Item::Test(t) = item
-            && let Some(tc) = c.test(t, &out.rules, &out.scripts, &out.intents)
+            && let Some(tc) = c.test(t, &out.rules, &out.scripts, &out.intents, &sms_names)
         {
             out.tests.push(tc);
         }
@@ -1232,9 +1259,10 @@ impl Checker<'_> {
                     HistField::CallsToday | HistField::Calls24h | HistField::Attempts => {
                         (Base::Int, false)
                     }
-                    HistField::LastCall | HistField::LastOutcomeAt | HistField::OptedOut => {
-                        (Base::Time, true)
-                    }
+                    HistField::LastCall
+                    | HistField::LastOutcomeAt
+                    | HistField::OptedOut
+                    | HistField::LastSmsClicked => (Base::Time, true),
                     HistField::LastOutcome => (Base::Enum(0), true),
                 };
                 (Ir::Hist(h), ty, opt)
@@ -1269,6 +1297,7 @@ impl Checker<'_> {
         rules: &[RuleIr],
         scripts: &[crate::script::Script],
         intents: &[Arc<crate::intent::Intent>],
+        sms_names: &[&str],
     ) -> Option<TestCase> {
         let before = self.errors.len();
         let head = t.span.start..t.span.start + 4;
@@ -1276,10 +1305,11 @@ impl Checker<'_> {
         if t.script.is_none() && self.errors.len() > before {
             return None;
         }
-        let now = match (t.at.clone(), &t.expect) {
-            (Some((now, _)), _) => now,
-            (None, None) if t.script.is_some() => 0,
-            (None, _) => {
+        let decides = t.expect.is_some() || t.outcome.is_some() || t.expect_sms.is_some();
+        let now = match t.at.clone() {
+            Some((now, _)) => now,
+            None if t.script.is_some() && !decides => 0,
+            None => {
                 self.err(
                     head,
                     format!("test `{}` has no time", t.name),
@@ -1372,17 +1402,17 @@ impl Checker<'_> {
                     None => continue,
                 },
                 (
-                    "last_outcome_at" | "opted_out",
+                    "last_outcome_at" | "opted_out" | "last_sms_clicked",
                     TestValue::Literal(Expr {
                         kind: ExprKind::Lit(Literal::Time(v, _)),
                         ..
                     }),
                 ) => {
                     let ts = jiff::Timestamp::from_second(*v).ok();
-                    if f.name.name == "opted_out" {
-                        history.opted_out_at = ts
-                    } else {
-                        history.last_outcome_at = ts
+                    match f.name.name.as_str() {
+                        "opted_out" => history.opted_out_at = ts,
+                        "last_sms_clicked" => history.last_sms_clicked = ts,
+                        _ => history.last_outcome_at = ts,
                     }
                     true
                 }
@@ -1391,19 +1421,20 @@ impl Checker<'_> {
             };
             if !ok {
                 self.err(f.span.clone(), format!("`{}` is not a valid history entry", self.text_of(&f.span)),
-                    Some("history entries are `calls: [TIME, ...]`, `attempts: N`, `last_outcome: OUTCOME`, `last_outcome_at: TIME`, `opted_out: TIME`".into()));
+                    Some("history entries are `calls: [TIME, ...]`, `attempts: N`, `last_outcome: OUTCOME`, `last_outcome_at: TIME`, `opted_out: TIME`, `last_sms_clicked: TIME`".into()));
             }
         }
         if history.attempts < history.recent_calls().len() as i64 {
             history.attempts = history.recent_calls().len() as i64;
         }
+        let sms = self.sms_test(t, now, sms_names);
         let expect = match &t.expect {
-            None if t.script.is_some() => None,
+            None if t.script.is_some() || t.expect_sms.is_some() => None,
             None => {
                 self.err(
                     head,
                     format!("test `{}` expects nothing", t.name),
-                    Some("add `expect RULE ...` or `expect none`, or run a script with `script NAME` and `expect intent \"NAME\"` or `expect trail \"...\"`".into()),
+                    Some("add `expect RULE ...` or `expect none` (and, after `outcome OUTCOME`, `expect sms NAME` or `expect sms none`), or run a script with `script NAME` and `expect intent \"NAME\"` or `expect trail \"...\"`".into()),
                 );
                 return None;
             }
@@ -1446,6 +1477,7 @@ impl Checker<'_> {
                 history,
                 expect,
                 run,
+                sms,
                 line: crate::diag::line_col(self.src, t.span.start).0,
             }),
             Err(e) => {
@@ -1461,6 +1493,114 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
+    /// The SMS part of a test: `outcome OUTCOME [at TIME]` and `expect sms
+    /// ...`, the call ending at `now` (the test's `at`) unless the outcome
+    /// says when. Errors for one without the other, an unknown outcome or
+    /// template, and a time before the call's end.
+    fn sms_test(&mut self, t: &ast::TestDecl, now: i64, sms_names: &[&str]) -> Option<SmsTest> {
+        let (line, expected) = match (&t.outcome, &t.expect_sms) {
+            (None, None) => return None,
+            (Some(o), None) => {
+                self.outcome(&o.outcome);
+                self.err(
+                    o.span.clone(),
+                    format!(
+                        "test `{}` has `{}` but no `expect sms`",
+                        t.name,
+                        self.text_of(&o.span)
+                    ),
+                    Some("say what the call's end sends: `expect sms NAME` (as the call ends), `expect sms NAME at TIME` or `expect sms none`".into()),
+                );
+                return None;
+            }
+            (None, Some(e)) => {
+                self.err(
+                    e.span.clone(),
+                    format!(
+                        "test `{}` has `{}` but no `outcome`",
+                        t.name,
+                        self.text_of(&e.span)
+                    ),
+                    Some("say how the call ends, such as `outcome no_answer` (at the test's `at`) or `outcome no_answer at 2026-03-09T21:00:30+08:00`".into()),
+                );
+                self.expected_sms(t, e, sms_names);
+                return None;
+            }
+            (Some(o), Some(e)) => (o, e),
+        };
+        let mut ok = true;
+        let ended = match &line.at {
+            Some(at) if at.seconds < now => {
+                self.err(
+                    at.span.clone(),
+                    format!(
+                        "test `{}` ends its call at `{}`, before the test's `at`",
+                        t.name, at.text
+                    ),
+                    Some("a call ends at the test's `at` or later; without `at TIME` it ends at the test's `at`".into()),
+                );
+                ok = false;
+                now
+            }
+            Some(at) => at.seconds,
+            None => now,
+        };
+        let outcome = self.outcome(&line.outcome);
+        let template = self.expected_sms(t, expected, sms_names);
+        if let Some(at) = &expected.at
+            && at.seconds < ended
+        {
+            let end = match (&line.at, &t.at) {
+                (Some(at), _) => at.text.clone(),
+                (None, Some((_, sp))) => self.text_of(sp),
+                (None, None) => String::new(),
+            };
+            self.err(
+                at.span.clone(),
+                format!(
+                    "test `{}` expects its sms at `{}`, before the call ends at `{end}`",
+                    t.name, at.text
+                ),
+                Some("an SMS after a call goes as the call ends or later; without `at TIME` it is expected as the call ends".into()),
+            );
+            ok = false;
+        }
+        let expect = match (&expected.template, template) {
+            (None, _) => ExpectSms::None,
+            (Some(_), Some(template)) => ExpectSms::Sent {
+                template,
+                at: expected.at.as_ref().map(|at| at.seconds),
+            },
+            (Some(_), None) => return None,
+        };
+        Some(SmsTest {
+            outcome: outcome.filter(|_| ok)?,
+            ended,
+            expect,
+        })
+    }
+
+    /// The template of `expect sms NAME`, when the file declares it; an
+    /// error otherwise. `None` for `expect sms none` too.
+    fn expected_sms(
+        &mut self,
+        t: &ast::TestDecl,
+        expected: &ast::SmsExpectation,
+        sms_names: &[&str],
+    ) -> Option<String> {
+        let name = expected.template.as_ref()?;
+        if sms_names.contains(&name.name.as_str()) {
+            return Some(name.name.clone());
+        }
+        self.errors.push(undeclared_sms(
+            format!("test `{}` expects", t.name),
+            &name.name,
+            &name.span,
+            sms_names,
+        ));
+        None
+    }
+
     /// The script part of a test: `script NAME`, its inputs and what the
     /// run must do. Errors for an unknown script or intent, a key that is
     /// not one, and inputs or expectations without a script.
@@ -1557,7 +1697,11 @@ impl Checker<'_> {
                 })
                 .collect()
         });
-        if t.expect.is_none() && expected.is_none() && t.expect_trail.is_none() {
+        if t.expect.is_none()
+            && t.expect_sms.is_none()
+            && expected.is_none()
+            && t.expect_trail.is_none()
+        {
             self.err(
                 t.span.start..t.span.start + 4,
                 format!(
@@ -1649,39 +1793,49 @@ fn check_script_names(
     }
 }
 
-/// Every `on OUTCOME send sms "T"` clause and `send sms "T"` step must name
-/// a declared `sms` block.
-fn check_sms_names(file: &ast::File, decls: &[&ast::SmsDecl], errors: &mut Vec<Diagnostic>) {
+/// The names of the declared `sms` blocks, in file order, each once.
+fn declared_sms<'a>(decls: &[&'a ast::SmsDecl]) -> Vec<&'a str> {
     let mut names: Vec<&str> = Vec::new();
     for d in decls {
         if !names.contains(&d.name.name.as_str()) {
             names.push(d.name.name.as_str());
         }
     }
-    let mut unknown = |who: String, name: &str, span: &ast::Span| {
-        if names.contains(&name) {
-            return;
+    names
+}
+
+/// The error for `who` (`rule `r` sends`, `test `t` expects`) naming sms
+/// `name`, which none of `names` is: the nearest declared name as help, or
+/// how to declare one.
+fn undeclared_sms(who: String, name: &str, span: &ast::Span, names: &[&str]) -> Diagnostic {
+    let listing = crate::diag::listing(names);
+    let help = if names.is_empty() {
+        format!(
+            "the file declares no `sms` block; declare one, such as `sms {name} {{ text \"Your cart is waiting: {{link}}\" }}`"
+        )
+    } else {
+        match nearest(name, names.iter().copied()) {
+            Some(n) => format!("did you mean `{n}`? the file declares sms {listing}"),
+            None => format!(
+                "the file declares sms {listing}; name one of them, or add `sms {name} {{ text \"...\" }}`"
+            ),
         }
-        let listing = crate::diag::listing(&names);
-        let help = if names.is_empty() {
-            format!(
-                "the file declares no `sms` block; declare one, such as `sms {name} {{ text \"Your cart is waiting: {{link}}\" }}`"
-            )
-        } else {
-            match nearest(name, names.iter().copied()) {
-                Some(n) => format!("did you mean `{n}`? the file declares sms {listing}"),
-                None => format!(
-                    "the file declares sms {listing}; name one of them, or add `sms {name} {{ text \"...\" }}`"
-                ),
-            }
-        };
-        errors.push(
-            Diagnostic::new(
-                span.clone(),
-                format!("{who} sends sms `{name}`, which is not declared"),
-            )
-            .with_help(help),
-        );
+    };
+    Diagnostic::new(
+        span.clone(),
+        format!("{who} sms `{name}`, which is not declared"),
+    )
+    .with_help(help)
+}
+
+/// Every `on OUTCOME send sms "T"` clause and `send sms "T"` step must name
+/// a declared `sms` block.
+fn check_sms_names(file: &ast::File, decls: &[&ast::SmsDecl], errors: &mut Vec<Diagnostic>) {
+    let names = declared_sms(decls);
+    let mut unknown = |who: String, name: &str, span: &ast::Span| {
+        if !names.contains(&name) {
+            errors.push(undeclared_sms(format!("{who} sends"), name, span, &names));
+        }
     };
     for item in &file.items {
         match item {

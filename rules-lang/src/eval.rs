@@ -80,7 +80,8 @@ impl<'a> Ctx<'a> {
             | HistField::LastOutcome
             | HistField::LastOutcomeAt
             | HistField::Attempts
-            | HistField::OptedOut => hist_constant(h, f),
+            | HistField::OptedOut
+            | HistField::LastSmsClicked => hist_constant(h, f),
         })
     }
 }
@@ -95,6 +96,7 @@ pub(crate) fn hist_constant(h: &History, f: HistField) -> i64 {
         HistField::LastOutcomeAt => h.last_outcome_at.map_or(NONE, |t| t.as_second()),
         HistField::Attempts => h.attempts,
         HistField::OptedOut => h.opted_out_at.map_or(NONE, |t| t.as_second()),
+        HistField::LastSmsClicked => h.last_sms_clicked.map_or(NONE, |t| t.as_second()),
         HistField::CallsToday | HistField::Calls24h => NONE,
     }
 }

@@ -355,6 +355,10 @@ impl<'s> Printer<'s> {
             };
             self.line(1, &text, i.span.clone());
         }
+        if let Some(o) = &t.outcome {
+            let text = format!("outcome {}{}", o.outcome.name, line_at(&o.at));
+            self.line(1, &text, o.span.clone());
+        }
         if let Some(e) = &t.expect {
             let text = match e {
                 Expectation::None => "expect none".to_string(),
@@ -384,6 +388,13 @@ impl<'s> Printer<'s> {
                 .or_else(|| self.expect_span(t))
                 .unwrap_or(pos..pos);
             self.line(1, &text, sp);
+        }
+        if let Some(e) = &t.expect_sms {
+            let text = match &e.template {
+                Some(name) => format!("expect sms {}{}", name.name, line_at(&e.at)),
+                None => "expect sms none".to_string(),
+            };
+            self.line(1, &text, e.span.clone());
         }
         if let Some((names, sp)) = &t.expect_intents {
             let text = if names.is_empty() {
@@ -468,6 +479,12 @@ fn type_str(t: &TypeExpr) -> String {
         TypeKind::Set(i) => format!("set<{}>", i.name),
     };
     if t.optional { format!("{base}?") } else { base }
+}
+
+/// ` at TIME`, as written, for a test line that gives a time.
+fn line_at(at: &Option<TestTime>) -> String {
+    at.as_ref()
+        .map_or_else(String::new, |at| format!(" at {}", at.text))
 }
 
 fn test_value(v: &TestValue) -> String {

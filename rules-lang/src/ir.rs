@@ -19,10 +19,12 @@ pub enum HistField {
     LastOutcomeAt,
     Attempts,
     OptedOut,
+    /// When the customer last opened the tracked link of an SMS.
+    LastSmsClicked,
 }
 
 impl HistField {
-    pub const ALL: [HistField; 7] = [
+    pub const ALL: [HistField; 8] = [
         HistField::CallsToday,
         HistField::Calls24h,
         HistField::LastCall,
@@ -30,6 +32,7 @@ impl HistField {
         HistField::LastOutcomeAt,
         HistField::Attempts,
         HistField::OptedOut,
+        HistField::LastSmsClicked,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +44,7 @@ impl HistField {
             HistField::LastOutcomeAt => "last_outcome_at",
             HistField::Attempts => "attempts",
             HistField::OptedOut => "opted_out",
+            HistField::LastSmsClicked => "last_sms_clicked",
         }
     }
 

@@ -47,8 +47,9 @@ pub mod wake;
 use std::fmt;
 
 use jiff::Timestamp;
+use jiff::tz::TimeZone;
 
-pub use crate::check::{Expect, ScriptTest, TestCase, TestInput};
+pub use crate::check::{Expect, ExpectSms, ScriptTest, SmsTest, TestCase, TestInput};
 pub use crate::diag::{Diagnostic, Diagnostics};
 pub use crate::error::{EvalError, RecordError, VerifyError};
 pub use crate::format::format;
@@ -56,6 +57,7 @@ pub use crate::intent::{Intent, IntentMatch, Language};
 pub use crate::ir::Fallback;
 pub use crate::record::{Field, FieldType, History, Outcome, Record, Schema, Value};
 pub use crate::script::{Action, Script, ScriptEvent, ScriptRun, Step, Template, Trigger};
+pub use crate::sending::{DEFAULT_SMS_WITHIN, SmsFollowUp, SmsSend};
 pub use crate::sms::{Coding, SmsTemplate};
 pub use crate::wake::DEFAULT_HORIZON;
 
@@ -678,8 +680,10 @@ impl Program {
     }
 
     /// Why the decision is what it is: the policy line or the first
-    /// condition of each rule that failed, and the next moment the decision
-    /// can change.
+    /// condition of each rule that failed, the next moment the decision can
+    /// change, and the SMS after a call that ends at `now`: by the rule the
+    /// decision calls by, or, when it calls by none, by each rule with an
+    /// `on OUTCOME send sms` clause.
     pub fn explain(&self, record: &Record, history: &History, now: Timestamp) -> Explanation {
         let cx = self.ctx(record, history, now.as_second());
         let decision = self.decide(record, history, now);
@@ -721,13 +725,61 @@ impl Program {
             }
             rules.push((r.name.clone(), why));
         }
+        let any_clause = self.rules.iter().any(|r| r.fallback.is_some());
+        let sms = self
+            .rules
+            .iter()
+            .filter(|r| match decision.rule_name {
+                _ if !any_clause => false,
+                Some(name) => r.name == name,
+                None => r.fallback.is_some(),
+            })
+            .map(|r| SmsExplanation {
+                rule: r.name.clone(),
+                called: decision.rule_name == Some(r.name.as_str()),
+                plan: r
+                    .fallback
+                    .as_ref()
+                    .and_then(|fb| self.sms_plan(&r.name, fb.outcome, record, now)),
+            })
+            .collect();
         Explanation {
             decision: decision.to_string(),
             eligible: decision.eligible(),
             policy_failure,
             rules,
             next_change: self.next_wake(record, history, now),
+            sms,
         }
+    }
+
+    /// The SMS a call by `rule` that ends at `ended` with `outcome` leads
+    /// to, rendered for the customer in `record`.
+    fn sms_plan(
+        &self,
+        rule: &str,
+        outcome: Outcome,
+        record: &Record,
+        ended: Timestamp,
+    ) -> Option<SmsPlan> {
+        let follow_up = self.sms_after_call(rule, outcome, record, ended)?;
+        let template = &follow_up.fallback.template;
+        let declared = self.sms_template(template)?;
+        let measured = declared.render(record, &self.schema, &"x".repeat(sms::LINK_LENGTH));
+        let (coding, parts) = sms::parts(&measured);
+        Some(SmsPlan {
+            outcome,
+            template: template.clone(),
+            sender: declared.sender.clone(),
+            text: declared.render(record, &self.schema, "{link}"),
+            coding,
+            parts,
+            within: follow_up.fallback.within,
+            ended,
+            deadline: follow_up.deadline,
+            send: follow_up.send,
+            zone: script::customer_zone(record, &self.schema),
+        })
     }
 
     /// The earliest instant after `now`, within [`DEFAULT_HORIZON`], at
@@ -771,13 +823,16 @@ impl Program {
             let d = self.decide(&t.record, &t.history, now);
             let r = self.decide_reference(&t.record, &t.history, now);
             let mut problems = Vec::new();
-            if t.expect.is_some() && d != r {
+            if (t.expect.is_some() || t.sms.is_some()) && d != r {
                 problems.push(format!(
                     "the VM decided `{d}` but the reference evaluator `{r}`"
                 ));
             }
             if let Some(run) = &t.run {
                 self.run_script_test(run, &t.record, &mut problems);
+            }
+            if let Some(sms) = &t.sms {
+                self.run_sms_test(sms, d.rule_name, &t.record, &mut problems);
             }
             match &t.expect {
                 Some(Expect::None) if d.eligible() => {
@@ -828,6 +883,85 @@ impl Program {
 }
 
 impl Program {
+    /// Checks the SMS after the call of a test's decision (by the rule
+    /// `rule`, `None` when the decision is not to call) against what the
+    /// test expects.
+    fn run_sms_test(
+        &self,
+        t: &SmsTest,
+        rule: Option<&str>,
+        record: &Record,
+        problems: &mut Vec<String>,
+    ) {
+        let outcome = t.outcome.name();
+        let ended = Timestamp::from_second(t.ended).unwrap_or(Timestamp::UNIX_EPOCH);
+        let zone = script::customer_zone(record, &self.schema);
+        let time = |at: Timestamp| script::local_time_text(at, &zone);
+        let sent = rule.and_then(|r| {
+            self.sms_after_call(r, t.outcome, record, ended)
+                .map(|f| (r, f))
+        });
+        match (&t.expect, rule, sent) {
+            (ExpectSms::None, _, None) => {}
+            (ExpectSms::None, _, Some((_, f))) if f.send.time(ended).is_none() => {}
+            (ExpectSms::None, _, Some((r, f))) => problems.push(format!(
+                "expected no sms, the rule `{r}` sends `{}` on {outcome} at {}",
+                f.fallback.template,
+                time(f.send.time(ended).unwrap_or(ended))
+            )),
+            (ExpectSms::Sent { template, .. }, None, _) => problems.push(format!(
+                "expected sms `{template}`, the decision is not to call, so no call ends with {outcome}"
+            )),
+            (ExpectSms::Sent { template, .. }, Some(r), None) => {
+                let other = self
+                    .rules
+                    .iter()
+                    .find(|x| x.name == r)
+                    .and_then(|x| x.fallback.as_ref());
+                problems.push(match other {
+                    Some(fb) => format!(
+                        "expected sms `{template}`, the rule `{r}` sends `{}` on {}, not on {outcome}",
+                        fb.template,
+                        fb.outcome.name()
+                    ),
+                    None => format!("expected sms `{template}`, the rule `{r}` sends no sms"),
+                });
+            }
+            (ExpectSms::Sent { template, at }, Some(_), Some((r, f))) => {
+                if f.fallback.template != *template {
+                    problems.push(format!(
+                        "expected sms `{template}`, the rule `{r}` sends `{}` on {outcome}",
+                        f.fallback.template
+                    ));
+                    return;
+                }
+                let want = match at {
+                    Some(at) => Timestamp::from_second(*at).unwrap_or(ended),
+                    None => ended,
+                };
+                let expected = match at {
+                    Some(_) => format!("expected sms `{template}` at {}", time(want)),
+                    None => format!("expected sms `{template}` as the call ends"),
+                };
+                match &f.send {
+                    SmsSend::NotSent { shut } => problems.push(format!(
+                        "{expected}, it is not sent: `{shut}` stays shut until its deadline {}",
+                        time(f.deadline)
+                    )),
+                    SmsSend::AtOnce if want != ended => problems.push(format!(
+                        "{expected}, it is sent as the call ends, at {}",
+                        time(ended)
+                    )),
+                    SmsSend::Later { at, held_by } if *at != want => problems.push(format!(
+                        "{expected}, it is sent at {}: `{held_by}` holds it until then",
+                        time(*at)
+                    )),
+                    SmsSend::AtOnce | SmsSend::Later { .. } => {}
+                }
+            }
+        }
+    }
+
     /// Runs a test's script with transcripts on: each prompt is played to
     /// its end, and each listen gets the test's next input (a transcript
     /// after the start of speech, a key, or a timeout), then a timeout once
@@ -1024,6 +1158,91 @@ pub struct Explanation {
     /// Each rule, with why it did not fire (`None` when it fired).
     pub rules: Vec<(String, Option<String>)>,
     pub next_change: Option<Timestamp>,
+    /// The SMS after a call that ends at the instant explained: by the rule
+    /// the decision calls by, or, when it calls by none, by each rule with
+    /// an `on OUTCOME send sms` clause. Empty when no rule of the file has
+    /// one.
+    pub sms: Vec<SmsExplanation>,
+}
+
+/// What `explain` says of the SMS after a call by one rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsExplanation {
+    pub rule: String,
+    /// Whether the decision calls by this rule; when it calls by none, every
+    /// rule with a clause is shown.
+    pub called: bool,
+    /// The SMS its clause asks for; `None` when the rule has no `on
+    /// OUTCOME send sms` clause.
+    pub plan: Option<SmsPlan>,
+}
+
+/// The SMS a rule's `on OUTCOME send sms` clause asks for after a call that
+/// ends at `ended` with `outcome`, for one customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsPlan {
+    pub outcome: Outcome,
+    pub template: String,
+    /// The sender id; `None` means the SMS provider's default sender.
+    pub sender: Option<String>,
+    /// The text for the customer, `{link}` left as written.
+    pub text: String,
+    /// The coding and number of parts of the text with every `{link}` as
+    /// long as the longest short link ([`sms::LINK_LENGTH`] characters).
+    pub coding: Coding,
+    pub parts: usize,
+    /// The clause's `within`, in seconds; `None` when it has none and
+    /// [`DEFAULT_SMS_WITHIN`] applies.
+    pub within: Option<i64>,
+    pub ended: Timestamp,
+    pub deadline: Timestamp,
+    pub send: SmsSend,
+    /// The customer's time zone, in which the times are shown.
+    pub zone: TimeZone,
+}
+
+impl fmt::Display for SmsPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let time = |at: Timestamp| script::local_time_text(at, &self.zone);
+        match &self.sender {
+            Some(sender) => writeln!(f, "  sender: {sender}")?,
+            None => writeln!(f, "  sender: the SMS provider's default")?,
+        }
+        writeln!(f, "  text: {}", self.text)?;
+        writeln!(
+            f,
+            "  coding: {}, {} part{} (`{{link}}` counted as {} characters)",
+            sms::coding_name(self.coding),
+            self.parts,
+            if self.parts == 1 { "" } else { "s" },
+            sms::LINK_LENGTH
+        )?;
+        match self.within {
+            Some(within) => writeln!(
+                f,
+                "  deadline: {} (within {})",
+                time(self.deadline),
+                parse::duration_str(within)
+            )?,
+            None => writeln!(
+                f,
+                "  deadline: {} (within {}, the daemon's default `default_within_seconds`)",
+                time(self.deadline),
+                parse::duration_str(DEFAULT_SMS_WITHIN)
+            )?,
+        }
+        match &self.send {
+            SmsSend::AtOnce => writeln!(f, "  sent at {}, as the call ends", time(self.ended)),
+            SmsSend::Later { at, held_by } => writeln!(
+                f,
+                "  sent at {}: `{held_by}` holds it until then",
+                time(*at)
+            ),
+            SmsSend::NotSent { shut } => {
+                writeln!(f, "  not sent: `{shut}` stays shut until its deadline")
+            }
+        }
+    }
 }
 
 impl fmt::Display for Explanation {
@@ -1039,13 +1258,46 @@ impl fmt::Display for Explanation {
             }
         }
         match self.next_change {
-            Some(t) => writeln!(f, "next change: {t}"),
+            Some(t) => writeln!(f, "next change: {t}")?,
             None => writeln!(
                 f,
                 "next change: none within {} days",
                 DEFAULT_HORIZON / 86_400
-            ),
+            )?,
         }
+        for s in &self.sms {
+            let Some(plan) = &s.plan else {
+                writeln!(
+                    f,
+                    "sms: rule `{}` has no `on OUTCOME send sms` clause",
+                    s.rule
+                )?;
+                continue;
+            };
+            let ended = script::local_time_text(plan.ended, &plan.zone);
+            let outcome = plan.outcome.name();
+            if s.called {
+                writeln!(
+                    f,
+                    "sms: if the call by rule `{}` ends at {ended} with {outcome}, it sends `{}`",
+                    s.rule, plan.template
+                )?;
+            } else {
+                writeln!(
+                    f,
+                    "sms: no call now; if a call by rule `{}` ended at {ended} with {outcome}, it would send `{}`",
+                    s.rule, plan.template
+                )?;
+            }
+            write!(f, "{plan}")?;
+        }
+        if self.sms.iter().any(|s| s.plan.is_some()) {
+            writeln!(
+                f,
+                "sms: the daemon also checks the DNC list and the per-customer SMS cap, which a rules file cannot see"
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -173,6 +173,10 @@ fn describe(r: Rule) -> Option<&'static str> {
         Rule::test_silence => "`silence`",
         Rule::expect_intent | Rule::kw_expect_intent => "`intent \"NAME\"` or `intent none`",
         Rule::expect_trail | Rule::kw_trail => "`trail \"STEPS\"`",
+        Rule::expect_sms => "`sms TEMPLATE`, `sms TEMPLATE at TIME` or `sms none`",
+        Rule::sms_template => "an sms template's name",
+        Rule::sms_none => "`none`",
+        Rule::test_outcome | Rule::kw_outcome => "`outcome OUTCOME`",
         Rule::on_speech => "`speech`",
         Rule::on_silence => "`silence`",
         Rule::opt_out_step => "`opt out`",
@@ -262,6 +266,16 @@ fn translate(e: &pest::error::Error<Rule>, chunk: &str, offset: usize) -> Diagno
             if *r == Rule::time_of_day || *r == Rule::window {
                 help = Some(
                     "times of day are written `HH:MM` in 24-hour form, windows as `09:00-12:00`",
+                );
+            }
+            if *r == Rule::sms_template {
+                help = Some(
+                    "an sms is expected by its template's name, unquoted: `expect sms cart_link`, `expect sms cart_link at TIME` or `expect sms none`",
+                );
+            }
+            if *r == Rule::test_outcome && found.starts_with("outcome") {
+                help = Some(
+                    "write how the call ends on one line: `outcome no_answer`, or `outcome no_answer at TIME`",
                 );
             }
             if let Some(w) = describe(*r)
@@ -701,6 +715,8 @@ impl Builder {
             inputs: Vec::new(),
             expect_intents: None,
             expect_trail: None,
+            outcome: None,
+            expect_sms: None,
             span: sp,
         };
         for it in inner {
@@ -746,12 +762,40 @@ impl Builder {
                     kind: TestInputKind::Silence,
                     span: span(&it),
                 }),
+                Rule::test_outcome => {
+                    let osp = span(&it);
+                    let mut parts = it.into_inner().skip(1);
+                    let Some(outcome) = parts.next().map(ident) else {
+                        continue;
+                    };
+                    let at = parts.next().map(|ts| self.test_time(&ts));
+                    if t.outcome.is_some() {
+                        self.once_per_test(&t.name, "outcome", osp.clone());
+                    }
+                    t.outcome = Some(TestOutcome {
+                        outcome,
+                        at,
+                        span: osp,
+                    });
+                }
                 Rule::test_expect => {
                     let esp = span(&it);
                     let Some(e) = it.into_inner().next() else {
                         continue;
                     };
-                    if e.as_rule() == Rule::expect_intent {
+                    if e.as_rule() == Rule::expect_sms {
+                        let mut parts = e.into_inner().skip(1);
+                        let template = parts.next().filter(|n| n.as_rule() == Rule::sms_template);
+                        let at = parts.next().map(|ts| self.test_time(&ts));
+                        if t.expect_sms.is_some() {
+                            self.once_per_test(&t.name, "expect sms", esp.clone());
+                        }
+                        t.expect_sms = Some(SmsExpectation {
+                            template: template.map(ident),
+                            at,
+                            span: esp,
+                        });
+                    } else if e.as_rule() == Rule::expect_intent {
                         let names = e
                             .into_inner()
                             .filter(|n| n.as_rule() == Rule::string)
@@ -791,6 +835,30 @@ impl Builder {
             }
         }
         t
+    }
+
+    /// A time written on a test line.
+    fn test_time(&mut self, p: &Pair<Rule>) -> TestTime {
+        let seconds = match self.timestamp(p) {
+            Literal::Time(v, _) => v,
+            _ => 0,
+        };
+        TestTime {
+            seconds,
+            text: p.as_str().to_string(),
+            span: span(p),
+        }
+    }
+
+    /// Reports a line that a test may hold once, given again at `span`.
+    fn once_per_test(&mut self, test: &str, line: &str, span: Span) {
+        self.errors.push(
+            Diagnostic::new(
+                span,
+                format!("test `{test}` has more than one `{line}` line"),
+            )
+            .with_help("keep one of them"),
+        );
     }
 
     fn test_field(&mut self, p: Pair<Rule>) -> TestField {

@@ -165,18 +165,10 @@ fn field_text(record: &Record, schema: &Schema, slot: usize, name: &str) -> Opti
         FieldType::Int => w.to_string(),
         FieldType::Money => money_str(w),
         FieldType::Text | FieldType::Phone => record.text(w)?.to_string(),
-        FieldType::Time => {
-            let ts = Timestamp::from_second(w).ok()?;
-            let tz = schema
-                .zone_slot()
-                .and_then(|z| record.words.get(z))
-                .and_then(|zw| record.zone(*zw))
-                .cloned()
-                .unwrap_or(TimeZone::UTC);
-            ts.to_zoned_datetime(tz)
-                .strftime("%Y-%m-%dT%H:%M:%S%:z")
-                .to_string()
-        }
+        FieldType::Time => local_time_text(
+            Timestamp::from_second(w).ok()?,
+            &customer_zone(record, schema),
+        ),
         FieldType::Duration => {
             if w < 0 {
                 format!("-{}", duration_str(w.checked_neg()?))
@@ -190,6 +182,23 @@ fn field_text(record: &Record, schema: &Schema, slot: usize, name: &str) -> Opti
         FieldType::Enum(vs) => vs.get(usize::try_from(w).ok()?)?.clone(),
         FieldType::TextSet => record.set(w).join(", "),
     })
+}
+
+/// The customer's time zone: the schema's first `timezone` field, else UTC.
+pub(crate) fn customer_zone(record: &Record, schema: &Schema) -> TimeZone {
+    schema
+        .zone_slot()
+        .and_then(|z| record.words.get(z))
+        .and_then(|zw| record.zone(*zw))
+        .cloned()
+        .unwrap_or(TimeZone::UTC)
+}
+
+/// `at` as ISO 8601 in `zone`, to the second: `2026-03-09T10:00:00+08:00`.
+pub(crate) fn local_time_text(at: Timestamp, zone: &TimeZone) -> String {
+    at.to_zoned_datetime(zone.clone())
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
 }
 
 /// Hundredths as a decimal with two places: `8050` → `80.50`, `-5` → `-0.05`.

@@ -1,5 +1,6 @@
 //! What an engine sending SMS asks of a program: a rule's `on OUTCOME send
-//! sms` clause, and whether the policy's hours let a text go now.
+//! sms` clause, whether the policy's hours let a text go now, and, for
+//! `rules test` and `rules explain`, the SMS a call's end leads to.
 //!
 //! Texts keep the policy's hours (`calling hours`, `avoid`) in the
 //! customer's own time zone, but not its call caps or the quiet time after
@@ -7,7 +8,7 @@
 //! contact history, so only the lines that depend on the clock and the
 //! customer's fields can fail.
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use crate::ir::Fallback;
 use crate::record::{History, Outcome, Record};
@@ -15,6 +16,49 @@ use crate::{Program, eval};
 
 /// How far apart [`Program::next_sms_time`] tries instants.
 const STEP_SECONDS: i64 = 60;
+
+/// How long, in seconds, [`Program::sms_after_call`] lets the SMS of a
+/// clause without `within` wait: one hour, the daemon's default for `[sms]
+/// default_within_seconds` (a daemon configured otherwise waits that long).
+pub const DEFAULT_SMS_WITHIN: i64 = 3600;
+
+/// The SMS a rule's `on OUTCOME send sms` clause asks for when its call
+/// ends, and when the policy's hours let it go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsFollowUp<'a> {
+    pub fallback: &'a Fallback,
+    /// When the call ended.
+    pub ended: Timestamp,
+    /// The clause's `within` (or [`DEFAULT_SMS_WITHIN`]) after `ended`:
+    /// the text goes before it or not at all.
+    pub deadline: Timestamp,
+    pub send: SmsSend,
+}
+
+/// When the SMS after a call goes, by the policy's hours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SmsSend {
+    /// As the call ends.
+    AtOnce,
+    /// At `at`, the first minute the hours allow: `held_by` is the policy
+    /// line, as written, that is shut when the call ends.
+    Later { at: Timestamp, held_by: String },
+    /// Not at all: `shut` is the policy line, as written, that is shut when
+    /// the call ends, and the hours stay shut until the deadline.
+    NotSent { shut: String },
+}
+
+impl SmsSend {
+    /// When the SMS goes after a call that ended at `ended`; `None` when it
+    /// does not.
+    pub fn time(&self, ended: Timestamp) -> Option<Timestamp> {
+        match self {
+            SmsSend::AtOnce => Some(ended),
+            SmsSend::Later { at, .. } => Some(*at),
+            SmsSend::NotSent { .. } => None,
+        }
+    }
+}
 
 impl Program {
     /// The `on OUTCOME send sms` clause of the rule `rule` when it is for
@@ -25,6 +69,38 @@ impl Program {
             .find(|r| r.name == rule)
             .and_then(|r| r.fallback.as_ref())
             .filter(|fallback| fallback.outcome == outcome)
+    }
+
+    /// The SMS asked for when a call by the rule `rule` ends at `ended` with
+    /// `outcome`, as the daemon schedules it: the clause's template, its
+    /// deadline `within` after `ended` ([`DEFAULT_SMS_WITHIN`] without
+    /// `within`), and the first minute before it that the policy's hours
+    /// allow. `None` when the rule has no clause for `outcome`. What the
+    /// daemon checks beside (the DNC list, the per-customer SMS cap) is not
+    /// seen here.
+    pub fn sms_after_call(
+        &self,
+        rule: &str,
+        outcome: Outcome,
+        record: &Record,
+        ended: Timestamp,
+    ) -> Option<SmsFollowUp<'_>> {
+        let fallback = self.fallback_for(rule, outcome)?;
+        let within = SignedDuration::from_secs(fallback.within.unwrap_or(DEFAULT_SMS_WITHIN));
+        let deadline = ended.checked_add(within).unwrap_or(Timestamp::MAX);
+        let send = match self.sms_allowed(record, ended) {
+            Ok(()) => SmsSend::AtOnce,
+            Err(shut) => match self.next_sms_time(record, ended, deadline) {
+                Some(at) => SmsSend::Later { at, held_by: shut },
+                None => SmsSend::NotSent { shut },
+            },
+        };
+        Some(SmsFollowUp {
+            fallback,
+            ended,
+            deadline,
+            send,
+        })
     }
 
     /// `Ok` when the policy's hours let a text reach the customer at `now`;

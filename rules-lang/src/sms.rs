@@ -42,6 +42,14 @@ pub fn length(text: &str) -> (Coding, usize) {
     (coding, dialhound_smpp::text::length(coding, text))
 }
 
+/// The name of `coding` as people write it: `GSM 7-bit` or `UCS-2`.
+pub const fn coding_name(coding: Coding) -> &'static str {
+    match coding {
+        Coding::Gsm7 => "GSM 7-bit",
+        Coding::Ucs2 => "UCS-2",
+    }
+}
+
 /// The unit a length in `coding` is counted in, for diagnostics.
 const fn units_word(coding: Coding) -> &'static str {
     match coding {

@@ -76,11 +76,12 @@ fn int_expr(g: &mut Gen, depth: u32) -> String {
 
 fn dur_expr(g: &mut Gen, depth: u32) -> String {
     if depth == 0 || g.chance(40) {
-        return match g.below(5) {
+        return match g.below(6) {
             0 => "customer.d".into(),
             1 => g.pick(&["2h", "30m", "1d", "90s", "1h30m", "7d"]).into(),
             2 => "(now - customer.at)".into(),
             3 => "(now - (customer.t ?? now))".into(),
+            4 => "(now - (history.last_sms_clicked ?? customer.at))".into(),
             _ => "(now - (history.last_call ?? customer.at))".into(),
         };
     }
@@ -115,7 +116,7 @@ fn cmp(g: &mut Gen) -> &'static str {
 
 fn bool_expr(g: &mut Gen, depth: u32) -> String {
     if depth == 0 || g.chance(30) {
-        return match g.below(12) {
+        return match g.below(13) {
             0 => "customer.flag".into(),
             1 => "customer.t is set".into(),
             2 => format!(
@@ -147,6 +148,7 @@ fn bool_expr(g: &mut Gen, depth: u32) -> String {
                 g.pick(&["==", "!="]),
                 g.pick(&["no_answer", "busy"])
             ),
+            11 => format!("history.last_sms_clicked is {}", g.pick(&["set", "none"])),
             _ => g.pick(&["true", "false"]).into(),
         };
     }
@@ -276,8 +278,16 @@ fn program(seed: u64) -> (String, Program) {
         if lets && g.chance(50) {
             when = format!("l0 and {when}");
         }
+        let fallback = if g.chance(30) {
+            g.pick(&[
+                "\n  on no_answer send sms \"t1\" within 10m",
+                "\n  on busy   send sms \"t2\"",
+            ])
+        } else {
+            ""
+        };
         src.push_str(&format!(
-            "rule r{i} {{\n  when {when}\n  priority {}\n  script {} ? \"s1\" : \"s2\"\n  line {} ? premium : standard\n}}\n",
+            "rule r{i} {{\n  when {when}\n  priority {}\n  script {} ? \"s1\" : \"s2\"\n  line {} ? premium : standard{fallback}\n}}\n",
             int_expr(&mut g, 2),
             bool_expr(&mut g, 1),
             bool_expr(&mut g, 1)
@@ -300,6 +310,34 @@ fn program(seed: u64) -> (String, Program) {
             ]),
             g.pick(&["回复TD退订", "{customer.tags} {customer.at}"]),
         ));
+    }
+    // A test of the SMS after a call, written loosely (a time after an
+    // outcome or a template stays on its line).
+    if src.contains("sms t1") && g.chance(60) {
+        let blank = |g: &mut Gen| g.pick(&[" ", "  ", "\t"]);
+        let line = |g: &mut Gen| g.pick(&["\n  ", "\n", " "]);
+        let mut test = format!(
+            "test \"g\" {{{}at 2026-03-09T10:00:00Z{}customer {{ n: 1, m: 2.50, at: 2026-03-01T00:00:00Z, d: 1h, tag: \"x\", tags: [], level: a, flag: true }}",
+            line(&mut g),
+            line(&mut g)
+        );
+        let (b1, b2) = (blank(&mut g), blank(&mut g));
+        test.push_str(&format!(
+            "{}outcome{b1}{}",
+            line(&mut g),
+            g.pick(&["no_answer", "busy"])
+        ));
+        if g.chance(50) {
+            test.push_str(&format!("{b2}at{b1}2026-03-09T10:02:00Z"));
+        }
+        test.push_str(&format!("{}expect{}", line(&mut g), line(&mut g)));
+        test.push_str(&match g.below(3) {
+            0 => format!("sms{b1}none"),
+            1 => format!("sms{b2}{}", g.pick(&["t1", "t2"])),
+            _ => format!("sms{b1}t1{b2}at{b1}2026-03-09T10:05:00Z"),
+        });
+        test.push_str(&format!("{}}}\n", line(&mut g)));
+        src.push_str(&test);
     }
     // The intents the scripts' `on intent` branches name, written loosely.
     if src.contains("on intent") || g.chance(30) {
@@ -406,6 +444,10 @@ fn history(g: &mut Gen, now: i64) -> History {
             o,
             Timestamp::from_second(now - g.below(4 * 86_400) as i64).unwrap(),
         );
+    }
+    if g.chance(50) {
+        h.last_sms_clicked =
+            Some(Timestamp::from_second(now - g.below(2 * 86_400) as i64).unwrap());
     }
     h
 }
@@ -527,6 +569,8 @@ proptest! {
         for n in p.sms_names() {
             prop_assert_eq!(again.sms_template(n), p.sms_template(n));
         }
+        let sms_tests = |p: &Program| p.tests().iter().map(|t| t.sms.clone()).collect::<Vec<_>>();
+        prop_assert_eq!(sms_tests(&again), sms_tests(&p));
         prop_assert_eq!(again.intent_names(), p.intent_names());
         for n in p.intent_names() {
             prop_assert_eq!(again.intent(n), p.intent(n));

@@ -184,6 +184,105 @@ fn next_wake_is_when_a_cart_becomes_old_enough() {
     );
 }
 
+/// A customer who opened the SMS's link but did not pay gets a call an
+/// hour later.
+const CLICKED: &str = r#"
+schema customer {
+  zone timezone = "Asia/Shanghai"
+  paid bool
+}
+rule clicked_but_unpaid {
+  when history.last_sms_clicked is set
+    and not customer.paid
+    and now - history.last_sms_clicked >= 1h
+}
+"#;
+
+#[test]
+fn a_click_on_an_sms_link_is_read_as_history_last_sms_clicked() {
+    let p = compile(CLICKED, "clicked.rules").unwrap();
+    let r = Record::from_values(p.schema(), &[("paid", Value::Bool(false))]).unwrap();
+    let mut h = History::new();
+    let at = ts("2026-03-09T10:30:00+08:00");
+    // Never clicked: unset, so the rule never fires and nothing wakes it.
+    assert!(!p.decide(&r, &h, at).eligible());
+    assert!(!p.decide_reference(&r, &h, at).eligible());
+    assert_eq!(p.next_wake(&r, &h, at), None);
+    h.last_sms_clicked = Some(ts("2026-03-09T10:00:00+08:00"));
+    for (now, want) in [
+        ("2026-03-09T10:30:00+08:00", false),
+        ("2026-03-09T10:59:59+08:00", false),
+        ("2026-03-09T11:00:00+08:00", true),
+        ("2026-03-10T11:00:00+08:00", true),
+    ] {
+        assert_eq!(p.decide(&r, &h, ts(now)).eligible(), want, "{now}");
+        assert_eq!(
+            p.decide_reference(&r, &h, ts(now)).eligible(),
+            want,
+            "reference at {now}"
+        );
+    }
+    // The hour after the click is the next wake.
+    assert_eq!(
+        p.next_wake(&r, &h, at),
+        Some(ts("2026-03-09T11:00:00+08:00"))
+    );
+    let why = p.explain(&r, &h, at).to_string();
+    assert!(
+        why.contains("`now - history.last_sms_clicked >= 1h` is false"),
+        "{why}"
+    );
+    assert!(p.disasm().contains("history.last_sms_clicked"));
+}
+
+#[test]
+fn a_test_block_gives_last_sms_clicked_in_its_history() {
+    let src = format!(
+        "{CLICKED}test \"an hour after the click\" {{\n  at 2026-03-09T11:00:00+08:00\n  customer {{ paid: false }}\n  history {{ last_sms_clicked: 2026-03-09T10:00:00+08:00 }}\n  expect clicked_but_unpaid\n}}\n\
+         test \"too soon\" {{\n  at 2026-03-09T10:59:00+08:00\n  customer {{ paid: false }}\n  history {{ last_sms_clicked: 2026-03-09T10:00:00+08:00 }}\n  expect clicked_but_unpaid\n}}\n"
+    );
+    let p = compile(&src, "clicked.rules").unwrap();
+    assert_eq!(
+        p.tests()[0].history.last_sms_clicked,
+        Some(ts("2026-03-09T10:00:00+08:00"))
+    );
+    let report = p.run_tests();
+    assert_eq!(report.passed(), 1, "{report}");
+    assert_eq!(
+        report.results[1].problems,
+        vec!["expected rule `clicked_but_unpaid`, got: do not call".to_string()]
+    );
+    // A value that is no time, and a misspelt field.
+    let src = format!(
+        "{CLICKED}test \"t\" {{\n  at 2026-03-09T11:00:00+08:00\n  customer {{ paid: false }}\n  history {{ last_sms_clicked: 3 }}\n  expect none\n}}\n"
+    );
+    let e = errors(&src);
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        e[0].message,
+        "`last_sms_clicked: 3` is not a valid history entry"
+    );
+    assert_eq!(&src[e[0].span.clone()], "last_sms_clicked: 3");
+    assert_eq!(
+        e[0].help.as_deref(),
+        Some(
+            "history entries are `calls: [TIME, ...]`, `attempts: N`, `last_outcome: OUTCOME`, `last_outcome_at: TIME`, `opted_out: TIME`, `last_sms_clicked: TIME`"
+        )
+    );
+    let src = CLICKED.replace(
+        "now - history.last_sms_clicked",
+        "now - history.last_sms_clickd",
+    );
+    let e = errors(&src);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].message, "unknown field `history.last_sms_clickd`");
+    assert_eq!(&src[e[0].span.clone()], "last_sms_clickd");
+    assert_eq!(
+        e[0].help.as_deref(),
+        Some("did you mean `history.last_sms_clicked`?")
+    );
+}
+
 #[test]
 fn calls_today_resets_at_local_midnight() {
     let src = r#"

@@ -87,7 +87,9 @@ pub fn is_customer_id(customer: &str) -> bool {
 }
 
 /// `rules explain FILE --customer JSON [--at TIME]`: the decision, the first
-/// condition that failed, and the next moment it could pass.
+/// condition that failed, the next moment it could pass, and the SMS a call
+/// that ends at `--at` leads to (template, text, parts, deadline, and when it
+/// goes or which policy line keeps it back).
 pub fn explain(path: &Path, customer: &str, at: Option<&str>) -> Outcome {
     with_program(path, |program, _| {
         let json = match std::fs::read_to_string(customer) {
