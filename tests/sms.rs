@@ -182,12 +182,24 @@ fn ringing_campaign_with(
     providers: &str,
     phones: &[String],
 ) -> (Daemon, Sipp, tempfile::TempDir) {
+    ringing_campaign_of(name, RULES_BODY, extra, providers, phones)
+}
+
+/// [`ringing_campaign_with`] running the rules `body` (after the cart
+/// schema).
+fn ringing_campaign_of(
+    name: &str,
+    body: &str,
+    extra: &str,
+    providers: &str,
+    phones: &[String],
+) -> (Daemon, Sipp, tempfile::TempDir) {
     require_sms_center();
     let sipp = Sipp::trunk_on("ring_forever", None);
     let work = tempfile::tempdir().unwrap();
     let zone = dialhound::demo::afternoon_zone(Timestamp::now());
     let rules = work.path().join("sms.rules");
-    std::fs::write(&rules, format!("{CART_SCHEMA}{RULES_BODY}")).unwrap();
+    std::fs::write(&rules, format!("{CART_SCHEMA}{body}")).unwrap();
     let daemon = sms_daemon(&sipp, name, &rules, extra, providers);
     let csv = customers_csv(work.path(), 0, phones, &zone);
     let imported = daemon.cli(&["import", csv.to_str().unwrap()]);
@@ -649,5 +661,73 @@ fn a_tracked_link_redirects_to_the_target_with_the_customers_parameters_and_its_
         "dialhound_sms_link_opens_total{campaign=\"\",kind=\"unknown\"} 1",
     ] {
         assert!(page.lines().any(|l| l == line), "no {line:?} on\n{page}");
+    }
+}
+
+#[test]
+fn a_click_on_the_link_is_history_the_rules_read_at_once() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // The first call's no-answer texts the link; opening it earns a second
+    // call, by another rule, without waiting for any scan.
+    let body = r#"
+policy {
+  at most 2 calls per day
+}
+
+rule first_call {
+  when not customer.paid and history.attempts == 0
+  on no_answer send sms "cart_link" within 10m
+}
+
+rule after_the_click {
+  when not customer.paid and history.last_sms_clicked is set and history.attempts == 1
+}
+
+sms cart_link {
+  text "Your cart is waiting: {link} Reply TD to stop"
+}
+"#;
+    let links = free_port();
+    let providers = format!(
+        "{}\n[links]\nlisten = \"{links}\"\npublic = \"dh.example.cn\"\n",
+        provider("jasmin", SMPP, SMPP_USER, SMPP_PASSWORD)
+    );
+    let phones = numbers(8, 2, 0);
+    let (daemon, _sipp, _work) = ringing_campaign_of("clicks", body, "", &providers, &phones);
+    let records = wait_for_sms(&daemon, "clicks", "both texts delivered", |records| {
+        records.len() == phones.len() && records.iter().all(|r| r["status"] == "delivered")
+    });
+    let cdrs_by = |rule: &str| -> Vec<Value> {
+        let cdrs = daemon.cli(&["cdr", "--campaign", "clicks"]);
+        cdrs["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|cdr| cdr["rule"] == rule)
+            .cloned()
+            .collect()
+    };
+    assert_eq!(cdrs_by("first_call").len(), 2);
+    assert!(cdrs_by("after_the_click").is_empty());
+
+    let clicked = records.iter().find(|r| r["customer"] == "S000").unwrap();
+    let token = clicked["link"]["token"].as_str().unwrap();
+    let (head, _) = http(links, "GET", &format!("/{token}"), PHONE_BROWSER);
+    assert!(head.starts_with("HTTP/1.1 302"), "{head}");
+
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let second = cdrs_by("after_the_click");
+        if !second.is_empty() {
+            assert_eq!(second.len(), 1, "{second:#?}");
+            assert_eq!(second[0]["customer"], "S000", "{second:#?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the click did not bring a second call:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

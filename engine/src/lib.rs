@@ -16,10 +16,10 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod ingest;
+pub mod sms;
 pub mod store;
 
 mod call;
 mod campaign;
 mod http;
 mod metrics;
-mod sms;

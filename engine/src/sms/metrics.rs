@@ -12,8 +12,14 @@ pub struct SmsMetrics {
     link_opens: IntCounterVec,
 }
 
+impl Default for SmsMetrics {
+    fn default() -> SmsMetrics {
+        SmsMetrics::new()
+    }
+}
+
 impl SmsMetrics {
-    pub(crate) fn new() -> SmsMetrics {
+    pub fn new() -> SmsMetrics {
         SmsMetrics {
             statuses: IntCounterVec::new(
                 Opts::new(
@@ -66,6 +72,18 @@ impl SmsMetrics {
             Box::new(self.retries.clone()),
             Box::new(self.link_opens.clone()),
         ]
+    }
+
+    /// How many SMS reached `status` at `provider` so far.
+    pub fn counted(&self, provider: &str, status: SmsStatus) -> u64 {
+        self.statuses
+            .with_label_values(&[provider, status.name()])
+            .get()
+    }
+
+    /// Whether the provider's session is bound now.
+    pub fn is_bound(&self, provider: &str) -> bool {
+        self.bound.with_label_values(&[provider]).get() == 1
     }
 
     pub(crate) fn count(&self, provider: &str, status: SmsStatus) {

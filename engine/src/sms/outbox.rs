@@ -19,8 +19,11 @@ pub(super) struct LinkHandle {
 }
 
 /// How long an SMS waits before the outbox tries again when no provider
-/// of its can take it.
+/// of its is bound.
 const RETRY: Duration = Duration::from_millis(500);
+/// How long when a bound provider's queue is full: it drains at the
+/// provider's pace, so soon.
+const FULL_RETRY: jiff::SignedDuration = jiff::SignedDuration::from_millis(5);
 
 pub(super) async fn run(
     shared: Arc<Shared>,
@@ -50,12 +53,15 @@ pub(super) async fn run(
         }
         Err(error) => tracing::error!(%error, "the open-SMS reader panicked"),
     }
+    // While a bound provider's queue is full, the outbox waits until then
+    // before it hands anything on.
+    let mut full_until = Timestamp::UNIX_EPOCH;
     loop {
         let pause = due
             .first()
             .map(|(at, _)| {
                 Timestamp::now()
-                    .duration_until(*at)
+                    .duration_until((*at).max(full_until))
                     .try_into()
                     .unwrap_or(Duration::ZERO)
             })
@@ -76,15 +82,23 @@ pub(super) async fn run(
         }
         let now = Timestamp::now();
         while let Some(&(at, id)) = due.first() {
-            if at > now {
+            if at > now || now < full_until {
                 break;
             }
-            due.pop_first();
-            waiting.remove(&id);
-            if let Some(later) = dispatch(&shared, &links, id, now)
-                && waiting.insert(id)
-            {
-                due.insert((later, id));
+            match dispatch(&shared, &links, id, now) {
+                Dispatch::Done => {
+                    due.pop_first();
+                    waiting.remove(&id);
+                }
+                Dispatch::Later(later) => {
+                    due.pop_first();
+                    due.insert((later, id));
+                }
+                // It keeps its place; the rest wait with it.
+                Dispatch::Full => {
+                    full_until = now + FULL_RETRY;
+                    break;
+                }
             }
         }
     }
@@ -109,14 +123,24 @@ fn reopen(store: &dyn crate::store::Store) -> Result<Vec<SmsRecord>, crate::stor
     Ok(records)
 }
 
-/// Hands the SMS to a link; the time to try again when none can take it.
-fn dispatch(shared: &Shared, links: &[LinkHandle], id: u64, now: Timestamp) -> Option<Timestamp> {
+/// What became of an SMS the outbox tried to hand on.
+enum Dispatch {
+    /// A link took it, or it is no longer queued.
+    Done,
+    /// None of its providers is bound: try again then.
+    Later(Timestamp),
+    /// Its bound providers' queues are full.
+    Full,
+}
+
+/// Hands the SMS to a link.
+fn dispatch(shared: &Shared, links: &[LinkHandle], id: u64, now: Timestamp) -> Dispatch {
     let mut record = match shared.store.sms(id) {
         Ok(Some(record)) if record.status == SmsStatus::Queued => record,
-        Ok(_) => return None,
+        Ok(_) => return Dispatch::Done,
         Err(error) => {
             tracing::error!(sms = id, %error, "cannot read a queued SMS; it stays queued until the next start");
-            return None;
+            return Dispatch::Done;
         }
     };
     if now > record.deadline {
@@ -129,7 +153,7 @@ fn dispatch(shared: &Shared, links: &[LinkHandle], id: u64, now: Timestamp) -> O
             tracing::error!(sms = id, %error, "cannot record an expired SMS");
         }
         shared.metrics.count("", SmsStatus::Expired);
-        return None;
+        return Dispatch::Done;
     }
     let mut candidates: Vec<&LinkHandle> = if record.providers.is_empty() {
         links.iter().collect()
@@ -141,14 +165,19 @@ fn dispatch(shared: &Shared, links: &[LinkHandle], id: u64, now: Timestamp) -> O
             .collect()
     };
     candidates.sort_by_key(|link| !*link.bound.borrow());
+    let mut full = false;
     for link in candidates {
         if !*link.bound.borrow() {
             break;
         }
         match link.submit.try_send(id) {
-            Ok(()) => return None,
-            Err(_) => continue,
+            Ok(()) => return Dispatch::Done,
+            Err(_) => full = true,
         }
     }
-    Some(now + RETRY)
+    if full {
+        Dispatch::Full
+    } else {
+        Dispatch::Later(now + RETRY)
+    }
 }

@@ -48,6 +48,53 @@ pub(super) fn start(
     (handle, task)
 }
 
+/// A part the SMS center accepted, on its way to the SMS's record.
+struct AcceptedPart {
+    sms: u64,
+    parts: u8,
+    message_id: String,
+    /// The SMS's last part: it reads `accepted` now.
+    all: bool,
+}
+
+/// Writes accepted parts to their SMS records, all in one blocking call.
+async fn record_accepted(provider: &str, shared: &Arc<Shared>, accepted: Vec<AcceptedPart>) {
+    if accepted.is_empty() {
+        return;
+    }
+    let shared = Arc::clone(shared);
+    let provider = provider.to_owned();
+    let written = tokio::task::spawn_blocking(move || -> Result<(), crate::store::StoreError> {
+        let now = Timestamp::now();
+        for part in accepted {
+            let Some(mut record) = shared.store.sms(part.sms)? else {
+                continue;
+            };
+            record.part_count = part.parts;
+            record.parts.push(SmsPart {
+                message_id: part.message_id,
+                receipt: None,
+                error_code: None,
+            });
+            let settled = part.all && record.status == SmsStatus::Submitting;
+            if settled {
+                record.set_status(SmsStatus::Accepted, "", now);
+            }
+            shared.store.put_sms(&record)?;
+            if settled {
+                shared.metrics.count(&provider, SmsStatus::Accepted);
+            }
+        }
+        Ok(())
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::error!(%error, "cannot record accepted SMS parts"),
+        Err(error) => tracing::error!(%error, "the SMS record writer panicked"),
+    }
+}
+
 /// What the link knows of a message its session holds.
 struct InFlight {
     sms: u64,
@@ -140,8 +187,32 @@ async fn session(
                 break;
             }
         }
+        // Parts the SMS center accepted are written in one go: one
+        // blocking round trip for every answer that came in this read.
+        let mut accepted = Vec::new();
         while let Some(event) = session.poll_event() {
             match event {
+                Event::Submitted {
+                    id,
+                    parts,
+                    message_id,
+                    ..
+                } => {
+                    let Some(message) = in_flight.get_mut(&id) else {
+                        continue;
+                    };
+                    message.accepted += 1;
+                    let all = message.accepted >= parts;
+                    accepted.push(AcceptedPart {
+                        sms: message.sms,
+                        parts,
+                        message_id,
+                        all,
+                    });
+                    if all {
+                        in_flight.remove(&id);
+                    }
+                }
                 Event::Bound { smsc_system_id } => {
                     was_bound = true;
                     bound.send_replace(true);
@@ -152,6 +223,7 @@ async fn session(
                     tracing::error!(provider = name, %status, "the SMS center refused the bind: check the [[sms_provider]] system_id and password");
                 }
                 Event::Closed { reason } => {
+                    record_accepted(name, shared, std::mem::take(&mut accepted)).await;
                     let refused = matches!(reason, CloseReason::BindRefused(_));
                     tracing::warn!(provider = name, %reason, "the SMPP session ended");
                     let open: Vec<(u64, bool)> = in_flight
@@ -167,9 +239,14 @@ async fn session(
                         Ended::NotBound
                     };
                 }
-                event => handle_event(name, shared, &mut in_flight, event).await,
+                event => {
+                    // What follows may concern a part accepted just now.
+                    record_accepted(name, shared, std::mem::take(&mut accepted)).await;
+                    handle_event(name, shared, &mut in_flight, event).await;
+                }
             }
         }
+        record_accepted(name, shared, accepted).await;
         let now = Instant::now();
         let (queued, unanswered) = session.backlog();
         let room = session.is_bound() && queued + unanswered < provider.window * 2;
@@ -395,34 +472,6 @@ async fn handle_event(
     event: Event,
 ) {
     match event {
-        Event::Submitted {
-            id,
-            parts,
-            message_id,
-            ..
-        } => {
-            let Some(message) = in_flight.get_mut(&id) else {
-                return;
-            };
-            message.accepted += 1;
-            let all = message.accepted >= parts;
-            let sms = message.sms;
-            if all {
-                in_flight.remove(&id);
-            }
-            update(shared, sms, provider, move |record, now| {
-                record.part_count = parts;
-                record.parts.push(SmsPart {
-                    message_id,
-                    receipt: None,
-                    error_code: None,
-                });
-                if all && record.status == SmsStatus::Submitting {
-                    record.set_status(SmsStatus::Accepted, "", now);
-                }
-            })
-            .await;
-        }
         Event::SubmitFailed {
             id,
             part,
@@ -453,7 +502,10 @@ async fn handle_event(
         Event::Input(error) => {
             tracing::warn!(provider, %error, "the SMS center sent something unusable")
         }
-        Event::Bound { .. } | Event::BindRefused(_) | Event::Closed { .. } => {}
+        Event::Submitted { .. }
+        | Event::Bound { .. }
+        | Event::BindRefused(_)
+        | Event::Closed { .. } => {}
     }
 }
 
