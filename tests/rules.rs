@@ -94,19 +94,8 @@ fn fmt_output_is_canonical_and_check_tells_the_difference() {
 
 #[test]
 fn explain_names_the_blocking_policy_and_the_next_chance() {
-    let cart = repo().join("examples/rules/cart.rules");
-    let customer = r#"{"phone":"+8613800000000","name":"Li","cart_value":500,"intent":"high","cart_added":"2026-11-23T01:00:00Z","paid":false,"tags":["vip"]}"#;
     // 12:00 in Shanghai: between the two calling windows.
-    let output = rules(&[
-        "explain",
-        cart.to_str().unwrap(),
-        "--customer",
-        customer,
-        "--at",
-        "2026-11-23T04:00:00Z",
-    ]);
-    let stdout = text(&output.stdout);
-    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    let stdout = explain_cart_at("2026-11-23T04:00:00Z");
     assert!(stdout.contains("decision: do not call"), "{stdout}");
     assert!(stdout.contains("calling hours"), "{stdout}");
     assert!(
@@ -114,35 +103,32 @@ fn explain_names_the_blocking_policy_and_the_next_chance() {
         "{stdout}"
     );
     // 14:00 in Shanghai: called, on the premium line.
+    let stdout = explain_cart_at("2026-11-23T06:00:00Z");
+    assert!(stdout.contains("call by rule `cart_reminder` with priority 100"));
+    assert!(stdout.contains("line premium"));
+}
+
+/// What `rules explain` prints for a VIP cart customer of the example
+/// `cart.rules` at `at`; it must succeed.
+fn explain_cart_at(at: &str) -> String {
+    let cart = repo().join("examples/rules/cart.rules");
+    let customer = r#"{"phone":"+8613800000000","name":"Li","cart_value":500,"intent":"high","cart_added":"2026-11-23T01:00:00Z","paid":false,"tags":["vip"]}"#;
     let output = rules(&[
         "explain",
         cart.to_str().unwrap(),
         "--customer",
         customer,
         "--at",
-        "2026-11-23T06:00:00Z",
+        at,
     ]);
-    assert!(text(&output.stdout).contains("call by rule `cart_reminder` with priority 100"));
-    assert!(text(&output.stdout).contains("line premium"));
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    stdout
 }
 
 #[test]
 fn explain_shows_the_sms_after_the_call_sent_at_once_or_held_by_the_hours() {
-    let cart = repo().join("examples/rules/cart.rules");
-    let customer = r#"{"phone":"+8613800000000","name":"Li","cart_value":500,"intent":"high","cart_added":"2026-11-23T01:00:00Z","paid":false,"tags":["vip"]}"#;
-    let explain = |at: &str| {
-        let output = rules(&[
-            "explain",
-            cart.to_str().unwrap(),
-            "--customer",
-            customer,
-            "--at",
-            at,
-        ]);
-        let stdout = text(&output.stdout);
-        assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
-        stdout
-    };
+    let explain = explain_cart_at;
     // 15:00 in Shanghai: the rule fires, and an unanswered call gets the
     // link as it ends.
     let stdout = explain("2026-11-23T07:00:00Z");

@@ -345,11 +345,7 @@ fn calls_that_ring_out_text_each_customer_once_in_numbered_ucs2_parts_and_receip
 fn an_sms_written_before_a_kill_9_is_sent_exactly_once_after_the_restart() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // A provider nobody listens on: the SMS are written and wait.
-    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let nowhere = free_port().to_string();
     let phones = numbers(2, 3, 0);
     let (mut daemon, _sipp, _work) = ringing_campaign("restart", &nowhere, SMPP_USER, &phones);
     let queued = wait_for_sms(&daemon, "restart", "every SMS written", |records| {
@@ -484,11 +480,7 @@ fn an_sms_center_killed_and_restarted_mid_campaign_loses_no_sms_and_sends_none_t
 #[test]
 fn a_campaign_fails_over_past_a_provider_that_refuses_the_bind_and_one_that_is_down() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let nowhere = free_port().to_string();
     // The campaign's first choice has the wrong password, its second
     // cannot be reached; the third works.
     let providers = [
@@ -553,6 +545,15 @@ fn http(at: std::net::SocketAddr, method: &str, path: &str, user_agent: &str) ->
     (head.to_owned(), body.to_owned())
 }
 
+/// The test SMS center as the one provider, and tracked links served on
+/// `links` as `dh.example.cn/TOKEN`.
+fn jasmin_with_links(links: std::net::SocketAddr) -> String {
+    format!(
+        "{}\n[links]\nlisten = \"{links}\"\npublic = \"dh.example.cn\"\n",
+        provider("jasmin", SMPP, SMPP_USER, SMPP_PASSWORD)
+    )
+}
+
 fn location(head: &str) -> Option<&str> {
     head.lines().find_map(|line| {
         line.strip_prefix("location: ")
@@ -566,10 +567,7 @@ const PHONE_BROWSER: &str = "Mozilla/5.0 (Linux; Android 14; V2309A) AppleWebKit
 fn a_tracked_link_redirects_to_the_target_with_the_customers_parameters_and_its_click_is_counted() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let links = free_port();
-    let providers = format!(
-        "{}\n[links]\nlisten = \"{links}\"\npublic = \"dh.example.cn\"\n",
-        provider("jasmin", SMPP, SMPP_USER, SMPP_PASSWORD)
-    );
+    let providers = jasmin_with_links(links);
     let phones = numbers(7, 2, 0);
     let (daemon, _sipp, _work) = ringing_campaign_with("links", "", &providers, &phones);
     let records = wait_for_sms(&daemon, "links", "every SMS delivered", |records| {
@@ -688,10 +686,7 @@ sms cart_link {
 }
 "#;
     let links = free_port();
-    let providers = format!(
-        "{}\n[links]\nlisten = \"{links}\"\npublic = \"dh.example.cn\"\n",
-        provider("jasmin", SMPP, SMPP_USER, SMPP_PASSWORD)
-    );
+    let providers = jasmin_with_links(links);
     let phones = numbers(8, 2, 0);
     let (daemon, _sipp, _work) = ringing_campaign_of("clicks", body, "", &providers, &phones);
     let records = wait_for_sms(&daemon, "clicks", "both texts delivered", |records| {
