@@ -132,6 +132,19 @@ fn sms_records(daemon: &Daemon, campaign: &str) -> Vec<Value> {
     answer["result"].as_array().unwrap().clone()
 }
 
+/// Asks `probe` until it answers `Ok`, for at most `within`; fails the test
+/// with the last `Err` it gave and the daemon's log.
+fn poll<T>(daemon: &Daemon, within: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        match probe() {
+            Ok(found) => return found,
+            Err(last) => assert!(Instant::now() < deadline, "{last}\n{}", daemon.log()),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Waits until `done` holds for the campaign's SMS records.
 fn wait_for_sms(
     daemon: &Daemon,
@@ -139,19 +152,16 @@ fn wait_for_sms(
     what: &str,
     done: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let deadline = Instant::now() + WAIT * 2;
-    loop {
+    poll(daemon, WAIT * 2, || {
         let records = sms_records(daemon, campaign);
         if done(&records) {
-            return records;
+            Ok(records)
+        } else {
+            Err(format!(
+                "{what} did not happen; the SMS records: {records:#?}"
+            ))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen; the SMS records: {records:#?}\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    })
 }
 
 fn settled(record: &Value) -> bool {
@@ -316,24 +326,17 @@ fn calls_that_ring_out_text_each_customer_once_in_numbered_ucs2_parts_and_receip
     let replier = &phones[0];
     let sent = control(&format!("/mo?src={}&dst=10690000&text=TD", &replier[1..]));
     assert_eq!(sent["sent"], true, "{sent}");
-    let deadline = Instant::now() + WAIT;
-    loop {
+    poll(&daemon, WAIT, || {
         let listed = daemon.cli(&["dnc", "list"]);
         let found = listed["result"].as_array().is_some_and(|entries| {
             entries
                 .iter()
                 .any(|entry| entry["phone"] == replier.as_str())
         });
-        if found {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the TD reply did not reach the DNC list: {listed}\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        found
+            .then_some(())
+            .ok_or(format!("the TD reply did not reach the DNC list: {listed}"))
+    });
     assert!(
         daemon
             .scrape()
@@ -407,15 +410,14 @@ fn an_account_the_sms_center_throttles_slows_down_and_loses_nothing() {
 
 /// Waits until the metrics page has `line`.
 fn wait_for_metric(daemon: &Daemon, line: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    poll(daemon, WAIT, || {
         let page = daemon.scrape();
         if page.lines().any(|l| l == line) {
-            return;
+            Ok(())
+        } else {
+            Err(format!("no {line:?} on\n{page}"))
         }
-        assert!(Instant::now() < deadline, "no {line:?} on\n{page}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    })
 }
 
 #[test]
@@ -532,11 +534,22 @@ fn a_campaign_fails_over_past_a_provider_that_refuses_the_bind_and_one_that_is_d
 /// An HTTP request to the link server; the status line and headers, and
 /// the body.
 fn http(at: std::net::SocketAddr, method: &str, path: &str, user_agent: &str) -> (String, String) {
+    http_with(at, method, path, user_agent, "")
+}
+
+/// [`http`] with `extra` header lines (each ending `\r\n`).
+fn http_with(
+    at: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    user_agent: &str,
+    extra: &str,
+) -> (String, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(at).unwrap();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: dh.example.cn\r\nUser-Agent: {user_agent}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: dh.example.cn\r\nUser-Agent: {user_agent}\r\n{extra}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
@@ -611,9 +624,16 @@ fn a_tracked_link_redirects_to_the_target_with_the_customers_parameters_and_its_
     assert!(head.starts_with("HTTP/1.1 302"), "{head}");
 
     // A person opening it twice: two clicks, one visitor, and the
-    // redirect carries the customer's parameters.
-    for _ in 0..2 {
-        let (head, _) = http(links, "GET", &format!("/{}", tokens[&0]), PHONE_BROWSER);
+    // redirect carries the customer's parameters. Without `trust_proxy` an
+    // `X-Forwarded-For` is the client's word, not its address.
+    for forwarded in ["", "X-Forwarded-For: 203.0.113.9\r\n"] {
+        let (head, _) = http_with(
+            links,
+            "GET",
+            &format!("/{}", tokens[&0]),
+            PHONE_BROWSER,
+            forwarded,
+        );
         assert!(head.starts_with("HTTP/1.1 302"), "{head}");
         assert_eq!(
             location(&head),
@@ -710,19 +730,14 @@ sms cart_link {
     let (head, _) = http(links, "GET", &format!("/{token}"), PHONE_BROWSER);
     assert!(head.starts_with("HTTP/1.1 302"), "{head}");
 
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let second = poll(&daemon, WAIT, || {
         let second = cdrs_by("after_the_click");
-        if !second.is_empty() {
-            assert_eq!(second.len(), 1, "{second:#?}");
-            assert_eq!(second[0]["customer"], "S000", "{second:#?}");
-            break;
+        if second.is_empty() {
+            Err("the click did not bring a second call".to_owned())
+        } else {
+            Ok(second)
         }
-        assert!(
-            Instant::now() < deadline,
-            "the click did not bring a second call:\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
+    assert_eq!(second.len(), 1, "{second:#?}");
+    assert_eq!(second[0]["customer"], "S000", "{second:#?}");
 }

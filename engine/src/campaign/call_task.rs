@@ -185,13 +185,13 @@ fn queue_sms(
     trigger: &str,
     within: Duration,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    if plan.program.sms_template(template).is_none() {
+    let Some(declared) = plan.program.sms_template(template).cloned() else {
         tracing::warn!(
             template,
             "the rules ask for an SMS template they do not declare"
         );
         return None;
-    }
+    };
     let program = Arc::clone(&plan.program);
     let record = plan.record.clone();
     let campaign = plan.config.name.clone();
@@ -205,9 +205,6 @@ fn queue_sms(
     let trigger = trigger.to_owned();
     let sender = services.sms.clone();
     Some(tokio::task::spawn_blocking(move || {
-        let Some(declared) = program.sms_template(&template) else {
-            return;
-        };
         // `{link}`: a tracked link unique to this SMS with `[links]`, else
         // the campaign's `sms_link` as written.
         let tracked = if target.is_empty() {

@@ -28,7 +28,6 @@ pub struct Visit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenedLink {
     pub target: String,
-    pub campaign: String,
     pub customer: CustomerId,
 }
 
@@ -104,7 +103,6 @@ impl SmsSender {
         }
         Ok(Some(OpenedLink {
             target: link.target,
-            campaign: record.campaign,
             customer,
         }))
     }

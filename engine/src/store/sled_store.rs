@@ -158,6 +158,22 @@ fn decode_id(bytes: &[u8]) -> Result<u64, StoreError> {
         })
 }
 
+/// Reads the customer's contact history inside a transaction, changes it
+/// and writes it back.
+fn change_history(
+    history: &sled::transaction::TransactionalTree,
+    customer: &[u8],
+    change: impl FnOnce(&mut History),
+) -> Result<(), sled::transaction::ConflictableTransactionError<StoreError>> {
+    let mut record = match history.get(customer)? {
+        Some(bytes) => encoding::decode_history(&bytes).map_err(abort)?,
+        None => History::new(),
+    };
+    change(&mut record);
+    history.insert(customer, encoding::encode_history(&record))?;
+    Ok(())
+}
+
 fn abort(error: StoreError) -> sled::transaction::ConflictableTransactionError<StoreError> {
     sled::transaction::ConflictableTransactionError::Abort(error)
 }
@@ -367,13 +383,9 @@ impl Store for SledStore {
             (&self.ledger, &self.history).transaction(|(ledger, history)| {
                 for attempt in attempts {
                     ledger.insert(&attempt.id.to_be_bytes(), encoding::encode_json(attempt))?;
-                    let key = attempt.customer.as_bytes();
-                    let mut record = match history.get(key)? {
-                        Some(bytes) => encoding::decode_history(&bytes).map_err(abort)?,
-                        None => History::new(),
-                    };
-                    record.record_call(attempt.started_at);
-                    history.insert(key, encoding::encode_history(&record))?;
+                    change_history(history, attempt.customer.as_bytes(), |record| {
+                        record.record_call(attempt.started_at)
+                    })?;
                 }
                 Ok(())
             }),
@@ -385,13 +397,9 @@ impl Store for SledStore {
             (&self.ledger, &self.cdr, &self.history).transaction(|(ledger, cdrs, history)| {
                 ledger.remove(&cdr.attempt.to_be_bytes())?;
                 cdrs.insert(encoding::cdr_key(cdr), encoding::encode_json(cdr))?;
-                let key = cdr.customer.as_bytes();
-                let mut record = match history.get(key)? {
-                    Some(bytes) => encoding::decode_history(&bytes).map_err(abort)?,
-                    None => History::new(),
-                };
-                record.record_outcome(cdr.outcome.for_history(), cdr.ended_at);
-                history.insert(key, encoding::encode_history(&record))?;
+                change_history(history, cdr.customer.as_bytes(), |record| {
+                    record.record_outcome(cdr.outcome.for_history(), cdr.ended_at)
+                })?;
                 Ok(())
             }),
         )
@@ -516,13 +524,9 @@ impl Store for SledStore {
         transact(
             (&self.sms_clicks, &self.history).transaction(|(clicks, history)| {
                 clicks.insert(key.as_slice(), value.as_slice())?;
-                let key = customer.as_str().as_bytes();
-                let mut record = match history.get(key)? {
-                    Some(bytes) => encoding::decode_history(&bytes).map_err(abort)?,
-                    None => History::new(),
-                };
-                record.record_sms_click(click.at);
-                history.insert(key, encoding::encode_history(&record))?;
+                change_history(history, customer.as_str().as_bytes(), |record| {
+                    record.record_sms_click(click.at)
+                })?;
                 Ok(())
             }),
         )
